@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# make test runs against Postgres; the local python-svc server is the default.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tarot
+
+.PHONY: install run test bench lint format lock browser-deps
+
+$(VENV)/.installed: requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	touch $@
+
+install: $(VENV)/.installed
+
+## Set everything up and serve the platform at http://127.0.0.1:8000 (Ctrl-C stops it all).
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ensure_staff
+	$(PY) manage.py serve
+
+## The whole suite, on Postgres.
+test: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(PY) -m pytest $(PYTEST_ARGS)
+
+## Speed targets live here, never in timed test assertions.
+bench: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bench --spread celtic_cross --readings 10 --concurrency 2 --ttft-ms 300 --ms-per-token 5 $(BENCH_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Regenerate requirements.lock from pyproject.toml's ranges.
+lock:
+	rm -rf /tmp/tarot-lock && $(PYTHON) -m venv /tmp/tarot-lock
+	/tmp/tarot-lock/bin/pip install --quiet ".[dev]"
+	/tmp/tarot-lock/bin/pip freeze --exclude tarot-platform > requirements.lock

@@ -1,0 +1,170 @@
+"""Which model does a task, with which max_tokens and temperature, and what falls back.
+
+Precedence, field by field: environment variable > spread allocation > global allocation >
+built-in default. Nothing is cached, so an admin edit applies to the next reading without a
+restart. Every resolved allocation is logged with the layer each value came from.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+
+from allocation.models import ModelAllocation, TaskType, parse_model_list
+from allocation.pricing import price_problem
+
+logger = logging.getLogger(__name__)
+
+
+class AllocationError(Exception):
+    """An allocation that cannot be used (e.g. an environment override nobody can price)."""
+
+
+@dataclass(frozen=True)
+class BuiltinDefault:
+    model: str
+    max_tokens: int
+    temperature: float
+    fallbacks: tuple[str, ...]
+
+
+# Used only when the database has no allocation at all (the seed migration creates them).
+BUILTIN_DEFAULTS = {
+    TaskType.CARD_INTERPRETATION: BuiltinDefault(
+        "claude-haiku-4-5", 1024, 0.7, ("claude-3-5-haiku-latest",)
+    ),
+    TaskType.OVERALL_READING: BuiltinDefault(
+        "claude-sonnet-4-5", 2048, 0.8, ("claude-sonnet-4-0",)
+    ),
+    TaskType.RELATIONSHIPS: BuiltinDefault("claude-sonnet-4-0", 1536, 0.7, ("claude-haiku-4-5",)),
+    TaskType.ADVICE: BuiltinDefault("claude-sonnet-4-0", 1024, 0.6, ("claude-haiku-4-5",)),
+}
+
+
+class Layer:
+    ENVIRONMENT = "environment"
+    SPREAD = "spread"
+    GLOBAL = "global"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class AllocationConfig:
+    task_type: str
+    model: str
+    max_tokens: int
+    temperature: float
+    fallbacks: tuple[str, ...]
+    # field name -> the layer it came from, e.g. {"model": "environment", "max_tokens": "spread"}
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def models(self) -> list[str]:
+        """The model, then its fallbacks, each once."""
+        return list(dict.fromkeys([self.model, *self.fallbacks]))
+
+
+def env_name(spread_slug: str, task_type: str, suffix: str) -> str:
+    """CELTIC_CROSS_CARD_MODEL, CELTIC_CROSS_OVERALL_MAX_TOKENS, ..."""
+    return f"{spread_slug.upper()}_{TaskType(task_type).kind.upper()}_{suffix}"
+
+
+class Allocator:
+    def get_config(self, task_type: str, spread=None) -> AllocationConfig:
+        task_type = TaskType(task_type)
+        scope = Q(spread__isnull=True)
+        if spread is not None and spread.pk:
+            scope |= Q(spread=spread)
+        rows = {
+            (Layer.SPREAD if row.spread_id else Layer.GLOBAL): row
+            for row in ModelAllocation.objects.filter(scope, task_type=task_type)
+        }
+        default = BUILTIN_DEFAULTS[task_type]
+        layers = [
+            (Layer.SPREAD, rows.get(Layer.SPREAD)),
+            (Layer.GLOBAL, rows.get(Layer.GLOBAL)),
+            (Layer.DEFAULT, default),
+        ]
+        env = self._environment(task_type, spread)
+        values, sources = {}, {}
+        for name in ("model", "max_tokens", "temperature", "fallbacks"):
+            if name in env:
+                values[name], sources[name] = env[name], Layer.ENVIRONMENT
+                continue
+            for layer, source in layers:
+                if source is not None:
+                    values[name] = (
+                        tuple(source.fallbacks) if name == "fallbacks" else getattr(source, name)
+                    )
+                    sources[name] = layer
+                    break
+        if spread is not None and spread.max_tokens:
+            values["max_tokens"] = min(values["max_tokens"], spread.max_tokens)
+        config = AllocationConfig(task_type=task_type.value, sources=sources, **values)
+        logger.info(
+            "allocation spread=%s task=%s model=%s (%s) max_tokens=%s (%s) temperature=%s (%s) "
+            "fallbacks=%s (%s)",
+            getattr(spread, "slug", "-"),
+            task_type.value,
+            config.model,
+            sources["model"],
+            config.max_tokens,
+            sources["max_tokens"],
+            config.temperature,
+            sources["temperature"],
+            ",".join(config.fallbacks) or "-",
+            sources["fallbacks"],
+        )
+        return config
+
+    def max_concurrent_calls(self, spread) -> int:
+        name = f"{spread.slug.upper()}_MAX_CONCURRENT_CALLS"
+        raw = os.environ.get(name)
+        if raw is None:
+            return spread.max_concurrent_calls
+        return _positive_int(name, raw)
+
+    def _environment(self, task_type: TaskType, spread) -> dict:
+        if spread is None:
+            return {}
+        found = {}
+        model = os.environ.get(env_name(spread.slug, task_type, "MODEL"))
+        if model:
+            found["model"] = model.strip()
+        raw = os.environ.get(name := env_name(spread.slug, task_type, "MAX_TOKENS"))
+        if raw:
+            found["max_tokens"] = _positive_int(name, raw)
+        raw = os.environ.get(name := env_name(spread.slug, task_type, "TEMPERATURE"))
+        if raw:
+            try:
+                temperature = float(raw)
+            except ValueError:
+                raise AllocationError(f"{name}={raw!r} is not a number.") from None
+            if not 0 <= temperature <= 1:
+                raise AllocationError(f"{name}={raw!r} must be between 0 and 1.")
+            found["temperature"] = temperature
+        raw = os.environ.get(name := env_name(spread.slug, task_type, "FALLBACK_MODELS"))
+        if raw is not None:
+            found["fallbacks"] = tuple(parse_model_list(raw))
+        for model_id in [found.get("model"), *found.get("fallbacks", ())]:
+            if model_id and (problem := price_problem(model_id)):
+                raise AllocationError(f"Environment override for {spread.slug}: {problem}")
+        return found
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AllocationError(f"{name}={raw!r} is not a whole number.") from None
+    if value < 1:
+        raise AllocationError(f"{name}={raw!r} must be at least 1.")
+    return value
+
+
+_allocator = Allocator()
+
+
+def get_allocator() -> Allocator:
+    return _allocator

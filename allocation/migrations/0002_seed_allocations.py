@@ -1,0 +1,43 @@
+"""Global allocations, as the design asks: cards on a fast cheap model, the overall reading
+on a strong one, relationships and advice on a middle one, each with a fallback."""
+
+from django.db import migrations
+
+ALLOCATIONS = [
+    ("card_interpretation", "claude-haiku-4-5", 1024, 0.7, "claude-3-5-haiku-latest"),
+    ("overall_reading", "claude-sonnet-4-5", 2048, 0.8, "claude-sonnet-4-0"),
+    ("relationships", "claude-sonnet-4-0", 1536, 0.7, "claude-haiku-4-5"),
+    ("advice", "claude-sonnet-4-0", 1024, 0.6, "claude-haiku-4-5"),
+]
+
+
+def seed(apps, schema_editor):
+    ModelAllocation = apps.get_model("allocation", "ModelAllocation")
+    ModelLimit = apps.get_model("allocation", "ModelLimit")
+    for task_type, model, max_tokens, temperature, fallbacks in ALLOCATIONS:
+        ModelAllocation.objects.create(
+            task_type=task_type,
+            spread=None,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            fallback_models=fallbacks,
+        )
+    # Anthropic's entry tier, as a safe start: staff set their organisation's real limits.
+    ModelLimit.objects.create(
+        model="*",
+        requests_per_minute=50,
+        input_tokens_per_minute=30_000,
+        output_tokens_per_minute=8_000,
+        max_concurrent_calls=10,
+    )
+
+
+def unseed(apps, schema_editor):
+    apps.get_model("allocation", "ModelAllocation").objects.filter(spread=None).delete()
+    apps.get_model("allocation", "ModelLimit").objects.filter(model="*").delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [("allocation", "0001_initial")]
+    operations = [migrations.RunPython(seed, unseed)]

@@ -1,0 +1,216 @@
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class TaskType(models.TextChoices):
+    CARD_INTERPRETATION = "card_interpretation", "Card interpretation"
+    OVERALL_READING = "overall_reading", "Overall reading"
+    RELATIONSHIPS = "relationships", "Relationships"
+    ADVICE = "advice", "Advice"
+
+    @property
+    def kind(self) -> str:
+        """The short word used in template names and environment variables."""
+        return {
+            "card_interpretation": "card",
+            "overall_reading": "overall",
+            "relationships": "relationships",
+            "advice": "advice",
+        }[self.value]
+
+
+def parse_model_list(text: str) -> list[str]:
+    return [name.strip() for name in text.replace("\n", ",").split(",") if name.strip()]
+
+
+class ModelAllocation(models.Model):
+    """Which model does a task type, globally (no spread) or for one spread."""
+
+    task_type = models.CharField(max_length=30, choices=TaskType.choices)
+    spread = models.ForeignKey(
+        "spreads.Spread",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="allocations",
+        help_text="Empty: the global default for this task type.",
+    )
+    model = models.CharField(max_length=100, help_text="An Anthropic model id, e.g. claude-haiku-4-5.")
+    max_tokens = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    temperature = models.FloatField(
+        default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    fallback_models = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Tried in order when the model fails: comma-separated model ids.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["spread__slug", "task_type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task_type", "spread"],
+                condition=Q(spread__isnull=False),
+                name="allocation_one_per_spread_and_task",
+            ),
+            models.UniqueConstraint(
+                fields=["task_type"],
+                condition=Q(spread__isnull=True),
+                name="allocation_one_global_per_task",
+            ),
+            models.CheckConstraint(
+                condition=Q(temperature__gte=0, temperature__lte=1),
+                name="allocation_temperature_0_to_1",
+            ),
+        ]
+
+    def __str__(self):
+        scope = self.spread.slug if self.spread_id else "global"
+        return f"{self.get_task_type_display()} ({scope}): {self.model}"
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return parse_model_list(self.fallback_models)
+
+    def clean(self):
+        from allocation.pricing import price_problem
+
+        errors = {}
+        if self.temperature is not None and not 0 <= self.temperature <= 1:
+            errors["temperature"] = "Temperature must be between 0 and 1."
+        if self.model:
+            problem = price_problem(self.model.strip())
+            if problem:
+                errors["model"] = problem
+        for name in self.fallbacks:
+            problem = price_problem(name)
+            if problem:
+                errors["fallback_models"] = problem
+                break
+            if name == self.model:
+                errors["fallback_models"] = f"{name} is the main model; a fallback must differ."
+                break
+        if errors:
+            raise ValidationError(errors)
+
+
+class ModelLimit(models.Model):
+    """The provider's limits for a model, shared by every worker process."""
+
+    DEFAULT = "*"
+
+    model = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="A model id, or * for every model without a row of its own.",
+    )
+    requests_per_minute = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
+    input_tokens_per_minute = models.PositiveIntegerField(
+        default=30_000, validators=[MinValueValidator(1)]
+    )
+    output_tokens_per_minute = models.PositiveIntegerField(
+        default=8_000, validators=[MinValueValidator(1)]
+    )
+    max_concurrent_calls = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1)]
+    )
+
+    class Meta:
+        ordering = ["model"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(requests_per_minute__gte=1)
+                & Q(input_tokens_per_minute__gte=1)
+                & Q(output_tokens_per_minute__gte=1)
+                & Q(max_concurrent_calls__gte=1),
+                name="model_limit_all_positive",
+            )
+        ]
+
+    def __str__(self):
+        return "Every other model" if self.model == self.DEFAULT else self.model
+
+
+class ModelPrice(models.Model):
+    """A price for a model the price library does not know (or an agreed discount)."""
+
+    model = models.CharField(max_length=100, unique=True)
+    input_per_mtok = models.DecimalField(
+        "input, USD per million tokens", max_digits=10, decimal_places=4,
+        validators=[MinValueValidator(Decimal(0))],
+    )
+    output_per_mtok = models.DecimalField(
+        "output, USD per million tokens", max_digits=10, decimal_places=4,
+        validators=[MinValueValidator(Decimal(0))],
+    )
+    cache_read_per_mtok = models.DecimalField(
+        "cache read, USD per million tokens", max_digits=10, decimal_places=4,
+        default=Decimal(0), validators=[MinValueValidator(Decimal(0))],
+    )
+    cache_write_per_mtok = models.DecimalField(
+        "cache write, USD per million tokens", max_digits=10, decimal_places=4,
+        default=Decimal(0), validators=[MinValueValidator(Decimal(0))],
+    )
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self):
+        return self.model
+
+
+class CallOutcome(models.TextChoices):
+    OK = "ok", "OK"
+    RATE_LIMITED = "rate_limited", "Rate limited (429)"
+    OVERLOADED = "overloaded", "Overloaded (529)"
+    ERROR = "error", "Error"
+    TIMEOUT = "timeout", "Timeout"
+
+
+class LLMCall(models.Model):
+    """One attempt at the provider: every 429, failure and fallback gets a row."""
+
+    reading = models.ForeignKey(
+        "readings.Reading", on_delete=models.SET_NULL, null=True, blank=True, related_name="llm_calls"
+    )
+    task = models.ForeignKey(
+        "readings.ReadingTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="calls"
+    )
+    task_type = models.CharField(max_length=30, choices=TaskType.choices)
+    spread = models.ForeignKey(
+        "spreads.Spread", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_model = models.CharField(max_length=100, help_text="What the allocation asked for.")
+    model = models.CharField(max_length=100, help_text="What this attempt called.")
+    outcome = models.CharField(max_length=15, choices=CallOutcome.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    is_retry = models.BooleanField(default=False)
+    is_fallback = models.BooleanField(default=False)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=8, default=Decimal(0))
+    latency_s = models.FloatField()
+    request_id = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["task_type", "created_at"]),
+            models.Index(fields=["model", "created_at"]),
+            models.Index(fields=["spread", "created_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.task_type} on {self.model}: {self.outcome}"

@@ -1,0 +1,205 @@
+"""The parallel reading engine.
+
+Phase 1 interprets every card batch at once; phase 2 writes the overall reading and the
+relationships at once; phase 3 gives advice. At most the spread's max_concurrent_calls LLM
+calls are in flight for one reading (one at a time when the spread does not support
+parallel calls). Each task is saved the moment it finishes, so a redelivered job resumes.
+"""
+
+import asyncio
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+
+from allocation.allocator import AllocationError
+from allocation.calls import TaskFailed, complete
+from allocation.client_pool import runtime
+from allocation.models import TaskType
+from allocation.usage import Attempt
+from readings import store
+from readings.models import Reading, ReadingTask, TaskStatus
+from spreads.prompts import CardResult, PromptContext
+
+logger = logging.getLogger(__name__)
+
+# progress(task, status) is called as each task starts and ends (the `read` command's bar).
+Progress = Callable[[ReadingTask, str], None]
+
+
+class CallTracker:
+    """The per-reading bound on concurrent calls, and what it saw."""
+
+    def __init__(self, limit: int):
+        self._semaphore = asyncio.Semaphore(limit)
+        self.in_flight = 0
+        self.peak = 0
+
+    @asynccontextmanager
+    async def slot(self, model: str):
+        async with self._semaphore:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            try:
+                yield
+            finally:
+                self.in_flight -= 1
+
+
+@dataclass
+class RunTimings:
+    """Call time per task for this run, to compute the reading's metrics."""
+
+    started: float = field(default_factory=time.monotonic)
+    call_seconds: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    phase_of: dict[int, int] = field(default_factory=dict)
+
+    def as_metrics(self, peak: int) -> dict:
+        wall = time.monotonic() - self.started
+        sequential = sum(self.call_seconds.values())
+        slowest_per_phase: dict[int, float] = defaultdict(float)
+        for task_id, seconds in self.call_seconds.items():
+            phase = self.phase_of[task_id]
+            slowest_per_phase[phase] = max(slowest_per_phase[phase], seconds)
+        return {
+            "wall_time_s": wall,
+            "sequential_s": sequential,
+            "time_saved_s": sequential - wall,
+            "critical_path_s": sum(slowest_per_phase.values()),
+            "peak_concurrent_calls": peak,
+        }
+
+
+def split_by_card(text: str, count: int) -> list[str]:
+    """One paragraph per card, as the card prompts ask; the whole text for each if the model
+    wrote some other shape."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    if len(paragraphs) == count:
+        return paragraphs
+    return [text.strip()] * count
+
+
+class ReadingRun:
+    def __init__(self, state: store.ReadingState, progress: Progress | None = None):
+        self.state = state
+        self.progress = progress or (lambda task, status: None)
+        parallel = state.spread.supports_parallel
+        self.tracker = CallTracker(state.max_concurrent_calls if parallel else 1)
+        self.timings = RunTimings()
+
+    async def run(self) -> None:
+        tasks = self.state.tasks
+        for phase in (1, 2, 3):
+            todo = [t for t in tasks if t.phase == phase and t.status != TaskStatus.DONE]
+            if self.state.spread.supports_parallel:
+                outcomes = await asyncio.gather(
+                    *(self._run_task(t) for t in todo), return_exceptions=True
+                )
+            else:
+                outcomes = []
+                for task in todo:
+                    try:
+                        outcomes.append(await self._run_task(task))
+                    except TaskFailed as exc:
+                        outcomes.append(exc)
+                        break
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+
+    async def _run_task(self, task: ReadingTask) -> None:
+        if not await sync_to_async(store.claim_task)(task.pk):
+            return
+        self.timings.phase_of[task.pk] = task.phase
+        self.progress(task, TaskStatus.RUNNING)
+        prompt = await sync_to_async(store.render)(
+            self.state.templates[task.task_type], self._context_for(task)
+        )
+        attempts = 0
+
+        async def on_attempt(attempt: Attempt):
+            nonlocal attempts
+            attempts += 1
+            self.timings.call_seconds[task.pk] += attempt.latency_s
+            await sync_to_async(store.record_attempt)(
+                attempt,
+                reading_id=self.state.reading.pk,
+                task_id=task.pk,
+                spread_id=self.state.spread.pk,
+            )
+
+        try:
+            completion = await complete(
+                prompt=prompt,
+                config=self.state.configs[task.task_type],
+                gate=self.tracker.slot,
+                on_attempt=on_attempt,
+            )
+        except TaskFailed as exc:
+            error = f"{task}: {exc}"
+            await sync_to_async(store.fail_task)(task.pk, error=error, attempts=attempts)
+            task.status = TaskStatus.FAILED
+            self.progress(task, TaskStatus.FAILED)
+            raise TaskFailed(error) from exc
+        await sync_to_async(store.finish_task)(
+            task.pk, output=completion.text, model=completion.model, attempts=attempts
+        )
+        task.status, task.output, task.model_used = TaskStatus.DONE, completion.text, completion.model
+        self.progress(task, TaskStatus.DONE)
+
+    def _context_for(self, task: ReadingTask) -> PromptContext:
+        state = self.state
+        context = PromptContext(question=state.reading.question, spread=state.spread, cards=state.cards)
+        if task.phase == 1:
+            wanted = set(task.position_indexes)
+            context.batch = [c for c in state.cards if c.position.index in wanted]
+            return context
+        by_index = {c.position.index: c for c in state.cards}
+        for done in sorted(
+            (t for t in state.tasks if t.phase == 1), key=lambda t: t.batch_index
+        ):
+            texts = split_by_card(done.output, len(done.position_indexes))
+            for index, text in zip(done.position_indexes, texts, strict=True):
+                card = by_index[index]
+                context.card_results.append(
+                    CardResult(
+                        position=card.position, card=card.card, orientation=card.orientation, text=text
+                    )
+                )
+        if task.phase == 3:
+            for earlier in state.tasks:
+                if earlier.task_type == TaskType.OVERALL_READING:
+                    context.overall = earlier.output
+                elif earlier.task_type == TaskType.RELATIONSHIPS:
+                    context.relationships = earlier.output
+        return context
+
+
+async def run_reading(reading_id, progress: Progress | None = None) -> Reading:
+    """Run (or resume) a reading to the end; returns it, done or failed with a clear error."""
+    try:
+        state = await sync_to_async(store.begin)(reading_id)
+    except AllocationError as exc:
+        return await sync_to_async(store.finish)(reading_id, error=str(exc))
+    if state is None:
+        return await Reading.objects.aget(pk=reading_id)
+    reading_run = ReadingRun(state, progress)
+    error = ""
+    try:
+        await reading_run.run()
+    except TaskFailed as exc:
+        error = str(exc)
+        logger.warning("reading %s failed: %s", reading_id, error)
+    metrics = reading_run.timings.as_metrics(reading_run.tracker.peak)
+    return await sync_to_async(store.finish)(reading_id, error=error, timings=metrics)
+
+
+def run_reading_sync(reading_id, progress: Progress | None = None) -> Reading:
+    """Entry point for sync code (the worker task, commands): runs on the process's LLM
+    runtime loop so pooled connections are reused across readings."""
+    return runtime.run(run_reading(reading_id, progress))

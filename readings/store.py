@@ -1,0 +1,146 @@
+"""Where the engine meets the database: the only module it reaches the ORM through.
+
+Functions here are synchronous; the engine calls them with sync_to_async. Each write is a
+small, conditional update so that a redelivered job resumes where the last one stopped and
+never runs (or pays for) a finished task again.
+"""
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import close_old_connections, transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from allocation.allocator import AllocationConfig, get_allocator
+from allocation.models import CallOutcome, LLMCall, TaskType
+from allocation.usage import Attempt, record_call
+from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
+from readings.planning import plan_tasks
+from spreads.models import Spread
+from spreads.prompts import DrawnCard, PromptContext, render_prompt, template_name_for
+
+
+@dataclass
+class ReadingState:
+    reading: Reading
+    spread: Spread
+    cards: list[DrawnCard]
+    tasks: list[ReadingTask]
+    configs: dict[str, AllocationConfig] = field(default_factory=dict)
+    templates: dict[str, str] = field(default_factory=dict)
+    max_concurrent_calls: int = 1
+
+
+def begin(reading_id) -> ReadingState | None:
+    """Take the reading for this run; None if it is already done."""
+    close_old_connections()
+    with transaction.atomic():
+        reading = Reading.objects.select_for_update().select_related("spread").get(pk=reading_id)
+        if reading.status == ReadingStatus.DONE:
+            return None
+        spread = reading.spread
+        # Only one run of a reading's job is alive at a time (the worker's timeout is below its
+        # retry), so a task still marked running now was abandoned by a worker that died.
+        reading.tasks.filter(status__in=[TaskStatus.RUNNING, TaskStatus.FAILED]).update(
+            status=TaskStatus.PENDING, error=""
+        )
+        ReadingTask.objects.bulk_create(
+            [
+                ReadingTask(
+                    reading=reading,
+                    task_type=planned.task_type,
+                    phase=planned.phase,
+                    batch_index=planned.batch_index,
+                    position_indexes=list(planned.position_indexes),
+                )
+                for planned in plan_tasks(spread.card_count, spread.batch_size)
+            ],
+            ignore_conflicts=True,
+        )
+        reading.status = ReadingStatus.RUNNING
+        reading.attempts += 1
+        reading.started_at = reading.started_at or timezone.now()
+        reading.error = ""
+        reading.save(update_fields=["status", "attempts", "started_at", "error"])
+
+    allocator = get_allocator()
+    drawn = reading.drawn_cards.select_related("position", "card").order_by("position__index")
+    return ReadingState(
+        reading=reading,
+        spread=spread,
+        cards=[DrawnCard(position=d.position, card=d.card, reversed=d.reversed) for d in drawn],
+        tasks=list(reading.tasks.all()),
+        configs={t: allocator.get_config(t, spread=spread) for t in TaskType.values},
+        templates={t: template_name_for(spread, TaskType(t).kind) for t in TaskType.values},
+        max_concurrent_calls=allocator.max_concurrent_calls(spread),
+    )
+
+
+def claim_task(task_id) -> bool:
+    """True if this run got the task; False if it is done or another run holds it."""
+    return (
+        ReadingTask.objects.filter(pk=task_id, status=TaskStatus.PENDING).update(
+            status=TaskStatus.RUNNING, started_at=timezone.now(), error=""
+        )
+        == 1
+    )
+
+
+def render(template_name: str, context: PromptContext) -> str:
+    return render_prompt(template_name, context)
+
+
+def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> None:
+    record_call(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
+
+
+def finish_task(task_id, *, output: str, model: str, attempts: int) -> None:
+    cost = LLMCall.objects.filter(task_id=task_id).aggregate(total=Sum("cost_usd"))["total"]
+    ReadingTask.objects.filter(pk=task_id).update(
+        status=TaskStatus.DONE,
+        output=output,
+        model_used=model,
+        attempts=attempts,
+        cost_usd=cost or Decimal(0),
+        finished_at=timezone.now(),
+    )
+
+
+def fail_task(task_id, *, error: str, attempts: int) -> None:
+    cost = LLMCall.objects.filter(task_id=task_id).aggregate(total=Sum("cost_usd"))["total"]
+    ReadingTask.objects.filter(pk=task_id).update(
+        status=TaskStatus.FAILED,
+        error=error,
+        attempts=attempts,
+        cost_usd=cost or Decimal(0),
+        finished_at=timezone.now(),
+    )
+
+
+def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Reading:
+    """End the reading as done (or failed, with error) and save its metrics."""
+    totals = LLMCall.objects.filter(reading_id=reading_id).aggregate(
+        calls=Count("id"),
+        rate_limit_hits=Count("id", filter=Q(outcome=CallOutcome.RATE_LIMITED)),
+        retries=Count("id", filter=Q(is_retry=True)),
+        fallbacks=Count("task", filter=Q(is_fallback=True), distinct=True),
+        input_tokens=Sum("input_tokens"),
+        output_tokens=Sum("output_tokens"),
+        cost_usd=Sum("cost_usd"),
+    )
+    fields = {
+        "status": ReadingStatus.FAILED if error else ReadingStatus.DONE,
+        "error": error,
+        "finished_at": timezone.now(),
+        "calls": totals["calls"],
+        "rate_limit_hits": totals["rate_limit_hits"],
+        "retries": totals["retries"],
+        "fallbacks": totals["fallbacks"],
+        "input_tokens": totals["input_tokens"] or 0,
+        "output_tokens": totals["output_tokens"] or 0,
+        "cost_usd": totals["cost_usd"] or Decimal(0),
+        **(timings or {}),
+    }
+    Reading.objects.filter(pk=reading_id).update(**fields)
+    return Reading.objects.get(pk=reading_id)

@@ -1,0 +1,184 @@
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+
+class Arcana(models.TextChoices):
+    MAJOR = "major", "Major arcana"
+    MINOR = "minor", "Minor arcana"
+
+
+class Suit(models.TextChoices):
+    WANDS = "wands", "Wands"
+    CUPS = "cups", "Cups"
+    SWORDS = "swords", "Swords"
+    PENTACLES = "pentacles", "Pentacles"
+
+
+class Card(models.Model):
+    """One of the 78 Rider-Waite-Smith cards; loaded by migration from spreads/data/deck.json."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=40, unique=True)
+    arcana = models.CharField(max_length=5, choices=Arcana.choices)
+    suit = models.CharField(max_length=10, choices=Suit.choices, blank=True)
+    number = models.PositiveSmallIntegerField(help_text="0-21 for the major arcana; 1-14 (Ace..King).")
+    keywords = models.JSONField(default=list)
+    upright = models.TextField()
+    reversed = models.TextField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.name
+
+
+class TaskKind(models.TextChoices):
+    """The four prompts a spread needs; the allocation app maps each to a task type."""
+
+    CARD = "card", "Card interpretation"
+    OVERALL = "overall", "Overall reading"
+    RELATIONSHIPS = "relationships", "Relationships"
+    ADVICE = "advice", "Advice"
+
+
+# Spread slugs become environment variable prefixes (celtic_cross -> CELTIC_CROSS_CARD_MODEL),
+# so they must be valid identifier fragments.
+slug_validator = RegexValidator(
+    r"^[a-z][a-z0-9_]*$",
+    "Use lowercase letters, digits and underscores, starting with a letter (e.g. celtic_cross).",
+)
+
+
+class Spread(models.Model):
+    slug = models.CharField(
+        max_length=50,
+        unique=True,
+        validators=[slug_validator],
+        help_text="The spread type, e.g. celtic_cross. Environment overrides use it upper-cased: "
+        "CELTIC_CROSS_CARD_MODEL.",
+    )
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    card_count = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    supports_parallel = models.BooleanField(
+        default=True, help_text="Off: the reading's calls run one at a time."
+    )
+    batch_size = models.PositiveSmallIntegerField(
+        default=3,
+        help_text="Cards interpreted per call in phase 1 (10 cards by 3 gives 3-3-3-1).",
+    )
+    max_concurrent_calls = models.PositiveSmallIntegerField(
+        default=5, help_text="At most this many LLM calls at once for one reading."
+    )
+    max_tokens = models.PositiveIntegerField(
+        default=2048,
+        validators=[MinValueValidator(1)],
+        help_text="Upper bound on max_tokens for any call of this spread.",
+    )
+    card_template = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Prompt template for card batches. Empty: <slug>_card.txt if it exists, "
+        "else card.txt.",
+    )
+    overall_template = models.CharField(max_length=100, blank=True)
+    relationships_template = models.CharField(max_length=100, blank=True)
+    advice_template = models.CharField(max_length=100, blank=True)
+    is_active = models.BooleanField(default=True, help_text="Inactive spreads accept no readings.")
+
+    class Meta:
+        ordering = ["card_count", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(card_count__gte=1), name="spread_card_count_at_least_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(batch_size__gte=1, batch_size__lte=F("card_count")),
+                name="spread_batch_size_within_card_count",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_concurrent_calls__gte=1),
+                name="spread_max_concurrent_calls_at_least_1",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def template_field(self, kind: str) -> str:
+        return getattr(self, f"{kind}_template")
+
+    def clean(self):
+        from spreads.prompts import template_problem
+
+        errors = {}
+        if self.card_count and self.batch_size is not None:
+            if not 1 <= self.batch_size <= self.card_count:
+                errors["batch_size"] = (
+                    f"Batch size must be between 1 and the card count ({self.card_count})."
+                )
+        if self.max_concurrent_calls is not None and self.max_concurrent_calls < 1:
+            errors["max_concurrent_calls"] = "Allow at least 1 concurrent call."
+        for kind in TaskKind.values:
+            name = self.template_field(kind)
+            if name:
+                problem = template_problem(name)
+                if problem:
+                    errors[f"{kind}_template"] = problem
+        if errors:
+            raise ValidationError(errors)
+
+
+class Position(models.Model):
+    spread = models.ForeignKey(Spread, on_delete=models.CASCADE, related_name="positions")
+    index = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1)], help_text="1 for the first card laid."
+    )
+    name = models.CharField(max_length=100)
+    meaning = models.TextField(help_text="What a card in this position speaks to.")
+
+    class Meta:
+        ordering = ["spread", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["spread", "index"], name="position_index_unique"),
+            models.CheckConstraint(condition=Q(index__gte=1), name="position_index_at_least_1"),
+        ]
+
+    def __str__(self):
+        return f"{self.index}. {self.name}"
+
+
+class PromptTemplate(models.Model):
+    """A prompt edited in the admin. It overrides templates/reading/<name> of the same name."""
+
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[a-z0-9_]+\.txt$", "Use a file-like name such as celtic_cross_card.txt."
+            )
+        ],
+    )
+    body = models.TextField(
+        help_text="Django template language. Variables: question, spread, cards, batch, "
+        "card_results, overall, relationships."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from spreads.prompts import render_problem
+
+        if self.body:
+            problem = render_problem(self.body)
+            if problem:
+                raise ValidationError({"body": problem})

@@ -1,0 +1,55 @@
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+
+from allocation.models import ModelAllocation, ModelPrice, TaskType
+
+pytestmark = pytest.mark.django_db
+
+
+def allocation(**fields) -> ModelAllocation:
+    defaults = dict(task_type=TaskType.CARD_INTERPRETATION, model="claude-haiku-4-5")
+    return ModelAllocation(**{**defaults, **fields})
+
+
+def errors_of(instance) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as info:
+        instance.full_clean(validate_constraints=False)
+    return info.value.message_dict
+
+
+def test_it_rejects_the_seed_documents_made_up_model_id():
+    message = errors_of(allocation(model="claude-haiku-20240307"))["model"][0]
+    assert "No price is known for 'claude-haiku-20240307'" in message
+    assert "model price override" in message
+
+
+def test_it_accepts_an_unknown_model_once_staff_give_it_a_price():
+    ModelPrice.objects.create(
+        model="claude-haiku-20240307", input_per_mtok=Decimal("0.25"), output_per_mtok=Decimal("1.25")
+    )
+    allocation(model="claude-haiku-20240307").full_clean(validate_constraints=False)
+
+
+def test_it_rejects_an_unpriceable_fallback():
+    errors = errors_of(allocation(fallback_models="claude-imaginary-9"))
+    assert "claude-imaginary-9" in errors["fallback_models"][0]
+
+
+@pytest.mark.parametrize("temperature", [-0.1, 1.5])
+def test_it_rejects_a_temperature_outside_0_to_1(temperature):
+    assert "temperature" in errors_of(allocation(temperature=temperature))
+
+
+def test_it_keeps_fallbacks_in_the_order_staff_wrote_them():
+    assert allocation(fallback_models="claude-sonnet-4-0, claude-3-5-haiku-latest").fallbacks == [
+        "claude-sonnet-4-0",
+        "claude-3-5-haiku-latest",
+    ]
+
+
+def test_it_allows_one_global_allocation_per_task_type():
+    with pytest.raises(IntegrityError):
+        ModelAllocation.objects.create(task_type=TaskType.ADVICE, model="claude-haiku-4-5")

@@ -1,0 +1,109 @@
+"""Staff configure spreads in the admin: the test client posts the real admin forms."""
+
+import pytest
+
+from spreads.models import Spread
+
+pytestmark = pytest.mark.django_db
+
+ADD_URL = "/admin/spreads/spread/add/"
+
+
+def spread_form(positions: list[tuple[int, str, str]], **fields) -> dict:
+    data = {
+        "name": "Year Ahead",
+        "slug": "year_ahead",
+        "description": "",
+        "card_count": 12,
+        "is_active": "on",
+        "supports_parallel": "on",
+        "batch_size": 4,
+        "max_concurrent_calls": 6,
+        "max_tokens": 4096,
+        "card_template": "",
+        "overall_template": "",
+        "relationships_template": "",
+        "advice_template": "",
+        "positions-TOTAL_FORMS": len(positions),
+        "positions-INITIAL_FORMS": 0,
+        "positions-MIN_NUM_FORMS": 0,
+        "positions-MAX_NUM_FORMS": 1000,
+    }
+    for i, (index, name, meaning) in enumerate(positions):
+        data[f"positions-{i}-index"] = index
+        data[f"positions-{i}-name"] = name
+        data[f"positions-{i}-meaning"] = meaning
+    data.update(fields)
+    return data
+
+
+def months(n: int) -> list[tuple[int, str, str]]:
+    return [(i, f"Month {i}", f"What month {i} brings.") for i in range(1, n + 1)]
+
+
+def test_it_lets_staff_add_a_twelve_card_spread_with_no_code_change(staff_client):
+    response = staff_client.post(ADD_URL, spread_form(months(12)))
+
+    assert response.status_code == 302, response.context["adminform"].errors
+    spread = Spread.objects.get(slug="year_ahead")
+    assert spread.positions.count() == 12
+    assert (spread.batch_size, spread.max_concurrent_calls) == (4, 6)
+    spread.full_clean()
+
+
+def test_it_shows_the_three_seeded_spreads_to_staff(staff_client):
+    page = staff_client.get("/admin/spreads/spread/").content.decode()
+    for name in ["Three Card", "Celtic Cross", "Horoscope"]:
+        assert name in page
+
+
+def test_it_rejects_a_spread_whose_positions_do_not_match_its_card_count(staff_client):
+    response = staff_client.post(ADD_URL, spread_form(months(11)))
+
+    assert response.status_code == 200
+    assert "has 12 cards but 11 positions" in response.content.decode()
+    assert not Spread.objects.filter(slug="year_ahead").exists()
+
+
+def test_it_rejects_positions_numbered_with_a_gap(staff_client):
+    positions = months(11) + [(13, "Month 13", "Too far.")]
+    response = staff_client.post(ADD_URL, spread_form(positions))
+
+    assert "Number the positions 1 to 12" in response.content.decode()
+
+
+def test_it_rejects_a_batch_size_larger_than_the_spread(staff_client):
+    response = staff_client.post(ADD_URL, spread_form(months(12), batch_size=13))
+
+    assert "Batch size must be between 1 and the card count (12)" in response.content.decode()
+    assert not Spread.objects.filter(slug="year_ahead").exists()
+
+
+def test_it_keeps_a_spread_unchanged_when_an_edit_is_rejected(staff_client):
+    spread = Spread.objects.get(slug="celtic_cross")
+    url = f"/admin/spreads/spread/{spread.pk}/change/"
+    data = spread_form([], name="Celtic Cross", slug="celtic_cross", card_count=10, batch_size=0)
+    data["positions-INITIAL_FORMS"] = 0
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 200
+    spread.refresh_from_db()
+    assert spread.batch_size == 3
+    assert spread.positions.count() == 10
+
+
+def test_it_rejects_an_unpriceable_model_in_the_allocation_admin(staff_client):
+    response = staff_client.post(
+        "/admin/allocation/modelallocation/add/",
+        {
+            "task_type": "card_interpretation",
+            "spread": Spread.objects.get(slug="celtic_cross").pk,
+            "model": "claude-haiku-20240307",
+            "max_tokens": 512,
+            "temperature": 0.5,
+            "fallback_models": "",
+        },
+    )
+    assert response.status_code == 200
+    assert "No price is known for" in response.content.decode()
