@@ -23,14 +23,11 @@ from allocation.retry_policy import (
     RetryParams,
     backoff_delay,
     classify,
+    fallback_may_help,
     is_fatal,
     retry_after_from_headers,
 )
 from allocation.usage import Attempt
-
-# Auth and permission errors are the operator's to fix: another model will not help.
-STOP_AT_ONCE = {401, 403}
-
 
 class TaskFailed(Exception):
     """Every model in the allocation failed (or the failure cannot be retried)."""
@@ -131,10 +128,10 @@ async def complete(
                     **common,
                 )
             )
-            if status in STOP_AT_ONCE:
-                raise TaskFailed(last_problem) from failure
             if is_fatal(failure):
-                break  # a bad request for this model: the next one may accept it
+                if not fallback_may_help(failure):
+                    raise TaskFailed(last_problem) from failure  # every model would say the same
+                break  # e.g. a model this key cannot use: the next one may serve
             out_of_attempts = attempt_on_model == params.max_attempts_per_model
             if outcome != CallOutcome.RATE_LIMITED and not is_last_model:
                 break  # overloaded, erroring or timing out: hand the task on now

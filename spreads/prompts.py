@@ -92,7 +92,7 @@ def template_name_for(spread: Spread, kind: str) -> str:
 def render_prompt(name: str, context: PromptContext) -> str:
     stored = PromptTemplate.objects.filter(name=name).values_list("body", flat=True).first()
     template = _engine().from_string(stored) if stored is not None else _engine().get_template(name)
-    return template.render(Context(context.as_dict())).strip()
+    return template.render(Context(context.as_dict(), autoescape=False)).strip()
 
 
 def sample_context(spread: Spread | None = None) -> PromptContext:
@@ -132,7 +132,7 @@ def sample_context(spread: Spread | None = None) -> PromptContext:
 def render_problem(body: str) -> str | None:
     """None if the template text renders against a sample reading, else what is wrong."""
     try:
-        rendered = _engine().from_string(body).render(Context(sample_context().as_dict()))
+        rendered = _engine().from_string(body).render(Context(sample_context().as_dict(), autoescape=False))
     except TemplateSyntaxError as exc:
         return f"The template does not compile: {exc}"
     except Exception as exc:  # noqa: BLE001 - any render failure is the staff member's to fix
