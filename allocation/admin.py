@@ -18,7 +18,10 @@ class ModelAllocationAdmin(admin.ModelAdmin):
 @admin.register(ModelLimit)
 class ModelLimitAdmin(admin.ModelAdmin):
     list_display = [
-        "__str__", "requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute",
+        "__str__",
+        "requests_per_minute",
+        "input_tokens_per_minute",
+        "output_tokens_per_minute",
         "max_concurrent_calls",
     ]
 
@@ -26,5 +29,9 @@ class ModelLimitAdmin(admin.ModelAdmin):
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = [
-        "model", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok",
+        "model",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cache_read_per_mtok",
+        "cache_write_per_mtok",
     ]

@@ -37,8 +37,8 @@ BUILTIN_DEFAULTS = {
     TaskType.OVERALL_READING: BuiltinDefault(
         "claude-sonnet-4-5", 2048, 0.8, ("claude-sonnet-4-0",)
     ),
-    TaskType.RELATIONSHIPS: BuiltinDefault("claude-sonnet-4-0", 1536, 0.7, ("claude-haiku-4-5",)),
-    TaskType.ADVICE: BuiltinDefault("claude-sonnet-4-0", 1024, 0.6, ("claude-haiku-4-5",)),
+    TaskType.RELATIONSHIPS: BuiltinDefault("claude-sonnet-5", 1536, 1.0, ("claude-haiku-5-5",)),
+    TaskType.ADVICE: BuiltinDefault("claude-sonnet-5", 1024, 1.0, ("claude-haiku-5-5",)),
 }
 
 

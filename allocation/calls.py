@@ -29,6 +29,10 @@ from allocation.retry_policy import (
 )
 from allocation.usage import Attempt
 
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_RETRY = RetryParams()
+
+
 class TaskFailed(Exception):
     """Every model in the allocation failed (or the failure cannot be retried)."""
 
@@ -53,7 +57,7 @@ async def complete(
     config: AllocationConfig,
     gate: Gate,
     on_attempt: AttemptHook,
-    params: RetryParams = RetryParams(),
+    params: RetryParams = DEFAULT_RETRY,
     rng: random.Random | None = None,
     system: str | None = None,
 ) -> Completion:
@@ -73,11 +77,11 @@ async def complete(
                     raw = await client.messages.with_raw_response.create(
                         model=model,
                         max_tokens=config.max_tokens,
-                        temperature=config.temperature,
                         messages=[{"role": "user", "content": prompt}],
                         **({"system": system} if system else {}),
+                        extra_body=_sampling(config),
                     )
-                    message = raw.parse()
+                    message = await raw.parse()
                 except anthropic.APIError as exc:
                     latency = time.monotonic() - t0
                     failure = exc
@@ -117,7 +121,9 @@ async def complete(
 
             outcome = classify(failure)
             status = getattr(failure, "status_code", None)
-            headers = failure.response.headers if isinstance(failure, anthropic.APIStatusError) else {}
+            headers = (
+                failure.response.headers if isinstance(failure, anthropic.APIStatusError) else {}
+            )
             last_problem = f"{model}: {outcome} ({status or type(failure).__name__}): {failure}"
             await on_attempt(
                 Attempt(
@@ -147,3 +153,10 @@ async def complete(
             await asyncio.sleep(delay)
     raise TaskFailed(f"All models failed for {config.task_type}; last: {last_problem}")
 
+
+def _sampling(config: AllocationConfig) -> dict:
+    """The SDK's 1.x signature dropped temperature, so it travels in the request body. The
+    API's default (1.0) is left out: models newer than Opus 4.6 reject any explicit value."""
+    if config.temperature == DEFAULT_TEMPERATURE:
+        return {}
+    return {"temperature": config.temperature}

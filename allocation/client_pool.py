@@ -31,7 +31,9 @@ class ClientPool:
     def __init__(self):
         self._clients: dict[tuple[str | None, str], anthropic.AsyncAnthropic] = {}
 
-    def get(self, base_url: str | None = None, api_key: str | None = None) -> anthropic.AsyncAnthropic:
+    def get(
+        self, base_url: str | None = None, api_key: str | None = None
+    ) -> anthropic.AsyncAnthropic:
         if api_key is None:
             base_url, api_key = endpoint()
         key = (base_url, api_key)
@@ -74,9 +76,7 @@ class LLMRuntime:
         with self._lock:
             if self._loop is None or not self._thread.is_alive():
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="llm-runtime", daemon=True
-                )
+                thread = threading.Thread(target=loop.run_forever, name="llm-runtime", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
                 self.pool = ClientPool()

@@ -39,7 +39,9 @@ class ModelAllocation(models.Model):
         related_name="allocations",
         help_text="Empty: the global default for this task type.",
     )
-    model = models.CharField(max_length=100, help_text="An Anthropic model id, e.g. claude-haiku-4-5.")
+    model = models.CharField(
+        max_length=100, help_text="An Anthropic model id, e.g. claude-haiku-4-5."
+    )
     max_tokens = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
     temperature = models.FloatField(
         default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -142,20 +144,30 @@ class ModelPrice(models.Model):
 
     model = models.CharField(max_length=100, unique=True)
     input_per_mtok = models.DecimalField(
-        "input, USD per million tokens", max_digits=10, decimal_places=4,
+        "input, USD per million tokens",
+        max_digits=10,
+        decimal_places=4,
         validators=[MinValueValidator(Decimal(0))],
     )
     output_per_mtok = models.DecimalField(
-        "output, USD per million tokens", max_digits=10, decimal_places=4,
+        "output, USD per million tokens",
+        max_digits=10,
+        decimal_places=4,
         validators=[MinValueValidator(Decimal(0))],
     )
     cache_read_per_mtok = models.DecimalField(
-        "cache read, USD per million tokens", max_digits=10, decimal_places=4,
-        default=Decimal(0), validators=[MinValueValidator(Decimal(0))],
+        "cache read, USD per million tokens",
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
     )
     cache_write_per_mtok = models.DecimalField(
-        "cache write, USD per million tokens", max_digits=10, decimal_places=4,
-        default=Decimal(0), validators=[MinValueValidator(Decimal(0))],
+        "cache write, USD per million tokens",
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
     )
 
     class Meta:
@@ -177,10 +189,18 @@ class LLMCall(models.Model):
     """One attempt at the provider: every 429, failure and fallback gets a row."""
 
     reading = models.ForeignKey(
-        "readings.Reading", on_delete=models.SET_NULL, null=True, blank=True, related_name="llm_calls"
+        "readings.Reading",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="llm_calls",
     )
     task = models.ForeignKey(
-        "readings.ReadingTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="calls"
+        "readings.ReadingTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="calls",
     )
     task_type = models.CharField(max_length=30, choices=TaskType.choices)
     spread = models.ForeignKey(
@@ -197,7 +217,7 @@ class LLMCall(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     cache_read_tokens = models.PositiveIntegerField(default=0)
     cache_write_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=8, default=Decimal(0))
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
     latency_s = models.FloatField()
     request_id = models.CharField(max_length=100, blank=True)
     error = models.TextField(blank=True)

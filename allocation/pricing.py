@@ -43,7 +43,9 @@ def library_cost_of(model: str, usage: TokenUsage) -> Decimal:
     try:
         price = calc_price(
             Usage(
-                input_tokens=usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens,
+                input_tokens=usage.input_tokens
+                + usage.cache_read_tokens
+                + usage.cache_write_tokens,
                 output_tokens=usage.output_tokens,
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_write_tokens=usage.cache_write_tokens,

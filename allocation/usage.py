@@ -28,7 +28,9 @@ class Attempt:
 
 
 def record_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None) -> LLMCall:
-    cost = cost_of(attempt.model, attempt.usage) if attempt.outcome == CallOutcome.OK else Decimal(0)
+    cost = (
+        cost_of(attempt.model, attempt.usage) if attempt.outcome == CallOutcome.OK else Decimal(0)
+    )
     return LLMCall.objects.create(
         reading_id=reading_id,
         task_id=task_id,

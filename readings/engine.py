@@ -149,26 +149,33 @@ class ReadingRun:
         await sync_to_async(store.finish_task)(
             task.pk, output=completion.text, model=completion.model, attempts=attempts
         )
-        task.status, task.output, task.model_used = TaskStatus.DONE, completion.text, completion.model
+        task.status, task.output, task.model_used = (
+            TaskStatus.DONE,
+            completion.text,
+            completion.model,
+        )
         self.progress(task, TaskStatus.DONE)
 
     def _context_for(self, task: ReadingTask) -> PromptContext:
         state = self.state
-        context = PromptContext(question=state.reading.question, spread=state.spread, cards=state.cards)
+        context = PromptContext(
+            question=state.reading.question, spread=state.spread, cards=state.cards
+        )
         if task.phase == 1:
             wanted = set(task.position_indexes)
             context.batch = [c for c in state.cards if c.position.index in wanted]
             return context
         by_index = {c.position.index: c for c in state.cards}
-        for done in sorted(
-            (t for t in state.tasks if t.phase == 1), key=lambda t: t.batch_index
-        ):
+        for done in sorted((t for t in state.tasks if t.phase == 1), key=lambda t: t.batch_index):
             texts = split_by_card(done.output, len(done.position_indexes))
             for index, text in zip(done.position_indexes, texts, strict=True):
                 card = by_index[index]
                 context.card_results.append(
                     CardResult(
-                        position=card.position, card=card.card, orientation=card.orientation, text=text
+                        position=card.position,
+                        card=card.card,
+                        orientation=card.orientation,
+                        text=text,
                     )
                 )
         if task.phase == 3:

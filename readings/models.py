@@ -54,7 +54,7 @@ class Reading(models.Model):
     fallbacks = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
 
     class Meta:
         ordering = ["-created_at"]
@@ -96,7 +96,9 @@ class ReadingTask(models.Model):
 
     reading = models.ForeignKey(Reading, on_delete=models.CASCADE, related_name="tasks")
     task_type = models.CharField(max_length=30, choices=TaskType.choices)
-    phase = models.PositiveSmallIntegerField(help_text="1: card batches; 2: overall and relationships; 3: advice.")
+    phase = models.PositiveSmallIntegerField(
+        help_text="1: card batches; 2: overall and relationships; 3: advice."
+    )
     batch_index = models.PositiveSmallIntegerField(default=0)
     position_indexes = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=10, choices=TaskStatus.choices, default=TaskStatus.PENDING)
@@ -104,7 +106,7 @@ class ReadingTask(models.Model):
     output = models.TextField(blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

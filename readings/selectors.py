@@ -7,10 +7,7 @@ from readings.models import Reading, TaskStatus
 
 def reading_results(reading: Reading) -> dict:
     """The reading's text: one entry per position, then overall, relationships and advice."""
-    drawn = {
-        d.position.index: d
-        for d in reading.drawn_cards.select_related("position", "card")
-    }
+    drawn = {d.position.index: d for d in reading.drawn_cards.select_related("position", "card")}
     tasks = list(reading.tasks.all())
     texts: dict[int, str] = {}
     for task in tasks:

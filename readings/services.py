@@ -44,8 +44,10 @@ def validate_question(question: str) -> str:
         raise ValidationError({"question": "Ask a question: it cannot be empty."})
     if len(question) > MAX_QUESTION_LENGTH:
         raise ValidationError(
-            {"question": f"Keep the question under {MAX_QUESTION_LENGTH} characters "
-             f"(it has {len(question)})."}
+            {
+                "question": f"Keep the question under {MAX_QUESTION_LENGTH} characters "
+                f"(it has {len(question)})."
+            }
         )
     return question
 
@@ -70,7 +72,9 @@ def resolve_cards(spread: Spread, choices: list[CardChoice]) -> list[tuple[Card,
             duplicates.append(card.name)
         seen.add(card.pk)
     if duplicates:
-        raise ValidationError({"cards": f"Each card can appear once: {', '.join(duplicates)} repeated."})
+        raise ValidationError(
+            {"cards": f"Each card can appear once: {', '.join(duplicates)} repeated."}
+        )
     return [(card, choice.reversed) for card, choice in zip(cards, choices, strict=True)]
 
 
@@ -84,8 +88,10 @@ def reading_create(
     positions = list(spread.positions.order_by("index"))
     if len(positions) != spread.card_count:
         raise ValidationError(
-            {"spread": f"{spread.name} is misconfigured: {len(positions)} positions for "
-             f"{spread.card_count} cards."}
+            {
+                "spread": f"{spread.name} is misconfigured: {len(positions)} positions for "
+                f"{spread.card_count} cards."
+            }
         )
     with transaction.atomic():
         reading = Reading.objects.create(owner=owner, spread=spread, question=question)

@@ -43,8 +43,14 @@ class PositionInline(admin.TabularInline):
 @admin.register(Spread)
 class SpreadAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "slug", "card_count", "batch_size", "max_concurrent_calls", "max_tokens",
-        "supports_parallel", "is_active",
+        "name",
+        "slug",
+        "card_count",
+        "batch_size",
+        "max_concurrent_calls",
+        "max_tokens",
+        "supports_parallel",
+        "is_active",
     ]
     list_filter = ["is_active", "supports_parallel"]
     search_fields = ["name", "slug"]
@@ -61,7 +67,9 @@ class SpreadAdmin(admin.ModelAdmin):
                 "description": "Leave empty to use <slug>_<task>.txt if it exists, else the "
                 "generic card.txt, overall.txt, relationships.txt or advice.txt.",
                 "fields": [
-                    "card_template", "overall_template", "relationships_template",
+                    "card_template",
+                    "overall_template",
+                    "relationships_template",
                     "advice_template",
                 ],
             },

@@ -23,7 +23,9 @@ class Card(models.Model):
     name = models.CharField(max_length=40, unique=True)
     arcana = models.CharField(max_length=5, choices=Arcana.choices)
     suit = models.CharField(max_length=10, choices=Suit.choices, blank=True)
-    number = models.PositiveSmallIntegerField(help_text="0-21 for the major arcana; 1-14 (Ace..King).")
+    number = models.PositiveSmallIntegerField(
+        help_text="0-21 for the major arcana; 1-14 (Ace..King)."
+    )
     keywords = models.JSONField(default=list)
     upright = models.TextField()
     reversed = models.TextField()
@@ -115,11 +117,14 @@ class Spread(models.Model):
         from spreads.prompts import template_problem
 
         errors = {}
-        if self.card_count and self.batch_size is not None:
-            if not 1 <= self.batch_size <= self.card_count:
-                errors["batch_size"] = (
-                    f"Batch size must be between 1 and the card count ({self.card_count})."
-                )
+        if (
+            self.card_count
+            and self.batch_size is not None
+            and not 1 <= self.batch_size <= self.card_count
+        ):
+            errors["batch_size"] = (
+                f"Batch size must be between 1 and the card count ({self.card_count})."
+            )
         if self.max_concurrent_calls is not None and self.max_concurrent_calls < 1:
             errors["max_concurrent_calls"] = "Allow at least 1 concurrent call."
         for kind in TaskKind.values:

@@ -106,16 +106,24 @@ def sample_context(spread: Spread | None = None) -> PromptContext:
             for i, name in enumerate(["Past", "Present", "Future"], start=1)
         ]
     deck = list(Card.objects.all()[: len(positions)]) or [
-        Card(name="The Fool", keywords=["beginnings"], upright="A fresh start.",
-             reversed="Recklessness.")
+        Card(
+            name="The Fool",
+            keywords=["beginnings"],
+            upright="A fresh start.",
+            reversed="Recklessness.",
+        )
     ] * len(positions)
     cards = [
         DrawnCard(position=p, card=c, reversed=bool(i % 2))
         for i, (p, c) in enumerate(zip(positions, deck, strict=False))
     ]
     results = [
-        CardResult(position=d.position, card=d.card, orientation=d.orientation,
-                   text=f"{d.card.name} in {d.position.name}: {d.meaning}")
+        CardResult(
+            position=d.position,
+            card=d.card,
+            orientation=d.orientation,
+            text=f"{d.card.name} in {d.position.name}: {d.meaning}",
+        )
         for d in cards
     ]
     return PromptContext(
@@ -132,7 +140,11 @@ def sample_context(spread: Spread | None = None) -> PromptContext:
 def render_problem(body: str) -> str | None:
     """None if the template text renders against a sample reading, else what is wrong."""
     try:
-        rendered = _engine().from_string(body).render(Context(sample_context().as_dict(), autoescape=False))
+        rendered = (
+            _engine()
+            .from_string(body)
+            .render(Context(sample_context().as_dict(), autoescape=False))
+        )
     except TemplateSyntaxError as exc:
         return f"The template does not compile: {exc}"
     except Exception as exc:  # noqa: BLE001 - any render failure is the staff member's to fix
@@ -150,9 +162,11 @@ def template_problem(name: str) -> str | None:
     try:
         source = _engine().get_template(name).source
     except TemplateDoesNotExist:
-        return f"No prompt template named {name!r}: add it under Prompt templates or in templates/reading/."
+        return (
+            f"No prompt template named {name!r}: add it under Prompt templates "
+            "or in templates/reading/."
+        )
     except TemplateSyntaxError as exc:
         return f"The template {name!r} does not compile: {exc}"
     problem = render_problem(source)
     return f"{name}: {problem}" if problem else None
-

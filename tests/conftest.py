@@ -34,6 +34,20 @@ def pytest_sessionstart(session):
         )
 
 
+@pytest.fixture(scope="session")
+def close_engine_connections(django_db_setup):
+    """The engine reaches the database from its own thread; close that connection before
+    pytest-django drops the test database."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from allocation.client_pool import runtime
+
+    runtime.run(sync_to_async(connections.close_all)())
+    runtime.shutdown()
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user(
@@ -55,3 +69,30 @@ def charlie(django_user_model):
 def staff_client(client, alice):
     client.force_login(alice)
     return client
+
+
+# --- The emulator: Anthropic's Messages API on an ephemeral loopback port ------------------
+# Fast enough for tests (5 ms to the first token), slow enough that parallel calls overlap.
+TEST_KNOBS = dict(ttft_ms=40, ms_per_token=0.1, seed=7)
+
+
+@pytest.fixture(scope="session")
+def emulator_server():
+    from emulator import Emulator, Knobs
+
+    server = Emulator(Knobs(**TEST_KNOBS)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emulator(emulator_server, settings, close_engine_connections):
+    """A running emulator with default knobs and zeroed stats; the platform points at it."""
+    from emulator import Knobs
+
+    defaults = Knobs(**TEST_KNOBS)
+    emulator_server.configure(**{name: getattr(defaults, name) for name in defaults.as_dict()})
+    emulator_server.reset()
+    settings.ANTHROPIC_BASE_URL = emulator_server.base_url
+    settings.ANTHROPIC_API_KEY = ""
+    return emulator_server

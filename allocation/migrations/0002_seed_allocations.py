@@ -4,11 +4,14 @@ on a strong one, relationships and advice on a middle one, each with a fallback.
 from django.db import migrations
 
 ALLOCATIONS = [
-    ("card_interpretation", "claude-haiku-4-5", 1024, 0.7, "claude-3-5-haiku-latest"),
-    ("overall_reading", "claude-sonnet-4-5", 2048, 0.8, "claude-sonnet-4-0"),
-    ("relationships", "claude-sonnet-4-0", 1536, 0.7, "claude-haiku-4-5"),
-    ("advice", "claude-sonnet-4-0", 1024, 0.6, "claude-haiku-4-5"),
+    # task type, model, max_tokens, temperature, fallbacks
+    ("card_interpretation", "claude-haiku-5-5", 1024, 1.0, "claude-haiku-4-5"),
+    ("overall_reading", "claude-sonnet-5-5", 2048, 1.0, "claude-sonnet-5"),
+    ("relationships", "claude-sonnet-5", 1536, 1.0, "claude-haiku-5-5"),
+    ("advice", "claude-sonnet-5", 1024, 1.0, "claude-haiku-5-5"),
 ]
+# Temperature 1.0 is the API's default, and the only value models newer than Opus 4.6
+# accept; staff may lower it for a model that still supports sampling settings.
 
 
 def seed(apps, schema_editor):

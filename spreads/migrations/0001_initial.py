@@ -6,77 +6,222 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Card',
+            name="Card",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(unique=True)),
-                ('name', models.CharField(max_length=40, unique=True)),
-                ('arcana', models.CharField(choices=[('major', 'Major arcana'), ('minor', 'Minor arcana')], max_length=5)),
-                ('suit', models.CharField(blank=True, choices=[('wands', 'Wands'), ('cups', 'Cups'), ('swords', 'Swords'), ('pentacles', 'Pentacles')], max_length=10)),
-                ('number', models.PositiveSmallIntegerField(help_text='0-21 for the major arcana; 1-14 (Ace..King).')),
-                ('keywords', models.JSONField(default=list)),
-                ('upright', models.TextField()),
-                ('reversed', models.TextField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(unique=True)),
+                ("name", models.CharField(max_length=40, unique=True)),
+                (
+                    "arcana",
+                    models.CharField(
+                        choices=[("major", "Major arcana"), ("minor", "Minor arcana")], max_length=5
+                    ),
+                ),
+                (
+                    "suit",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("wands", "Wands"),
+                            ("cups", "Cups"),
+                            ("swords", "Swords"),
+                            ("pentacles", "Pentacles"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "number",
+                    models.PositiveSmallIntegerField(
+                        help_text="0-21 for the major arcana; 1-14 (Ace..King)."
+                    ),
+                ),
+                ("keywords", models.JSONField(default=list)),
+                ("upright", models.TextField()),
+                ("reversed", models.TextField()),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='PromptTemplate',
+            name="PromptTemplate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9_]+\\.txt$', 'Use a file-like name such as celtic_cross_card.txt.')])),
-                ('body', models.TextField(help_text='Django template language. Variables: question, spread, cards, batch, card_results, overall, relationships.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=100,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9_]+\\.txt$",
+                                "Use a file-like name such as celtic_cross_card.txt.",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "body",
+                    models.TextField(
+                        help_text="Django template language. Variables: question, spread, cards, batch, card_results, overall, relationships."
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Spread',
+            name="Spread",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.CharField(help_text='The spread type, e.g. celtic_cross. Environment overrides use it upper-cased: CELTIC_CROSS_CARD_MODEL.', max_length=50, unique=True, validators=[django.core.validators.RegexValidator('^[a-z][a-z0-9_]*$', 'Use lowercase letters, digits and underscores, starting with a letter (e.g. celtic_cross).')])),
-                ('name', models.CharField(max_length=100)),
-                ('description', models.TextField(blank=True)),
-                ('card_count', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1)])),
-                ('supports_parallel', models.BooleanField(default=True, help_text="Off: the reading's calls run one at a time.")),
-                ('batch_size', models.PositiveSmallIntegerField(default=3, help_text='Cards interpreted per call in phase 1 (10 cards by 3 gives 3-3-3-1).')),
-                ('max_concurrent_calls', models.PositiveSmallIntegerField(default=5, help_text='At most this many LLM calls at once for one reading.')),
-                ('max_tokens', models.PositiveIntegerField(default=2048, help_text='Upper bound on max_tokens for any call of this spread.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('card_template', models.CharField(blank=True, help_text='Prompt template for card batches. Empty: <slug>_card.txt if it exists, else card.txt.', max_length=100)),
-                ('overall_template', models.CharField(blank=True, max_length=100)),
-                ('relationships_template', models.CharField(blank=True, max_length=100)),
-                ('advice_template', models.CharField(blank=True, max_length=100)),
-                ('is_active', models.BooleanField(default=True, help_text='Inactive spreads accept no readings.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "slug",
+                    models.CharField(
+                        help_text="The spread type, e.g. celtic_cross. Environment overrides use it upper-cased: CELTIC_CROSS_CARD_MODEL.",
+                        max_length=50,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z][a-z0-9_]*$",
+                                "Use lowercase letters, digits and underscores, starting with a letter (e.g. celtic_cross).",
+                            )
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "card_count",
+                    models.PositiveSmallIntegerField(
+                        validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "supports_parallel",
+                    models.BooleanField(
+                        default=True, help_text="Off: the reading's calls run one at a time."
+                    ),
+                ),
+                (
+                    "batch_size",
+                    models.PositiveSmallIntegerField(
+                        default=3,
+                        help_text="Cards interpreted per call in phase 1 (10 cards by 3 gives 3-3-3-1).",
+                    ),
+                ),
+                (
+                    "max_concurrent_calls",
+                    models.PositiveSmallIntegerField(
+                        default=5, help_text="At most this many LLM calls at once for one reading."
+                    ),
+                ),
+                (
+                    "max_tokens",
+                    models.PositiveIntegerField(
+                        default=2048,
+                        help_text="Upper bound on max_tokens for any call of this spread.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "card_template",
+                    models.CharField(
+                        blank=True,
+                        help_text="Prompt template for card batches. Empty: <slug>_card.txt if it exists, else card.txt.",
+                        max_length=100,
+                    ),
+                ),
+                ("overall_template", models.CharField(blank=True, max_length=100)),
+                ("relationships_template", models.CharField(blank=True, max_length=100)),
+                ("advice_template", models.CharField(blank=True, max_length=100)),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True, help_text="Inactive spreads accept no readings."
+                    ),
+                ),
             ],
             options={
-                'ordering': ['card_count', 'name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('card_count__gte', 1)), name='spread_card_count_at_least_1'), models.CheckConstraint(condition=models.Q(('batch_size__gte', 1), ('batch_size__lte', models.F('card_count'))), name='spread_batch_size_within_card_count'), models.CheckConstraint(condition=models.Q(('max_concurrent_calls__gte', 1)), name='spread_max_concurrent_calls_at_least_1')],
+                "ordering": ["card_count", "name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("card_count__gte", 1)),
+                        name="spread_card_count_at_least_1",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("batch_size__gte", 1), ("batch_size__lte", models.F("card_count"))
+                        ),
+                        name="spread_batch_size_within_card_count",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("max_concurrent_calls__gte", 1)),
+                        name="spread_max_concurrent_calls_at_least_1",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Position',
+            name="Position",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('index', models.PositiveSmallIntegerField(help_text='1 for the first card laid.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('name', models.CharField(max_length=100)),
-                ('meaning', models.TextField(help_text='What a card in this position speaks to.')),
-                ('spread', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='positions', to='spreads.spread')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "index",
+                    models.PositiveSmallIntegerField(
+                        help_text="1 for the first card laid.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("meaning", models.TextField(help_text="What a card in this position speaks to.")),
+                (
+                    "spread",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="positions",
+                        to="spreads.spread",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['spread', 'index'],
-                'constraints': [models.UniqueConstraint(fields=('spread', 'index'), name='position_index_unique'), models.CheckConstraint(condition=models.Q(('index__gte', 1)), name='position_index_at_least_1')],
+                "ordering": ["spread", "index"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("spread", "index"), name="position_index_unique"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("index__gte", 1)), name="position_index_at_least_1"
+                    ),
+                ],
             },
         ),
     ]

@@ -28,7 +28,9 @@ def test_it_rejects_the_seed_documents_made_up_model_id():
 
 def test_it_accepts_an_unknown_model_once_staff_give_it_a_price():
     ModelPrice.objects.create(
-        model="claude-haiku-20240307", input_per_mtok=Decimal("0.25"), output_per_mtok=Decimal("1.25")
+        model="claude-haiku-20240307",
+        input_per_mtok=Decimal("0.25"),
+        output_per_mtok=Decimal("1.25"),
     )
     allocation(model="claude-haiku-20240307").full_clean(validate_constraints=False)
 

@@ -29,9 +29,7 @@ def test_it_seeds_the_three_spreads(slug, card_count, batch_size, max_concurrent
     assert (spread.card_count, spread.batch_size) == (card_count, batch_size)
     assert spread.max_concurrent_calls == max_concurrent_calls
     assert spread.max_tokens == max_tokens
-    assert list(spread.positions.values_list("index", flat=True)) == list(
-        range(1, card_count + 1)
-    )
+    assert list(spread.positions.values_list("index", flat=True)) == list(range(1, card_count + 1))
     spread.full_clean()
 
 

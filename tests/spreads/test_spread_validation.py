@@ -52,5 +52,6 @@ def test_it_validates_a_prompt_template_by_rendering_it_before_saving():
 
 def test_it_accepts_a_prompt_template_that_renders():
     PromptTemplate(
-        name="my_card.txt", body="Q: {{ question }} {% for c in batch %}{{ c.card.name }}{% endfor %}"
+        name="my_card.txt",
+        body="Q: {{ question }} {% for c in batch %}{{ c.card.name }}{% endfor %}",
     ).full_clean()

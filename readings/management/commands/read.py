@@ -31,7 +31,9 @@ class Command(BaseCommand):
         try:
             reading = reading_create(spread=spread, question=question, cards=choices)
         except ValidationError as exc:
-            raise CommandError(" ".join(m for ms in exc.message_dict.values() for m in ms)) from None
+            raise CommandError(
+                " ".join(m for ms in exc.message_dict.values() for m in ms)
+            ) from None
 
         total = len(plan_tasks(reading.spread.card_count, reading.spread.batch_size))
         reading = run_reading_sync(reading.pk, progress=ProgressBar(total))
@@ -44,12 +46,17 @@ class Command(BaseCommand):
         out = self.stdout
         out.write(self.style.MIGRATE_HEADING(f"\n{reading.spread.name}: {reading.question}\n"))
         for card in results["cards"]:
-            out.write(self.style.MIGRATE_LABEL(
-                f"{card['index']}. {card['position']}: {card['card']} ({card['orientation']})"
-            ))
+            out.write(
+                self.style.MIGRATE_LABEL(
+                    f"{card['index']}. {card['position']}: {card['card']} ({card['orientation']})"
+                )
+            )
             out.write(f"{card['text']}\n")
-        for title, key in [("Overall", "overall"), ("Relationships", "relationships"),
-                           ("Advice", "advice")]:
+        for title, key in [
+            ("Overall", "overall"),
+            ("Relationships", "relationships"),
+            ("Advice", "advice"),
+        ]:
             if results[key]:
                 out.write(self.style.MIGRATE_HEADING(title))
                 out.write(results[key] + "\n")
