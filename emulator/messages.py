@@ -1,0 +1,105 @@
+"""The bytes Anthropic sends back: message bodies, error bodies and server-sent events."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from typing import Any
+
+from .text import Answer
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def _anthropic_id(prefix: str) -> str:
+    # Shaped like Anthropic's ids, e.g. msg_01XFDUDYJgAACzvnptvVoYEL.
+    return prefix + "01" + "".join(secrets.choice(_ALPHABET) for _ in range(22))
+
+
+def message_id() -> str:
+    return _anthropic_id("msg_")
+
+
+def request_id() -> str:
+    return _anthropic_id("req_")
+
+
+def usage(input_tokens: int, output_tokens: int, cache_read: int, cache_creation: int) -> dict:
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": cache_creation,
+        "cache_read_input_tokens": cache_read,
+    }
+
+
+def message(msg_id: str, model: str, answer: Answer, usage: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "text", "text": answer.text}],
+        "model": model,
+        "stop_reason": answer.stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def error(error_type: str, text: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": text}}
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def stream_head(msg_id: str, model: str, usage: dict[str, int]) -> bytes:
+    """message_start, content_block_start and ping, sent together before the first token."""
+    start = {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": model,
+        "stop_reason": None,
+        "stop_sequence": None,
+        # Anthropic reports the input side here and a placeholder for output.
+        "usage": {**usage, "output_tokens": 1},
+    }
+    return (
+        sse("message_start", {"type": "message_start", "message": start})
+        + sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        + sse("ping", {"type": "ping"})
+    )
+
+
+def stream_delta(text: str) -> bytes:
+    return sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
+
+
+def stream_tail(answer: Answer, usage: dict[str, int]) -> bytes:
+    """content_block_stop, message_delta (stop reason, cumulative usage) and message_stop."""
+    return (
+        sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        + sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": answer.stop_reason, "stop_sequence": None},
+                "usage": usage,
+            },
+        )
+        + sse("message_stop", {"type": "message_stop"})
+    )

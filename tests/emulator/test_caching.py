@@ -1,0 +1,142 @@
+"""Prompt caching accounting: which tokens are written, read, or plain input."""
+
+import asyncio
+
+import anthropic
+import pytest
+
+from emulator import Emulator, Knobs
+
+MODEL = "claude-haiku-4-5"
+SYSTEM_TEXT = "You are a warm tarot reader. " * 20  # 580 characters: 145 tokens
+QUESTION = [{"role": "user", "content": "What does The Star mean for me?"}]  # 31 chars: 8 tokens
+
+
+def cached_system(text=SYSTEM_TEXT, **cache_control):
+    return [{"type": "text", "text": text, "cache_control": {"type": "ephemeral", **cache_control}}]
+
+
+@pytest.fixture
+def emu():
+    with Emulator(Knobs(ttft_ms=1, ms_per_token=0)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def client(emu):
+    with anthropic.Anthropic(base_url=emu.base_url, api_key="x", max_retries=0) as client:
+        yield client
+
+
+def ask(client, model=MODEL, system=None, messages=QUESTION):
+    system = cached_system() if system is None else system
+    return client.messages.create(model=model, max_tokens=50, system=system, messages=messages)
+
+
+def test_the_first_call_writes_the_cache_and_the_next_reads_it(emu, client):
+    first, second = ask(client), ask(client)
+
+    assert (first.usage.cache_creation_input_tokens, first.usage.cache_read_input_tokens) == (
+        145,
+        0,
+    )
+    assert (second.usage.cache_creation_input_tokens, second.usage.cache_read_input_tokens) == (
+        0,
+        145,
+    )
+    # input_tokens counts only what is neither written nor read.
+    assert first.usage.input_tokens == second.usage.input_tokens == 8
+    stats = emu.stats()
+    assert (stats["cache_creation_input_tokens"], stats["cache_read_input_tokens"]) == (145, 145)
+    assert stats["input_tokens"] == 16
+
+
+def test_a_different_question_still_reads_the_shared_prefix(client):
+    ask(client)
+    other = ask(client, messages=[{"role": "user", "content": "And the Moon?"}])
+
+    assert other.usage.cache_read_input_tokens == 145
+    assert other.usage.input_tokens == 4
+
+
+def test_the_cache_is_per_model(client):
+    ask(client, model="model-a")
+    other_model = ask(client, model="model-b")
+
+    assert other_model.usage.cache_creation_input_tokens == 145
+
+
+def test_without_cache_control_nothing_is_cached(client):
+    plain = [{"type": "text", "text": SYSTEM_TEXT}]
+    ask(client, system=plain)
+    again = ask(client, system=plain)
+
+    assert again.usage.cache_read_input_tokens == again.usage.cache_creation_input_tokens == 0
+    assert again.usage.input_tokens == 145 + 8
+
+
+def test_a_longer_prefix_reads_the_shorter_one_and_writes_the_rest(client):
+    ask(client)
+    history = [
+        {"role": "user", "content": "First question about The Star?"},  # 31 chars: 8 tokens
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "x" * 40, "cache_control": {"type": "ephemeral"}}],
+        },  # 10 tokens
+        {"role": "user", "content": "And then?"},  # 3 tokens
+    ]
+    longer = ask(client, messages=history)
+
+    assert longer.usage.cache_read_input_tokens == 145
+    assert longer.usage.cache_creation_input_tokens == 8 + 10
+    assert longer.usage.input_tokens == 3
+
+
+def test_entries_expire_after_the_ttl(emu, client):
+    emu.configure(cache_ttl_s=0)
+    ask(client)
+
+    assert ask(client).usage.cache_creation_input_tokens == 145
+
+
+def test_prefixes_below_the_minimum_are_not_cached(emu, client):
+    emu.configure(cache_min_tokens=1024)
+    ask(client)
+    again = ask(client)
+
+    assert again.usage.cache_creation_input_tokens == again.usage.cache_read_input_tokens == 0
+
+
+def test_parallel_first_calls_all_write_because_the_entry_is_not_ready_yet():
+    async def three_at_once(emu):
+        async with anthropic.AsyncAnthropic(
+            base_url=emu.base_url, api_key="x", max_retries=0
+        ) as client:
+            calls = [
+                client.messages.create(
+                    model=MODEL, max_tokens=20, system=cached_system(), messages=QUESTION
+                )
+                for _ in range(3)
+            ]
+            return await asyncio.gather(*calls)
+
+    with Emulator(Knobs(ttft_ms=100, ms_per_token=0)) as emu:
+        messages = asyncio.run(three_at_once(emu))
+
+    assert [m.usage.cache_creation_input_tokens for m in messages] == [145, 145, 145]
+
+
+def test_reset_empties_the_cache(emu, client):
+    ask(client)
+    emu.reset()
+
+    assert ask(client).usage.cache_creation_input_tokens == 145
+
+
+def test_more_than_four_breakpoints_is_a_bad_request(client):
+    blocks = [
+        {"type": "text", "text": f"block {i}", "cache_control": {"type": "ephemeral"}}
+        for i in range(5)
+    ]
+    with pytest.raises(anthropic.BadRequestError):
+        ask(client, system=blocks)
