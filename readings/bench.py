@@ -21,6 +21,11 @@ from readings.models import Reading, ReadingStatus
 from readings.services import reading_create
 
 
+# How often a bench API client asks whether its reading is done: often enough that polling
+# adds little to the end-to-end figure, rarely enough not to load the server.
+POLL_INTERVAL_S = 0.05
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     spread: str = "celtic_cross"
@@ -69,6 +74,67 @@ def run_in_process(config: BenchConfig, progress: Callable[[int, int], None]) ->
     started = time.monotonic()
     runtime.run(run_all())
     return BenchResult(wall_s=time.monotonic() - started, reading_ids=ids)
+
+
+def run_via_worker(
+    config: BenchConfig, progress: Callable[[int, int], None], *, base_url: str
+) -> BenchResult:
+    """Readings created through the REST API and run by real qcluster processes; each of
+    `concurrency` API clients creates a reading, polls it until done, then makes the next."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+    from rest_framework.test import APIClient
+
+    from readings.workers import WorkerCluster
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    cluster = WorkerCluster(workers=config.concurrency, base_url=base_url)
+    result = BenchResult(wall_s=0.0)
+    done = 0
+
+    def one_client(count: int):
+        nonlocal done
+        api = APIClient(HTTP_HOST="127.0.0.1")
+        api.force_authenticate(user)
+        try:
+            for _ in range(count):
+                started = time.monotonic()
+                created = api.post(
+                    "/api/readings/",
+                    {"spread": config.spread, "question": config.question},
+                    format="json",
+                )
+                if created.status_code != 202:
+                    raise RuntimeError(f"creating a reading failed: {created.content[:300]}")
+                url = f"/api/readings/{created.json()['id']}/"
+                while api.get(url).json()["status"] not in ("done", "failed"):
+                    time.sleep(POLL_INTERVAL_S)
+                result.e2e_s.append(time.monotonic() - started)
+                result.reading_ids.append(created.json()["id"])
+                done += 1
+                progress(done, config.readings)
+        finally:
+            connections.close_all()
+
+    try:
+        cluster.wait_until_ready()
+        shares = [
+            config.readings // config.concurrency + (i < config.readings % config.concurrency)
+            for i in range(config.concurrency)
+        ]
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+            list(pool.map(one_client, shares))
+        result.wall_s = time.monotonic() - started
+    finally:
+        cluster.stop()
+    result.queue_delay_s = [
+        (r.started_at - r.created_at).total_seconds()
+        for r in Reading.objects.filter(pk__in=result.reading_ids)
+    ]
+    return result
 
 
 def summarize(result: BenchResult, emulator_stats: dict) -> dict:

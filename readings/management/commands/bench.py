@@ -29,6 +29,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fail-rate", type=float, default=0.0, help="fraction of calls answered 529"
         )
+        parser.add_argument(
+            "--via-worker",
+            action="store_true",
+            help="create readings through the REST API and run them on real qcluster workers",
+        )
         parser.add_argument("--keep", action="store_true", help="keep the bench readings")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -57,7 +62,10 @@ class Command(BaseCommand):
             logging.getLogger("allocation").setLevel(logging.WARNING)
         with Emulator(knobs) as emulator:
             settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY = emulator.base_url, ""
-            result = bench.run_in_process(config, self._progress)
+            if opts["via_worker"]:
+                result = bench.run_via_worker(config, self._progress, base_url=emulator.base_url)
+            else:
+                result = bench.run_in_process(config, self._progress)
             summary = bench.summarize(result, emulator.stats())
         if not opts["keep"]:
             bench.discard(result)

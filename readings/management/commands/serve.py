@@ -36,7 +36,9 @@ class Command(BaseCommand):
         if not no_worker:
             children.append(subprocess.Popen([sys.executable, "manage.py", "qcluster"], env=env))
         children.append(
-            subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload", addr], env=env)
+            subprocess.Popen(
+                [sys.executable, "manage.py", "runserver", "--noreload", addr], env=env
+            )
         )
         self.stdout.write(self.style.SUCCESS(f"Admin: http://{addr}/admin/  (Ctrl-C stops all)"))
         try:

@@ -1,0 +1,212 @@
+"""Shapes of the API's bodies. Input serializers check only the JSON's shape; the rules of a
+reading (known spread, right number of cards, no duplicates, question length) are
+services.reading_create's, so the API, the `read` command and the bench agree."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
+from readings.planning import plan_tasks
+from readings.selectors import reading_results
+from spreads.models import Card, Position, Spread
+
+# --- Spreads and the deck ------------------------------------------------------------------
+
+
+class PositionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Position
+        fields = ["index", "name", "meaning"]
+
+
+class SpreadSerializer(serializers.ModelSerializer):
+    positions = PositionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Spread
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "card_count",
+            "batch_size",
+            "max_concurrent_calls",
+            "supports_parallel",
+            "positions",
+        ]
+
+
+class CardSerializer(serializers.ModelSerializer):
+    keywords = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Card
+        fields = ["slug", "name", "arcana", "suit", "keywords"]
+
+
+# --- Creating a reading --------------------------------------------------------------------
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON true or false: DRF's BooleanField would also take "yes", "off" or 1, and a
+    card's orientation is too important to guess from a typo."""
+
+    default_error_messages = {"invalid": "Must be true or false (a JSON boolean)."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid")
+
+
+class CardChoiceSerializer(serializers.Serializer):
+    card = serializers.CharField(help_text="The card's slug (the-fool) or name (The Fool).")
+    reversed = StrictBooleanField(required=False, default=False)
+
+
+class ReadingCreateSerializer(serializers.Serializer):
+    spread = serializers.CharField(help_text="The spread's slug, e.g. celtic_cross.")
+    # Blank and over-long questions are refused by the service, with its own messages.
+    question = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    cards = CardChoiceSerializer(
+        many=True,
+        required=False,
+        allow_null=True,
+        help_text="One card per position, in position order. Omit it to have the server draw.",
+    )
+
+
+class ReadingQueuedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=ReadingStatus.choices)
+    url = serializers.URLField(help_text="Where to follow the reading: GET it until it is done.")
+
+
+# --- Reading a reading ---------------------------------------------------------------------
+
+
+class SpreadRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Spread
+        fields = ["slug", "name"]
+
+
+# Readings and their tasks both have a "status" with different choices; drf-spectacular would
+# name one of the two enums with a hash. Breaking the task's out under its own name keeps
+# generated clients readable.
+@extend_schema_field({"type": "string", "enum": TaskStatus.values}, component_name="TaskStatusEnum")
+class TaskStatusField(serializers.ChoiceField):
+    def __init__(self, **kwargs):
+        super().__init__(choices=TaskStatus.choices, **kwargs)
+
+
+class ReadingTaskSerializer(serializers.ModelSerializer):
+    status = TaskStatusField(read_only=True)
+    positions = serializers.ListField(
+        source="position_indexes", child=serializers.IntegerField(), read_only=True
+    )
+
+    class Meta:
+        model = ReadingTask
+        fields = [
+            "task_type",
+            "phase",
+            "batch_index",
+            "positions",
+            "status",
+            "model_used",
+            "attempts",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class ProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+    tasks = ReadingTaskSerializer(many=True)
+
+
+class CardResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    position = serializers.CharField()
+    card = serializers.CharField()
+    card_slug = serializers.CharField()
+    orientation = serializers.ChoiceField(choices=["upright", "reversed"])
+    text = serializers.CharField(help_text="Empty until the card's batch is interpreted.")
+
+
+class ResultsSerializer(serializers.Serializer):
+    cards = CardResultSerializer(many=True)
+    overall = serializers.CharField()
+    relationships = serializers.CharField()
+    advice = serializers.CharField()
+
+
+class MetricsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Reading
+        fields = [
+            "wall_time_s",
+            "sequential_s",
+            "time_saved_s",
+            "critical_path_s",
+            "peak_concurrent_calls",
+            "calls",
+            "rate_limit_hits",
+            "retries",
+            "fallbacks",
+            "input_tokens",
+            "output_tokens",
+        ]
+        read_only_fields = fields
+
+
+class ReadingDetailSerializer(serializers.ModelSerializer):
+    spread = SpreadRefSerializer(read_only=True)
+    progress = serializers.SerializerMethodField()
+    results = serializers.SerializerMethodField()
+    metrics = MetricsSerializer(source="*", read_only=True)
+    # A string, from the Decimal: money is never a float.
+    cost_usd = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=True)
+
+    class Meta:
+        model = Reading
+        fields = [
+            "id",
+            "spread",
+            "question",
+            "status",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "progress",
+            "results",
+            "metrics",
+            "cost_usd",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, reading):
+        tasks = list(reading.tasks.all())
+        # The worker plans the task rows when it starts; until then, count the plan.
+        total = len(tasks) or len(plan_tasks(reading.spread.card_count, reading.spread.batch_size))
+        done = sum(task.status == TaskStatus.DONE for task in tasks)
+        return ProgressSerializer({"done": done, "total": total, "tasks": tasks}).data
+
+    @extend_schema_field(ResultsSerializer)
+    def get_results(self, reading):
+        return ResultsSerializer(reading_results(reading)).data
+
+
+class ReadingListSerializer(serializers.ModelSerializer):
+    spread = SpreadRefSerializer(read_only=True)
+    cost_usd = serializers.DecimalField(max_digits=12, decimal_places=6, coerce_to_string=True)
+    url = serializers.HyperlinkedIdentityField(view_name="api:reading-detail")
+
+    class Meta:
+        model = Reading
+        fields = ["id", "spread", "question", "status", "created_at", "cost_usd", "url"]
+        read_only_fields = fields

@@ -1,0 +1,18 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from readings.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("spreads/", views.SpreadList.as_view(), name="spread-list"),
+    path("spreads/<str:slug>/", views.SpreadDetail.as_view(), name="spread-detail"),
+    path("cards/", views.CardList.as_view(), name="card-list"),
+    path("readings/", views.ReadingCollection.as_view(), name="reading-list"),
+    path("readings/<uuid:pk>/", views.ReadingDetail.as_view(), name="reading-detail"),
+    path("auth/token/", obtain_auth_token, name="token"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", views.ApiDocs.as_view(), name="docs"),
+]

@@ -1,0 +1,154 @@
+"""Thin views: they parse, call services and selectors, and shape the answer."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.db.models import Prefetch
+from django.templatetags.static import static
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularSwaggerView
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+
+from readings.api.serializers import (
+    CardSerializer,
+    ReadingCreateSerializer,
+    ReadingDetailSerializer,
+    ReadingListSerializer,
+    ReadingQueuedSerializer,
+    SpreadSerializer,
+)
+from readings.models import Reading, ReadingStatus, ReadingTask
+from readings.services import CardChoice, reading_create
+from readings.tasks import enqueue_reading
+from spreads.models import Card, Spread
+
+
+def readings_visible_to(user):
+    """Staff see every reading; anyone else only their own. Someone else's reading is then
+    a 404, not a 403, so its existence is not revealed."""
+    readings = Reading.objects.select_related("spread")
+    if user.is_staff:
+        return readings
+    return readings.filter(owner=user)
+
+
+def api_validation_error(exc: DjangoValidationError) -> ValidationError:
+    """The service's ValidationError as DRF's, keeping its message per field."""
+    if hasattr(exc, "error_dict"):
+        return ValidationError(exc.message_dict)
+    return ValidationError({api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
+
+
+class SpreadList(generics.ListAPIView):
+    """The active spreads, each with its positions in order."""
+
+    serializer_class = SpreadSerializer
+    pagination_class = None  # a handful of spreads, picked from a menu
+    queryset = Spread.objects.filter(is_active=True).prefetch_related("positions")
+
+
+class SpreadDetail(generics.RetrieveAPIView):
+    serializer_class = SpreadSerializer
+    queryset = Spread.objects.filter(is_active=True).prefetch_related("positions")
+    lookup_field = "slug"
+
+
+class CardList(generics.ListAPIView):
+    """The 78-card deck, for clients that let the querent choose their cards."""
+
+    serializer_class = CardSerializer
+    pagination_class = None
+    queryset = Card.objects.all()
+
+
+class ReadingFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=ReadingStatus.choices, required=False, help_text="Only readings in this status."
+    )
+
+
+class ReadingCollection(generics.GenericAPIView):
+    serializer_class = ReadingListSerializer
+
+    def get_queryset(self):
+        return readings_visible_to(self.request.user).order_by("-created_at")
+
+    def get_parsers(self):
+        # Cards are a list of objects: only JSON can say that.
+        if self.request is not None and self.request.method == "POST":
+            return [JSONParser()]
+        return super().get_parsers()
+
+    @extend_schema(
+        summary="List readings",
+        description="Your readings, newest first (staff see everyone's).",
+        parameters=[ReadingFilterSerializer],
+        responses=ReadingListSerializer(many=True),
+    )
+    def get(self, request):
+        filters = ReadingFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        readings = self.get_queryset()
+        if "status" in filters.validated_data:
+            readings = readings.filter(status=filters.validated_data["status"])
+        page = self.paginate_queryset(readings)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Create a reading",
+        description="Queues a reading and answers at once; follow it at `url` (also in the "
+        "`Location` header) until its status is done or failed.",
+        request=ReadingCreateSerializer,
+        responses={
+            202: ReadingQueuedSerializer,
+            400: OpenApiResponse(description="A message per field that is wrong."),
+        },
+    )
+    def post(self, request):
+        body = ReadingCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        cards = data.get("cards")
+        try:
+            reading = reading_create(
+                owner=request.user,
+                spread=data["spread"],
+                question=data["question"],
+                cards=None if cards is None else [CardChoice(**card) for card in cards],
+            )
+        except DjangoValidationError as exc:
+            raise api_validation_error(exc) from exc
+        # The worker must find the reading when it picks the job up.
+        transaction.on_commit(lambda: enqueue_reading(reading))
+        url = request.build_absolute_uri(reverse("api:reading-detail", kwargs={"pk": reading.pk}))
+        queued = ReadingQueuedSerializer({"id": reading.pk, "status": reading.status, "url": url})
+        return Response(queued.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+class ReadingDetail(generics.RetrieveAPIView):
+    """A reading with its progress, its text so far, its metrics and its cost."""
+
+    serializer_class = ReadingDetailSerializer
+
+    def get_queryset(self):
+        return readings_visible_to(self.request.user).prefetch_related(
+            Prefetch("tasks", queryset=ReadingTask.objects.order_by("phase", "batch_index", "pk"))
+        )
+
+
+class ApiDocs(SpectacularSwaggerView):
+    """Swagger UI served from drf-spectacular-sidecar's static files: no CDN needed."""
+
+    url_name = "api:schema"
+
+    @staticmethod
+    def _swagger_ui_resource(filename):
+        return static(f"drf_spectacular_sidecar/swagger-ui-dist/{filename}")
+
+    @staticmethod
+    def _swagger_ui_favicon():
+        return static("drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png")
