@@ -20,7 +20,6 @@ from readings.engine import run_reading
 from readings.models import Reading, ReadingStatus
 from readings.services import reading_create
 
-
 # How often a bench API client asks whether its reading is done: often enough that polling
 # adds little to the end-to-end figure, rarely enough not to load the server.
 POLL_INTERVAL_S = 0.05

@@ -1,0 +1,186 @@
+"""Where the money goes: LLM call costs over a date range, summed by Postgres.
+
+Every figure here is an aggregate computed in the database (`.values().annotate()`), so
+the report costs a handful of grouped queries however many calls there are.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
+
+from allocation.models import CallOutcome, LLMCall
+from readings.models import Reading
+
+TOP_READINGS = 20
+DEFAULT_DAYS = 30
+# Failed attempts other than a 429: overloads (529), server errors and timeouts.
+ERROR_OUTCOMES = [CallOutcome.OVERLOADED, CallOutcome.ERROR, CallOutcome.TIMEOUT]
+MONEY = DecimalField(max_digits=20, decimal_places=8)
+ZERO = Decimal("0.00000000")
+
+
+def default_range(*, today: date | None = None) -> tuple[date, date]:
+    """The last 30 days, today (UTC) included."""
+    end = today or datetime.now(UTC).date()
+    return end - timedelta(days=DEFAULT_DAYS - 1), end
+
+
+def calls_between(
+    *, start: date, end: date, spread: str | None = None, task_type=None, model=None
+) -> QuerySet:
+    """Calls made from the start of `start` to the end of `end`, both days inclusive, in UTC.
+
+    A half-open range on the raw column (not `created_at__date`) so Postgres can use the
+    created_at indexes.
+    """
+    calls = LLMCall.objects.filter(
+        created_at__gte=datetime.combine(start, time.min, tzinfo=UTC),
+        created_at__lt=datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+    if spread:
+        calls = calls.filter(spread__slug=spread)
+    if task_type:
+        calls = calls.filter(task_type=task_type)
+    if model:
+        calls = calls.filter(model=model)
+    # The model's default ordering would otherwise leak into GROUP BY.
+    return calls.order_by()
+
+
+def _metrics() -> dict:
+    return {
+        "calls": Count("id"),
+        "cost": Coalesce(Sum("cost_usd"), Value(ZERO), output_field=MONEY),
+        "tokens_in": Coalesce(Sum("input_tokens"), 0),
+        "tokens_out": Coalesce(Sum("output_tokens"), 0),
+        "tokens_cache_read": Coalesce(Sum("cache_read_tokens"), 0),
+        "tokens_cache_write": Coalesce(Sum("cache_write_tokens"), 0),
+        "rate_limited": Count("id", filter=Q(outcome=CallOutcome.RATE_LIMITED)),
+        "fallbacks": Count("id", filter=Q(is_fallback=True)),
+        "errors": Count("id", filter=Q(outcome__in=ERROR_OUTCOMES)),
+    }
+
+
+def _day():
+    return TruncDate("created_at", tzinfo=UTC)
+
+
+def cost_summary(
+    *, start: date, end: date, spread: str | None = None, task_type=None, model=None
+) -> dict:
+    """Totals, the same totals by task type, model, spread, day and day x task type, and
+    the cost per reading, for calls in [start, end] (UTC days, inclusive)."""
+    calls = calls_between(start=start, end=end, spread=spread, task_type=task_type, model=model)
+
+    totals = calls.aggregate(
+        **_metrics(),
+        readings=Count("reading", distinct=True),
+        reading_cost=Coalesce(
+            Sum("cost_usd", filter=Q(reading__isnull=False)), Value(ZERO), output_field=MONEY
+        ),
+    )
+    readings = totals.pop("readings")
+    reading_cost = totals.pop("reading_cost")
+
+    by_task_type = list(calls.values("task_type").annotate(**_metrics()).order_by("-cost"))
+    by_model = list(calls.values("model").annotate(**_metrics()).order_by("-cost", "model"))
+    by_spread = list(
+        calls.values(spread_slug=F("spread__slug"), spread_name=F("spread__name"))
+        .annotate(**_metrics())
+        .order_by("-cost", "spread_slug")
+    )
+    by_day = list(calls.annotate(day=_day()).values("day").annotate(**_metrics()).order_by("day"))
+    by_day_task_type = list(
+        calls.annotate(day=_day())
+        .values("day", "task_type")
+        .annotate(calls=Count("id"), cost=Sum("cost_usd"))
+        .order_by("day", "task_type")
+    )
+
+    return {
+        "start": start,
+        "end": end,
+        "filters": {"spread": spread, "task_type": task_type, "model": model},
+        "totals": totals,
+        "by_task_type": by_task_type,
+        "by_model": by_model,
+        "by_spread": by_spread,
+        "by_day": by_day,
+        "by_day_task_type": by_day_task_type,
+        "per_reading": {
+            "readings": readings,
+            "cost": reading_cost,
+            "average_cost": ((reading_cost / readings).quantize(ZERO) if readings else ZERO),
+            "top": top_readings(calls=calls),
+        },
+    }
+
+
+def top_readings(*, calls: QuerySet, limit: int = TOP_READINGS) -> list[dict]:
+    """The most expensive readings among `calls`, with their spread, status and time."""
+    top = list(
+        calls.filter(reading__isnull=False)
+        .values("reading_id")
+        .annotate(calls=Count("id"), cost=Sum("cost_usd"))
+        .order_by("-cost", "reading_id")[:limit]
+    )
+    details = {
+        row["id"]: row
+        for row in Reading.objects.filter(id__in=[r["reading_id"] for r in top]).values(
+            "id", "spread__slug", "status", "created_at"
+        )
+    }
+    return [
+        {
+            "reading_id": row["reading_id"],
+            "spread": details.get(row["reading_id"], {}).get("spread__slug"),
+            "status": details.get(row["reading_id"], {}).get("status"),
+            "created_at": details.get(row["reading_id"], {}).get("created_at"),
+            "calls": row["calls"],
+            "cost": row["cost"],
+        }
+        for row in top
+    ]
+
+
+GROUPS = {
+    "day": ("day",),
+    "task_type": ("task_type",),
+    "model": ("model",),
+    "spread": ("spread_slug",),
+    "day_task_type": ("day", "task_type"),
+}
+METRIC_NAMES = list(_metrics())
+
+
+def cost_rows(
+    *,
+    group: str,
+    start: date,
+    end: date,
+    spread: str | None = None,
+    task_type=None,
+    model=None,
+) -> list[dict]:
+    """One grouping of the summary with every metric, for the CSV export."""
+    calls = calls_between(start=start, end=end, spread=spread, task_type=task_type, model=model)
+    if group == "day":
+        rows = calls.annotate(day=_day()).values("day")
+    elif group == "day_task_type":
+        rows = calls.annotate(day=_day()).values("day", "task_type")
+    elif group == "task_type":
+        rows = calls.values("task_type")
+    elif group == "model":
+        rows = calls.values("model")
+    elif group == "spread":
+        rows = calls.values(spread_slug=F("spread__slug"))
+    else:
+        raise ValueError(f"Unknown group {group!r}; choose one of {', '.join(GROUPS)}.")
+    return list(rows.annotate(**_metrics()).order_by(*GROUPS[group]))
+
+
+def model_names() -> list[str]:
+    """Every model that has been called, for the filter's choices."""
+    return list(LLMCall.objects.order_by("model").values_list("model", flat=True).distinct())
