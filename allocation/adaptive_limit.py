@@ -137,6 +137,38 @@ class AimdLimit:
             "paused_until": self._paused_until,
         }
 
+    def to_dict(self) -> dict:
+        """JSON-safe state, so every worker process can share one controller per model."""
+        return {
+            "limit": self._limit,
+            "successes": self._successes,
+            "last_decrease_at": None
+            if math.isinf(self._last_decrease_at)
+            else self._last_decrease_at,
+            "smoothed_rtt": self._smoothed_rtt,
+            "baseline_rtt": self._baseline_rtt,
+            "headroom_low": self._headroom_low,
+            "paused_until": self._paused_until,
+            "last_reason": self._last_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict | None, params: "AimdParams | None" = None) -> "AimdLimit":
+        limit = cls(params)
+        if not data:
+            return limit
+        p = limit.params
+        limit._limit = min(p.max_limit, max(p.min_limit, int(data.get("limit", p.initial_limit))))
+        limit._successes = int(data.get("successes", 0))
+        last = data.get("last_decrease_at")
+        limit._last_decrease_at = -math.inf if last is None else float(last)
+        limit._smoothed_rtt = data.get("smoothed_rtt")
+        limit._baseline_rtt = data.get("baseline_rtt")
+        limit._headroom_low = bool(data.get("headroom_low", False))
+        limit._paused_until = float(data.get("paused_until", 0.0))
+        limit._last_reason = data.get("last_reason", "initial")
+        return limit
+
     def _observe_rtt(self, rtt_s: float) -> None:
         if self._smoothed_rtt is None or self._baseline_rtt is None:
             self._smoothed_rtt = self._baseline_rtt = rtt_s

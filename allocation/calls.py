@@ -2,10 +2,12 @@
 
 The SDK runs with max_retries=0, so every attempt passes through here: each is logged (429s
 and failures too), 429s wait out retry-after and count as rate-limit hits, and a model that
-is overloaded, erroring or timing out hands the task to the next model in the allocation.
+is overloaded, erroring, timing out or behind an open circuit breaker hands the task to the
+next model in the allocation.
 """
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +19,7 @@ from django.utils import timezone
 
 from allocation.allocator import AllocationConfig
 from allocation.client_pool import runtime
+from allocation.limiter import BreakerOpen, Outcome, Permit
 from allocation.models import CallOutcome
 from allocation.pricing import TokenUsage
 from allocation.retry_policy import (
@@ -29,8 +32,12 @@ from allocation.retry_policy import (
 )
 from allocation.usage import Attempt
 
+# The API's default temperature; sent explicitly, models newer than Opus 4.6 reject it.
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_RETRY = RetryParams()
+# A rough count (Anthropic's tokenizer averages about four characters a token) used only to
+# reserve input-token budget before the call; the real usage settles it afterwards.
+CHARS_PER_TOKEN = 4
 
 
 class TaskFailed(Exception):
@@ -45,10 +52,24 @@ class Completion:
     fell_back: bool
 
 
-# gate(model) -> an async context manager held for the duration of one HTTP call: the
-# per-reading bound and, where configured, the global limiter.
-Gate = Callable[[str], AbstractAsyncContextManager]
+# gate(model, input_estimate) -> an async context manager held for one HTTP call: the
+# per-reading bound and the global limiter. It yields a Permit whose outcome the caller fills.
+Gate = Callable[[str, int], AbstractAsyncContextManager[Permit]]
 AttemptHook = Callable[[Attempt], Awaitable[None]]
+
+
+@dataclass
+class _Sent:
+    """One HTTP call's result: the message, or the SDK's exception."""
+
+    attempt: Attempt
+    message: anthropic.types.Message | None = None
+    failure: anthropic.APIError | None = None
+    headers: dict | None = None
+
+
+def estimate_input_tokens(prompt: str, system: str | None = None) -> int:
+    return math.ceil((len(prompt) + len(system or "")) / CHARS_PER_TOKEN)
 
 
 async def complete(
@@ -62,96 +83,135 @@ async def complete(
     system: str | None = None,
 ) -> Completion:
     rng = rng or random.Random()
-    client = runtime.pool.get()
-    total_attempts = 0
+    attempts = 0
     last_problem = "no model was tried"
     models = config.models
     for model_index, model in enumerate(models):
         is_last_model = model_index == len(models) - 1
         for attempt_on_model in range(1, params.max_attempts_per_model + 1):
-            total_attempts += 1
-            started_at = timezone.now()
-            async with gate(model):
-                t0 = time.monotonic()
-                try:
-                    raw = await client.messages.with_raw_response.create(
-                        model=model,
-                        max_tokens=config.max_tokens,
-                        messages=[{"role": "user", "content": prompt}],
-                        **({"system": system} if system else {}),
-                        extra_body=_sampling(config),
-                    )
-                    message = await raw.parse()
-                except anthropic.APIError as exc:
-                    latency = time.monotonic() - t0
-                    failure = exc
-                else:
-                    latency = time.monotonic() - t0
-                    failure = None
-            common = dict(
-                task_type=config.task_type,
-                requested_model=config.model,
-                model=model,
-                attempt=total_attempts,
-                is_retry=attempt_on_model > 1,
-                is_fallback=model_index > 0,
-                latency_s=latency,
-                started_at=started_at,
-            )
-            if failure is None:
-                usage = message.usage
-                await on_attempt(
-                    Attempt(
-                        outcome=CallOutcome.OK,
-                        status_code=raw.http_response.status_code,
-                        request_id=raw.request_id or "",
-                        usage=TokenUsage(
-                            input_tokens=usage.input_tokens,
-                            output_tokens=usage.output_tokens,
-                            cache_read_tokens=usage.cache_read_input_tokens or 0,
-                            cache_write_tokens=usage.cache_creation_input_tokens or 0,
-                        ),
-                        **common,
-                    )
+            try:
+                sent = await _send(
+                    model=model,
+                    prompt=prompt,
+                    system=system,
+                    config=config,
+                    gate=gate,
+                    attempt=attempts + 1,
+                    is_retry=attempt_on_model > 1,
+                    is_fallback=model_index > 0,
                 )
-                text = "".join(block.text for block in message.content if block.type == "text")
+            except BreakerOpen:
+                last_problem = f"{model}: circuit open after repeated failures"
+                break  # straight to the next model, no call made
+            attempts += 1
+            await on_attempt(sent.attempt)
+            if sent.failure is None:
+                text = "".join(b.text for b in sent.message.content if b.type == "text")
                 return Completion(
-                    text=text, model=model, attempts=total_attempts, fell_back=model_index > 0
+                    text=text, model=model, attempts=attempts, fell_back=model_index > 0
                 )
 
-            outcome = classify(failure)
-            status = getattr(failure, "status_code", None)
-            headers = (
-                failure.response.headers if isinstance(failure, anthropic.APIStatusError) else {}
-            )
-            last_problem = f"{model}: {outcome} ({status or type(failure).__name__}): {failure}"
-            await on_attempt(
-                Attempt(
-                    outcome=outcome,
-                    status_code=status,
-                    request_id=(headers.get("request-id") or "") if headers else "",
-                    error=str(failure),
-                    **common,
-                )
-            )
+            failure, outcome = sent.failure, sent.attempt.outcome
+            why = sent.attempt.status_code or type(failure).__name__
+            last_problem = f"{model}: {outcome} ({why}): {failure}"
             if is_fatal(failure):
                 if not fallback_may_help(failure):
                     raise TaskFailed(last_problem) from failure  # every model would say the same
                 break  # e.g. a model this key cannot use: the next one may serve
-            out_of_attempts = attempt_on_model == params.max_attempts_per_model
             if outcome != CallOutcome.RATE_LIMITED and not is_last_model:
                 break  # overloaded, erroring or timing out: hand the task on now
-            if out_of_attempts:
+            if attempt_on_model == params.max_attempts_per_model:
                 break
-            delay = backoff_delay(
-                attempt_on_model,
-                retry_after=retry_after_from_headers(headers, now=time.time()),
-                rng=rng,
-                initial=params.initial_delay_s,
-                max_delay=params.max_delay_s,
+            await asyncio.sleep(
+                backoff_delay(
+                    attempt_on_model,
+                    retry_after=retry_after_from_headers(sent.headers or {}, now=time.time()),
+                    rng=rng,
+                    initial=params.initial_delay_s,
+                    max_delay=params.max_delay_s,
+                )
             )
-            await asyncio.sleep(delay)
     raise TaskFailed(f"All models failed for {config.task_type}; last: {last_problem}")
+
+
+async def _send(*, model, prompt, system, config, gate, attempt, is_retry, is_fallback) -> _Sent:
+    client = runtime.pool.get()
+    started_at = timezone.now()
+    async with gate(model, estimate_input_tokens(prompt, system)) as permit:
+        t0 = time.monotonic()
+        try:
+            raw = await client.messages.with_raw_response.create(
+                model=model,
+                max_tokens=config.max_tokens,
+                messages=[{"role": "user", "content": prompt}],
+                **({"system": system} if system else {}),
+                extra_body=_sampling(config),
+            )
+            message = await raw.parse()
+        except anthropic.APIError as exc:
+            latency = time.monotonic() - t0
+            sent = _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallback)
+            permit.outcome = Outcome(
+                outcome=sent.attempt.outcome, latency_s=latency, headers=sent.headers or {}
+            )
+            return sent
+        latency = time.monotonic() - t0
+        usage = TokenUsage(
+            input_tokens=message.usage.input_tokens,
+            output_tokens=message.usage.output_tokens,
+            cache_read_tokens=message.usage.cache_read_input_tokens or 0,
+            cache_write_tokens=message.usage.cache_creation_input_tokens or 0,
+        )
+        headers = dict(raw.headers)
+        permit.outcome = Outcome(
+            outcome=CallOutcome.OK,
+            latency_s=latency,
+            # What counts against an input-tokens-per-minute limit: cache reads do not.
+            input_tokens=usage.input_tokens + usage.cache_write_tokens,
+            output_tokens=usage.output_tokens,
+            headers=headers,
+        )
+    return _Sent(
+        attempt=Attempt(
+            task_type=config.task_type,
+            requested_model=config.model,
+            model=model,
+            outcome=CallOutcome.OK,
+            attempt=attempt,
+            is_retry=is_retry,
+            is_fallback=is_fallback,
+            latency_s=latency,
+            started_at=started_at,
+            usage=usage,
+            status_code=raw.http_response.status_code,
+            request_id=raw.request_id or "",
+        ),
+        message=message,
+        headers=headers,
+    )
+
+
+def _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallback) -> _Sent:
+    status = getattr(exc, "status_code", None)
+    headers = dict(exc.response.headers) if isinstance(exc, anthropic.APIStatusError) else {}
+    return _Sent(
+        attempt=Attempt(
+            task_type=config.task_type,
+            requested_model=config.model,
+            model=model,
+            outcome=classify(exc),
+            attempt=attempt,
+            is_retry=is_retry,
+            is_fallback=is_fallback,
+            latency_s=latency,
+            started_at=started_at,
+            status_code=status,
+            request_id=headers.get("request-id", ""),
+            error=str(exc),
+        ),
+        failure=exc,
+        headers=headers,
+    )
 
 
 def _sampling(config: AllocationConfig) -> dict:

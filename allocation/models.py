@@ -234,3 +234,60 @@ class LLMCall(models.Model):
 
     def __str__(self):
         return f"{self.task_type} on {self.model}: {self.outcome}"
+
+
+class ModelState(models.Model):
+    """What every worker process shares about one model: its rate-limit buckets, the adaptive
+    concurrency controller and the circuit breaker. Updated under SELECT ... FOR UPDATE."""
+
+    model = models.CharField(max_length=100, unique=True)
+    request_tokens = models.FloatField(default=0)
+    input_tokens = models.FloatField(default=0)
+    output_tokens = models.FloatField(default=0)
+    refilled_at = models.FloatField(default=0, help_text="Unix time of the last refill.")
+    paused_until = models.FloatField(default=0, help_text="Unix time; the provider said wait.")
+    adaptive = models.JSONField(default=dict, blank=True)
+    breaker = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self):
+        return self.model
+
+
+class Lease(models.Model):
+    """One call in flight somewhere. A worker renews its leases while it lives; a killed
+    worker's leases expire, and its share of the limit comes back."""
+
+    model = models.CharField(max_length=100)
+    holder = models.CharField(max_length=100, help_text="host:pid of the process.")
+    expires_at = models.FloatField(help_text="Unix time.")
+    input_estimate = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["model", "expires_at"]),
+            models.Index(fields=["holder"]),
+        ]
+
+    def __str__(self):
+        return f"{self.model} held by {self.holder}"
+
+
+class LimitChange(models.Model):
+    """The adaptive limit's history, for staff: when it moved, to what, and why."""
+
+    model = models.CharField(max_length=100)
+    limit = models.PositiveIntegerField()
+    reason = models.CharField(max_length=30)
+    breaker_state = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["model", "-created_at"])]
+
+    def __str__(self):
+        return f"{self.model}: {self.limit} ({self.reason})"

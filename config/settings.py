@@ -125,6 +125,11 @@ ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
 # Seconds before an LLM call is abandoned as a timeout (then retried or handed to a fallback).
 LLM_TIMEOUT_S = envint("LLM_TIMEOUT_S", 60)
+# The provider's limits (ModelLimit rows), enforced across every worker process through
+# Postgres, with an adaptive concurrency controller and a circuit breaker per model.
+LLM_GLOBAL_LIMITER = envbool("LLM_GLOBAL_LIMITER", True)
+# Overrides for allocation.limiter.LimiterParams (tests shorten its times).
+LLM_LIMITER: dict = {}
 
 # --- The worker (django-q2) -------------------------------------------------------
 # The ORM broker keeps the queue in the same database, so readings survive a restart

@@ -12,14 +12,17 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from allocation.allocator import AllocationError
 from allocation.calls import TaskFailed, complete
 from allocation.client_pool import runtime
+from allocation.limiter import Permit, get_limiter
 from allocation.models import TaskType
 from allocation.usage import Attempt
 from readings import store
@@ -33,22 +36,30 @@ Progress = Callable[[ReadingTask, str], None]
 
 
 class CallTracker:
-    """The per-reading bound on concurrent calls, and what it saw."""
+    """The per-reading bound on concurrent calls, inside the global limiter, and what it saw."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, *, use_global_limiter: bool):
         self._semaphore = asyncio.Semaphore(limit)
+        self._use_global_limiter = use_global_limiter
         self.in_flight = 0
         self.peak = 0
 
     @asynccontextmanager
-    async def slot(self, model: str):
+    async def slot(self, model: str, input_estimate: int, *, priority: tuple = ()):
         async with self._semaphore:
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-            try:
-                yield
-            finally:
-                self.in_flight -= 1
+            if self._use_global_limiter:
+                permits = get_limiter().permit(
+                    model, input_estimate=input_estimate, priority=priority
+                )
+            else:
+                permits = nullcontext(Permit())
+            async with permits as permit:
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+                try:
+                    yield permit
+                finally:
+                    self.in_flight -= 1
 
 
 @dataclass
@@ -89,7 +100,10 @@ class ReadingRun:
         self.state = state
         self.progress = progress or (lambda task, status: None)
         parallel = state.spread.supports_parallel
-        self.tracker = CallTracker(state.max_concurrent_calls if parallel else 1)
+        self.tracker = CallTracker(
+            state.max_concurrent_calls if parallel else 1,
+            use_global_limiter=settings.LLM_GLOBAL_LIMITER,
+        )
         self.timings = RunTimings()
 
     async def run(self) -> None:
@@ -137,7 +151,8 @@ class ReadingRun:
             completion = await complete(
                 prompt=prompt,
                 config=self.state.configs[task.task_type],
-                gate=self.tracker.slot,
+                # Later phases of older readings first: finish what is started.
+                gate=partial(self.tracker.slot, priority=self._priority(task)),
                 on_attempt=on_attempt,
             )
         except TaskFailed as exc:
@@ -155,6 +170,9 @@ class ReadingRun:
             completion.model,
         )
         self.progress(task, TaskStatus.DONE)
+
+    def _priority(self, task: ReadingTask) -> tuple:
+        return (-task.phase, self.state.reading.created_at.timestamp())
 
     def _context_for(self, task: ReadingTask) -> PromptContext:
         state = self.state

@@ -26,13 +26,14 @@ def seed(apps, schema_editor):
             temperature=temperature,
             fallback_models=fallbacks,
         )
-    # Anthropic's entry tier, as a safe start: staff set their organisation's real limits.
+    # Anthropic's Tier 4 limits for its current models, as a start: staff set their
+    # organisation's own. Calls are admitted at most a second's worth of refill at a time.
     ModelLimit.objects.create(
         model="*",
-        requests_per_minute=50,
-        input_tokens_per_minute=30_000,
-        output_tokens_per_minute=8_000,
-        max_concurrent_calls=10,
+        requests_per_minute=4_000,
+        input_tokens_per_minute=2_000_000,
+        output_tokens_per_minute=400_000,
+        max_concurrent_calls=50,
     )
 
 

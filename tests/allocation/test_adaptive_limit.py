@@ -240,3 +240,20 @@ def test_it_rejects_an_unknown_outcome():
 def test_it_rejects_parameters_that_cannot_work(params):
     with pytest.raises(ValueError):
         AimdParams(**params)
+
+
+def test_it_round_trips_its_state_through_a_dict_so_processes_can_share_it():
+    limit = AimdLimit()
+    for i in range(20):
+        limit.on_sample(now=float(i), rtt_s=1.0, in_flight=limit.limit, outcome="ok")
+    limit.on_sample(now=30.0, rtt_s=1.0, in_flight=5, outcome="rate_limited")
+
+    copy = AimdLimit.from_dict(limit.to_dict())
+
+    assert copy.to_dict() == limit.to_dict()
+    copy.on_sample(now=30.5, rtt_s=1.0, in_flight=5, outcome="rate_limited")
+    assert copy.limit == limit.limit, "the cooldown survived the round trip"
+
+
+def test_it_starts_fresh_from_an_empty_dict():
+    assert AimdLimit.from_dict({}).limit == AimdParams().initial_limit

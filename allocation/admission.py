@@ -1,0 +1,103 @@
+"""Whether one more call to a model may start now: pure arithmetic, no I/O.
+
+Token buckets refill continuously at the provider's per-minute rates, holding at most
+`burst_s` seconds of refill: Anthropic may enforce a per-minute limit over shorter intervals,
+so a whole minute's requests must not go out in one burst. Input tokens are charged on
+admission from an estimate and reconciled with the real usage afterwards; output tokens are
+unknown until the call ends, so they are charged then, and a bucket in debt admits nothing
+until it has refilled.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int
+    input_tokens_per_minute: int
+    output_tokens_per_minute: int
+    max_concurrent_calls: int
+
+
+@dataclass
+class Buckets:
+    requests: float
+    input_tokens: float
+    output_tokens: float
+    refilled_at: float
+
+    @classmethod
+    def full(cls, limits: Limits, burst_s: float, now: float) -> "Buckets":
+        return cls(
+            requests=capacity(limits.requests_per_minute, burst_s),
+            input_tokens=capacity(limits.input_tokens_per_minute, burst_s),
+            output_tokens=capacity(limits.output_tokens_per_minute, burst_s),
+            refilled_at=now,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    admitted: bool
+    wait_s: float = 0.0
+    reason: str = ""
+
+
+def capacity(per_minute: int, burst_s: float) -> float:
+    # At least one whole unit, or a slow limit could never admit anything.
+    return max(1.0, per_minute / 60.0 * burst_s)
+
+
+def refill(buckets: Buckets, limits: Limits, *, burst_s: float, now: float) -> None:
+    elapsed = max(0.0, now - buckets.refilled_at)
+    for name, per_minute in (
+        ("requests", limits.requests_per_minute),
+        ("input_tokens", limits.input_tokens_per_minute),
+        ("output_tokens", limits.output_tokens_per_minute),
+    ):
+        level = getattr(buckets, name) + per_minute / 60.0 * elapsed
+        setattr(buckets, name, min(capacity(per_minute, burst_s), level))
+    buckets.refilled_at = now
+
+
+def admit(
+    buckets: Buckets,
+    limits: Limits,
+    *,
+    in_flight: int,
+    concurrency_limit: int,
+    input_estimate: int,
+    paused_until: float,
+    burst_s: float,
+    now: float,
+) -> Decision:
+    """Admit (and charge) one call, or say how long to wait before asking again."""
+    if now < paused_until:
+        return Decision(False, paused_until - now, "paused")
+    if in_flight >= min(concurrency_limit, limits.max_concurrent_calls):
+        return Decision(False, 0.0, "concurrency")
+    if buckets.requests < 1:
+        return Decision(
+            False, (1 - buckets.requests) / per_second(limits.requests_per_minute), "rpm"
+        )
+    # A prompt larger than the bucket waits for a full bucket, then leaves a debt.
+    needed = min(input_estimate, capacity(limits.input_tokens_per_minute, burst_s))
+    if buckets.input_tokens < needed:
+        deficit = needed - buckets.input_tokens
+        return Decision(False, deficit / per_second(limits.input_tokens_per_minute), "itpm")
+    if buckets.output_tokens <= 0:
+        deficit = 1 - buckets.output_tokens
+        return Decision(False, deficit / per_second(limits.output_tokens_per_minute), "otpm")
+    buckets.requests -= 1
+    buckets.input_tokens -= input_estimate
+    return Decision(True)
+
+
+def settle(buckets: Buckets, *, input_estimate: int, input_used: int, output_used: int) -> None:
+    """Charge what the call really used, now that it is known."""
+    buckets.input_tokens += input_estimate - input_used
+    buckets.output_tokens -= output_used
+
+
+def per_second(per_minute: int) -> float:
+    return per_minute / 60.0
