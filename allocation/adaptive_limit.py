@@ -29,13 +29,14 @@ OUTCOMES = frozenset({"ok", "rate_limited", "overloaded", "error", "timeout"})
 
 @dataclass(frozen=True)
 class AimdParams:
-    # A cold model starts low enough that a fresh deploy cannot stampede it, yet high enough that
-    # the parallel calls of one spread are not serialised on the first reading.
-    initial_limit: int = 5
+    # A cold model starts high enough that a few readings' parallel calls are not serialised
+    # on the first minute (the admin's max_concurrent_calls caps it separately), yet far
+    # below the ceiling, so a fresh deploy probes upwards rather than stampeding.
+    initial_limit: int = 20
     # Never zero: with nothing in flight there would be no sample to learn from.
     min_limit: int = 1
     # A ceiling against runaway growth; other processes share the same API key.
-    max_limit: int = 50
+    max_limit: int = 200
     # Latency, overload and timeouts are hints: a gentle cut lets the limit hover near the knee.
     backoff_ratio: float = 0.9
     # A 429 is certain: halve, as TCP does on loss.

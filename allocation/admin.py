@@ -1,6 +1,24 @@
-from django.contrib import admin
+import time
+from datetime import UTC, datetime
 
-from allocation.models import ModelAllocation, ModelLimit, ModelPrice
+from django.contrib import admin
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+
+from allocation.limiter import get_params
+from allocation.models import (
+    Lease,
+    LimitChange,
+    LLMCall,
+    ModelAllocation,
+    ModelLimit,
+    ModelPrice,
+    ModelState,
+)
 
 
 @admin.register(ModelAllocation)
@@ -35,3 +53,281 @@ class ModelPriceAdmin(admin.ModelAdmin):
         "cache_read_per_mtok",
         "cache_write_per_mtok",
     ]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the platform writes and staff only look at."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _utc(unix: float | None) -> datetime | None:
+    return datetime.fromtimestamp(unix, UTC) if unix else None
+
+
+def _since(moment: datetime) -> str:
+    """' since 12:03:10 UTC', with the day too unless it is today."""
+    day = "" if moment.date() == datetime.now(UTC).date() else f"{moment:%Y-%m-%d} "
+    return f" since {day}{moment:%H:%M:%S} UTC"
+
+
+@admin.register(LLMCall)
+class LLMCallAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created",
+        "task_type",
+        "model_called",
+        "outcome",
+        "retry",
+        "fallback",
+        "tokens",
+        "cost",
+        "latency",
+        "reading_link",
+    ]
+    list_filter = ["outcome", "task_type", "model", "is_fallback"]
+    list_select_related = ["spread"]
+    date_hierarchy = "created_at"
+    search_fields = ["=request_id", "model"]
+    # The table grows by a dozen rows per reading: counting all of it on every page is the
+    # slowest query of the changelist (healthchecks' Ping admin does the same).
+    show_full_result_count = False
+    # Facet counts are one COUNT per filter choice over the same big table.
+    show_facets = admin.ShowFacets.NEVER
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "LLM calls: every provider attempt", **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Created (UTC)", ordering="created_at")
+    def created(self, obj):
+        return f"{obj.created_at:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="Model", ordering="model")
+    def model_called(self, obj):
+        if obj.requested_model and obj.requested_model != obj.model:
+            return format_html(
+                '<span style="white-space: nowrap">{}</span><br><small>asked for {}</small>',
+                obj.model,
+                obj.requested_model,
+            )
+        return format_html('<span style="white-space: nowrap">{}</span>', obj.model)
+
+    @admin.display(description="Retry", boolean=True, ordering="is_retry")
+    def retry(self, obj):
+        return obj.is_retry
+
+    @admin.display(description="Fallback", boolean=True, ordering="is_fallback")
+    def fallback(self, obj):
+        return obj.is_fallback
+
+    @admin.display(description="Tokens in / out")
+    def tokens(self, obj):
+        return f"{obj.input_tokens:,} / {obj.output_tokens:,}"
+
+    @admin.display(description="Cost", ordering="cost_usd")
+    def cost(self, obj):
+        return f"${obj.cost_usd:.6f}"
+
+    @admin.display(description="Latency", ordering="latency_s")
+    def latency(self, obj):
+        return f"{obj.latency_s:.2f} s"
+
+    @admin.display(description="Reading")
+    def reading_link(self, obj):
+        if not obj.reading_id:
+            return "-"
+        return format_html(
+            '<a href="{}">{}</a>{}',
+            reverse("admin:readings_reading_change", args=[obj.reading_id]),
+            str(obj.reading_id)[:8],
+            f" ({obj.spread.slug})" if obj.spread_id else "",
+        )
+
+
+def model_states_with_limits(queryset: QuerySet, *, now: float) -> QuerySet:
+    """ModelState rows with the ModelLimit that applies to each (its own row, else "*") and
+    the calls in flight now, each a subquery of the one changelist query."""
+    own = ModelLimit.objects.filter(model=OuterRef("model"))
+    default = ModelLimit.objects.filter(model=ModelLimit.DEFAULT)
+    in_flight = (
+        Lease.objects.filter(model=OuterRef("model"), expires_at__gt=now)
+        .order_by()
+        .values("model")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return queryset.annotate(
+        limit_source=Coalesce(
+            Subquery(own.values("model")[:1]), Subquery(default.values("model")[:1])
+        ),
+        configured_max=Coalesce(
+            Subquery(own.values("max_concurrent_calls")[:1]),
+            Subquery(default.values("max_concurrent_calls")[:1]),
+        ),
+        in_flight=Coalesce(Subquery(in_flight), 0),
+    )
+
+
+BREAKER_COLOURS = {"closed": "#2e7d32", "half_open": "#b35c00", "open": "#ba2121"}
+HISTORY_ROWS = 50
+
+
+@admin.register(ModelState)
+class ModelStateAdmin(ReadOnlyAdmin):
+    list_display = [
+        "model_name",
+        "adaptive_limit",
+        "configured_limit",
+        "calls_in_flight",
+        "breaker_state",
+        "last_reason",
+        "paused",
+        "updated_at",
+    ]
+    list_display_links = ["model_name"]
+    search_fields = ["model"]
+    fieldsets = [
+        (None, {"fields": ["model", "updated_at"]}),
+        (
+            "Concurrency",
+            {
+                "fields": [
+                    "adaptive_limit",
+                    "configured_limit",
+                    "calls_in_flight",
+                    "last_reason",
+                    "paused",
+                ]
+            },
+        ),
+        ("Circuit breaker", {"fields": ["breaker_state", "breaker_failures"]}),
+        (
+            "Rate-limit buckets (tokens left at the last refill)",
+            {"fields": ["request_tokens", "input_tokens", "output_tokens", "refilled"]},
+        ),
+        ("History: the last 50 limit changes", {"fields": ["history"]}),
+        ("Raw shared state", {"fields": ["adaptive", "breaker"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = [
+        "adaptive_limit",
+        "configured_limit",
+        "calls_in_flight",
+        "last_reason",
+        "paused",
+        "breaker_state",
+        "breaker_failures",
+        "refilled",
+        "history",
+    ]
+
+    def get_queryset(self, request):
+        return model_states_with_limits(super().get_queryset(request), now=time.time())
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Live limits and circuit breakers", **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Model", ordering="model")
+    def model_name(self, obj):
+        return format_html('<span style="white-space: nowrap">{}</span>', obj.model)
+
+    @admin.display(description="Adaptive limit", ordering="adaptive__limit")
+    def adaptive_limit(self, obj):
+        limit = (obj.adaptive or {}).get("limit")
+        if limit is None:
+            return f"{get_params().aimd.initial_limit} (initial)"
+        return limit
+
+    @admin.display(description="Configured max", ordering="configured_max")
+    def configured_limit(self, obj):
+        if obj.configured_max is None:
+            return "no ModelLimit: unlimited"
+        source = "*" if obj.limit_source == ModelLimit.DEFAULT else "own row"
+        return f"{obj.configured_max} ({source})"
+
+    @admin.display(description="In flight now", ordering="in_flight")
+    def calls_in_flight(self, obj):
+        return obj.in_flight
+
+    @admin.display(description="Circuit breaker", ordering="breaker__state")
+    def breaker_state(self, obj):
+        breaker = obj.breaker or {}
+        state = breaker.get("state", "closed")
+        colour = BREAKER_COLOURS.get(state, "inherit")
+        if state == "open":
+            opened = _utc(breaker.get("opened_at"))
+            since = _since(opened) if opened else ""
+            return format_html('<strong style="color: {}">open{}</strong>', colour, since)
+        if state == "half_open":
+            return format_html('<strong style="color: {}">half-open: probing</strong>', colour)
+        failures = breaker.get("failures", 0)
+        return format_html(
+            '<span style="color: {}">{}</span>{}',
+            colour,
+            state,
+            f" ({failures} failure{pluralize(failures)} in a row)" if failures else "",
+        )
+
+    @admin.display(description="Failures in a row")
+    def breaker_failures(self, obj):
+        return (obj.breaker or {}).get("failures", 0)
+
+    @admin.display(description="Last reason")
+    def last_reason(self, obj):
+        return (obj.adaptive or {}).get("last_reason") or "-"
+
+    @admin.display(description="Paused until")
+    def paused(self, obj):
+        until = max(obj.paused_until or 0, (obj.adaptive or {}).get("paused_until") or 0)
+        left = until - time.time()
+        if left <= 0:
+            return "-"
+        return f"{_utc(until):%H:%M:%S} UTC (in {left:.0f} s)"
+
+    @admin.display(description="Refilled at")
+    def refilled(self, obj):
+        refilled = _utc(obj.refilled_at)
+        return f"{refilled:%Y-%m-%d %H:%M:%S} UTC" if refilled else "never"
+
+    @admin.display(description="Limit changes")
+    def history(self, obj):
+        changes = LimitChange.objects.filter(model=obj.model)[:HISTORY_ROWS]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{change.created_at:%Y-%m-%d %H:%M:%S} UTC",
+                    change.limit,
+                    change.reason,
+                    change.breaker_state or "-",
+                )
+                for change in changes
+            ),
+        )
+        if not rows:
+            return "No changes yet: the limit is where it started."
+        return format_html(
+            "<table><thead><tr><th>When</th><th>Limit</th><th>Reason</th><th>Breaker</th>"
+            '</tr></thead><tbody>{}</tbody></table><p><a href="{}?{}">All changes for {}</a></p>',
+            rows,
+            reverse("admin:allocation_limitchange_changelist"),
+            urlencode({"model": obj.model}),
+            obj.model,
+        )
+
+
+@admin.register(LimitChange)
+class LimitChangeAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "model", "limit", "reason", "breaker_state"]
+    list_filter = ["model", "reason", "breaker_state"]
+    date_hierarchy = "created_at"
+    search_fields = ["model"]

@@ -136,8 +136,8 @@ async def complete(
 
 async def _send(*, model, prompt, system, config, gate, attempt, is_retry, is_fallback) -> _Sent:
     client = runtime.pool.get()
-    started_at = timezone.now()
     async with gate(model, estimate_input_tokens(prompt, system)) as permit:
+        started_at = timezone.now()  # when the request leaves, not when it began to queue
         t0 = time.monotonic()
         try:
             raw = await client.messages.with_raw_response.create(

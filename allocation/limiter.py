@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from allocation.adaptive_limit import AimdLimit, AimdParams
-from allocation.admission import Buckets, Limits, admit, refill, settle
+from allocation.admission import Buckets, Limits, admit, capacity, refill, settle
 from allocation.circuit_breaker import BreakerParams, CircuitBreaker, counts_as_failure
 from allocation.models import Lease, LimitChange, ModelLimit, ModelState
 from allocation.retry_policy import retry_after_from_headers
@@ -37,9 +37,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LimiterParams:
-    # Bucket capacity in seconds of refill; Anthropic may enforce per-minute limits over
-    # intervals as short as a second.
-    burst_s: float = 1.0
+    # Anthropic may enforce a per-minute limit over intervals as short as a second, so its
+    # buckets hold about a second of refill.
+    provider_burst_s: float = 1.0
+    # Ours hold a tenth less. Both refill at the same rate and see the same requests, so the
+    # provider's bucket then always holds more than ours: the margin absorbs jitter in when
+    # our requests arrive, instead of each early arrival costing a 429 and a pause.
+    burst_s: float = 0.9
     # A killed worker's calls stop counting after this long; live workers renew every third.
     lease_ttl_s: float = 15.0
     # Waiting for a free slot held by another process: how often the queue head asks again.
@@ -214,18 +218,20 @@ def release(
             if result.outcome == "ok"
             else result.latency_s
         )
-        controller.on_sample(now=now, rtt_s=rtt, in_flight=in_flight, outcome=result.outcome)
+        if not (result.outcome == "rate_limited" and _bucket_exhausted(result.headers)):
+            # A 429 with an empty request or token bucket is a rate problem, which the buckets
+            # above now correct; only an unexplained 429 (too many at once) cuts concurrency.
+            controller.on_sample(now=now, rtt_s=rtt, in_flight=in_flight, outcome=result.outcome)
         retry_after = retry_after_from_headers(result.headers, now=now) if result.headers else None
+        # "remaining" is what is left in the provider's bucket, which holds a burst's worth of
+        # the per-minute limit the "limit" header names: compare like with like.
+        headers = result.headers
         controller.on_headers(
             now=now,
-            requests_remaining=_int_header(
-                result.headers, "anthropic-ratelimit-requests-remaining"
-            ),
-            requests_limit=_int_header(result.headers, "anthropic-ratelimit-requests-limit"),
-            tokens_remaining=_int_header(
-                result.headers, "anthropic-ratelimit-output-tokens-remaining"
-            ),
-            tokens_limit=_int_header(result.headers, "anthropic-ratelimit-output-tokens-limit"),
+            requests_remaining=_int_header(headers, "anthropic-ratelimit-requests-remaining"),
+            requests_limit=_burst(headers, "anthropic-ratelimit-requests-limit", params),
+            tokens_remaining=_int_header(headers, "anthropic-ratelimit-output-tokens-remaining"),
+            tokens_limit=_burst(headers, "anthropic-ratelimit-output-tokens-limit", params),
             retry_after_s=retry_after,
         )
         state.adaptive = controller.to_dict()
@@ -260,6 +266,18 @@ def _log_change(model: str, state: ModelState, *, reason: str) -> None:
         reason=reason[:30],
         breaker_state=(state.breaker or {}).get("state", "closed"),
     )
+
+
+def _bucket_exhausted(headers: dict) -> bool:
+    return any(
+        _int_header(headers, f"anthropic-ratelimit-{kind}-remaining") == 0
+        for kind in ("requests", "input-tokens", "output-tokens", "tokens")
+    )
+
+
+def _burst(headers: dict, name: str, params: LimiterParams) -> int | None:
+    per_minute = _int_header(headers, name)
+    return None if per_minute is None else int(capacity(per_minute, params.provider_burst_s))
 
 
 def _int_header(headers: dict, name: str) -> int | None:
@@ -317,35 +335,40 @@ class GlobalLimiter:
         queue = self._queues[model]
         wakeup = self._wakeup(model)
         while queue:
-            _, _, input_estimate, future = queue[0]
+            entry = queue[0]
+            future, input_estimate = entry[3], entry[2]
             if future.done():  # its caller was cancelled
-                heapq.heappop(queue)
+                _remove(queue, entry)
                 continue
+            # Cleared before asking, so a release that lands while we ask is not missed.
+            wakeup.clear()
             try:
                 attempt = await sync_to_async(try_acquire)(
                     model, input_estimate=input_estimate, params=params, now=time.time()
                 )
             except Exception as exc:  # noqa: BLE001 - hand the database error to the caller
-                heapq.heappop(queue)
-                future.set_exception(exc)
-                continue
-            if attempt.lease_id is not None:
-                heapq.heappop(queue)
+                attempt = exc
+            # A caller with a higher priority may have joined meanwhile: settle the entry we
+            # asked for, not whatever is at the head now.
+            if isinstance(attempt, Exception):
+                _remove(queue, entry)
+                if not future.done():
+                    future.set_exception(attempt)
+            elif attempt.lease_id is not None:
+                _remove(queue, entry)
                 if future.done():  # cancelled while we asked: give the slot straight back
                     await sync_to_async(discard_lease)(attempt.lease_id)
                 else:
                     future.set_result(attempt.lease_id)
-                continue
-            if attempt.breaker_open:
-                heapq.heappop(queue)
+            elif attempt.breaker_open:
+                _remove(queue, entry)
                 if not future.done():
                     future.set_exception(BreakerOpen(model))
-                continue
-            wakeup.clear()
-            # A local release wakes us early; a slot freed by another process needs a poll.
-            wait = min(params.max_wait_s, max(attempt.wait_s, 0.001))
-            with suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout=wait)
+            else:
+                # A local release wakes us early; a slot freed by another process needs a poll.
+                wait = min(params.max_wait_s, max(attempt.wait_s, 0.001))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), timeout=wait)
 
     def _wakeup(self, model: str) -> asyncio.Event:
         return self._wakeups.setdefault(model, asyncio.Event())
@@ -361,6 +384,11 @@ class GlobalLimiter:
                 await sync_to_async(renew_leases)(params, time.time())
             except Exception:  # noqa: BLE001 - try again next round; leases outlive one miss
                 logger.exception("could not renew leases")
+
+
+def _remove(queue: list, entry: tuple) -> None:
+    queue.remove(entry)
+    heapq.heapify(queue)
 
 
 _limiters: dict[int, GlobalLimiter] = {}

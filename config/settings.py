@@ -128,8 +128,10 @@ LLM_TIMEOUT_S = envint("LLM_TIMEOUT_S", 60)
 # The provider's limits (ModelLimit rows), enforced across every worker process through
 # Postgres, with an adaptive concurrency controller and a circuit breaker per model.
 LLM_GLOBAL_LIMITER = envbool("LLM_GLOBAL_LIMITER", True)
-# Overrides for allocation.limiter.LimiterParams (tests shorten its times).
+# Overrides for allocation.limiter.LimiterParams; the defaults and their reasons live there.
 LLM_LIMITER: dict = {}
+if os.environ.get("LLM_LEASE_TTL_S"):
+    LLM_LIMITER["lease_ttl_s"] = float(envint("LLM_LEASE_TTL_S", 15))
 
 # --- The worker (django-q2) -------------------------------------------------------
 # The ORM broker keeps the queue in the same database, so readings survive a restart

@@ -6,9 +6,11 @@ database, and the emulator's counters (peak concurrency and connections as the s
 """
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -31,6 +33,7 @@ class BenchConfig:
     readings: int = 10
     concurrency: int = 2
     question: str = "What do I need to understand about the year ahead?"
+    rpm: int | None = None
 
 
 @dataclass
@@ -50,28 +53,79 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def run_in_process(config: BenchConfig, progress: Callable[[int, int], None]) -> BenchResult:
-    """Readings run on this process's engine, `concurrency` of them in flight at once."""
-    ids = [
+async def run_ids(reading_ids, *, concurrency: int, progress=None) -> None:
+    """Run readings on this process's engine, `concurrency` of them in flight at once."""
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(reading_id):
+        nonlocal done
+        async with gate:
+            await run_reading(reading_id)
+        done += 1
+        if progress:
+            progress(done, len(reading_ids))
+
+    await asyncio.gather(*(one(i) for i in reading_ids))
+
+
+def create_readings(config: BenchConfig) -> list:
+    return [
         reading_create(spread=config.spread, question=config.question).pk
         for _ in range(config.readings)
     ]
 
-    async def run_all():
-        gate = asyncio.Semaphore(config.concurrency)
-        done = 0
 
-        async def one(reading_id):
-            nonlocal done
-            async with gate:
-                await run_reading(reading_id)
-            done += 1
-            progress(done, len(ids))
-
-        await asyncio.gather(*(one(i) for i in ids))
-
+def run_in_process(config: BenchConfig, progress: Callable[[int, int], None]) -> BenchResult:
+    ids = create_readings(config)
     started = time.monotonic()
-    runtime.run(run_all())
+    runtime.run(run_ids(ids, concurrency=config.concurrency, progress=progress))
+    return BenchResult(wall_s=time.monotonic() - started, reading_ids=ids)
+
+
+def run_in_processes(
+    config: BenchConfig, progress: Callable[[int, int], None], *, workers: int, base_url: str
+) -> BenchResult:
+    """The same readings spread over `workers` processes (readings in flight split between
+    them), so that only the shared limiter stands between them and the provider."""
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from readings.workers import database_url
+
+    ids = [str(pk) for pk in create_readings(config)]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    started = time.monotonic()
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "run_readings",
+                *ids[i::workers],
+                "--concurrency",
+                str(max(1, config.concurrency // workers)),
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for i in range(workers)
+    ]
+    while any(child.poll() is None for child in children):
+        time.sleep(0.2)
+        progress(Reading.objects.filter(pk__in=ids, finished_at__isnull=False).count(), len(ids))
+    failed = [child.returncode for child in children if child.returncode]
+    if failed:
+        raise RuntimeError(f"a bench worker process exited with {failed}")
     return BenchResult(wall_s=time.monotonic() - started, reading_ids=ids)
 
 
@@ -136,7 +190,41 @@ def run_via_worker(
     return result
 
 
-def summarize(result: BenchResult, emulator_stats: dict) -> dict:
+# The emulator's buckets hold this many seconds of refill (its --burst-s default).
+PROVIDER_BURST_S = 1.0
+
+
+def utilization(
+    windows_by_model: dict[str, list[tuple[float, float]]], ok_by_model: dict, rpm: int | None
+) -> float | None:
+    """Successful calls as a share of what the provider's request bucket would have admitted
+    over the busy period (from the first request sent to the last): its capacity plus its
+    refill. A stream paced exactly at the limit scores 1.0. Rate limits are per model, so
+    this is measured on the model that carried the most calls, whose limit binds."""
+    if not rpm or not windows_by_model:
+        return None
+    model = max(windows_by_model, key=lambda m: ok_by_model.get(m, 0))
+    sent = [start for start, _ in windows_by_model[model]]
+    busy_s = max(sent) - min(sent)
+    admissible = max(1.0, rpm / 60 * PROVIDER_BURST_S) + rpm / 60 * busy_s
+    return round(ok_by_model.get(model, 0) / admissible, 3)
+
+
+def call_windows(reading_ids) -> dict[str, list[tuple[float, float]]]:
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for model, started_at, latency in LLMCall.objects.filter(
+        reading_id__in=reading_ids
+    ).values_list("model", "started_at", "latency_s"):
+        start = started_at.timestamp()
+        windows.setdefault(model, []).append((start, start + latency))
+    return windows
+
+
+def ok_by_model(emulator_stats: dict) -> dict[str, int]:
+    return {model: counts.get("ok", 0) for model, counts in emulator_stats["by_model"].items()}
+
+
+def summarize(result: BenchResult, emulator_stats: dict, *, rpm: int | None = None) -> dict:
     readings = list(Reading.objects.filter(pk__in=result.reading_ids))
     ok = [r for r in readings if r.status == ReadingStatus.DONE]
     calls = LLMCall.objects.filter(reading_id__in=result.reading_ids).aggregate(
@@ -168,12 +256,76 @@ def summarize(result: BenchResult, emulator_stats: dict) -> dict:
         "peak_concurrency": emulator_stats["peak_concurrency"],
         "connections_opened": emulator_stats["connections_opened"],
         "cost_usd": str((calls["cost"] or Decimal(0)).quantize(Decimal("0.000001"))),
+        "utilization": utilization(
+            call_windows(result.reading_ids), ok_by_model(emulator_stats), rpm
+        ),
     }
     if result.e2e_s:
         summary["e2e_p50_s"] = round(statistics.median(result.e2e_s), 3)
         summary["e2e_p95_s"] = round(percentile(result.e2e_s, 0.95), 3)
         summary["queue_delay_p50_s"] = round(statistics.median(result.queue_delay_s), 3)
     return summary
+
+
+def run_baseline(
+    config: BenchConfig, progress: Callable[[int, int], None], *, base_url: str, emulator
+) -> dict:
+    """The seed's design on the same workload, summarised with the same keys where they mean
+    the same thing (its calls are not logged, so the emulator counts them)."""
+    from readings.seed_baseline import run_seed_baseline
+
+    ids = create_readings(config)
+    emulator.reset()
+    started = time.monotonic()
+    run = runtime.run(run_seed_baseline(ids, concurrency=config.concurrency, base_url=base_url))
+    wall = time.monotonic() - started
+    progress(config.readings, config.readings)
+    stats = emulator.stats()
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for model, start, end in run.call_windows:
+        windows.setdefault(model, []).append((start, end))
+    discard(BenchResult(wall_s=wall, reading_ids=ids))
+    return {
+        "readings_ok": len(run.reading_seconds),
+        "readings_failed": run.failed,
+        "calls": stats["requests"],
+        "rate_limited": stats["rate_limited"],
+        "wall_s": round(wall, 3),
+        "p50_reading_s": round(statistics.median(run.reading_seconds), 3)
+        if run.reading_seconds
+        else 0.0,
+        "p95_reading_s": round(percentile(run.reading_seconds, 0.95), 3),
+        "peak_concurrency": stats["peak_concurrency"],
+        "connections_opened": stats["connections_opened"],
+        "utilization": utilization(windows, ok_by_model(stats), config.rpm),
+    }
+
+
+@contextmanager
+def provider_limits(*, rpm: int | None, itpm: int | None, otpm: int | None):
+    """Tell the platform the emulator's limits, as staff enter their tier's in the admin, and
+    start from fresh limiter state; the admin's rows are restored afterwards."""
+    from allocation.models import Lease, ModelLimit, ModelState
+
+    saved = list(ModelLimit.objects.all())
+    ModelState.objects.all().delete()
+    Lease.objects.all().delete()
+    changes = {
+        field: value
+        for field, value in [
+            ("requests_per_minute", rpm),
+            ("input_tokens_per_minute", itpm),
+            ("output_tokens_per_minute", otpm),
+        ]
+        if value
+    }
+    if changes:
+        ModelLimit.objects.update(**changes)
+    try:
+        yield
+    finally:
+        for row in saved:
+            row.save()
 
 
 def discard(result: BenchResult) -> None:

@@ -4,16 +4,19 @@ Every figure here is an aggregate computed in the database (`.values().annotate(
 the report costs a handful of grouped queries however many calls there are.
 """
 
+import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models import Count, DecimalField, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
-from allocation.models import CallOutcome, LLMCall
+from allocation.limiter import get_params
+from allocation.models import CallOutcome, Lease, LimitChange, LLMCall, ModelLimit, ModelState
 from readings.models import Reading
 
 TOP_READINGS = 20
+LIMIT_HISTORY_ROWS = 100
 DEFAULT_DAYS = 30
 # Failed attempts other than a 429: overloads (529), server errors and timeouts.
 ERROR_OUTCOMES = [CallOutcome.OVERLOADED, CallOutcome.ERROR, CallOutcome.TIMEOUT]
@@ -184,3 +187,97 @@ def cost_rows(
 def model_names() -> list[str]:
     """Every model that has been called, for the filter's choices."""
     return list(LLMCall.objects.order_by("model").values_list("model", flat=True).distinct())
+
+
+def _utc(unix: float | None) -> datetime | None:
+    return datetime.fromtimestamp(unix, UTC) if unix else None
+
+
+def limits_overview(*, model: str | None = None, now: float | None = None) -> list[dict]:
+    """Each model's live limiter state: the adaptive limit, the configured maximum (its own
+    ModelLimit row, else "*"), the calls in flight, the circuit breaker and the last limit
+    change. One query, whatever the number of models."""
+    now = clock.time() if now is None else now
+    own = ModelLimit.objects.filter(model=OuterRef("model"))
+    default = ModelLimit.objects.filter(model=ModelLimit.DEFAULT)
+    in_flight = (
+        Lease.objects.filter(model=OuterRef("model"), expires_at__gt=now)
+        .order_by()
+        .values("model")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    last_change = LimitChange.objects.filter(model=OuterRef("model")).order_by("-created_at")[:1]
+    states = ModelState.objects.order_by("model")
+    if model:
+        states = states.filter(model=model)
+    rows = states.annotate(
+        limit_source=Coalesce(
+            Subquery(own.values("model")[:1]), Subquery(default.values("model")[:1])
+        ),
+        configured_max=Coalesce(
+            Subquery(own.values("max_concurrent_calls")[:1]),
+            Subquery(default.values("max_concurrent_calls")[:1]),
+        ),
+        in_flight=Coalesce(Subquery(in_flight), 0),
+        last_change_at=Subquery(last_change.values("created_at")),
+        last_change_limit=Subquery(last_change.values("limit")),
+        last_change_reason=Subquery(last_change.values("reason")),
+    ).values(
+        "model",
+        "adaptive",
+        "breaker",
+        "paused_until",
+        "limit_source",
+        "configured_max",
+        "in_flight",
+        "last_change_at",
+        "last_change_limit",
+        "last_change_reason",
+    )
+    initial_limit = get_params().aimd.initial_limit
+    overview = []
+    for row in rows:
+        adaptive, breaker = row["adaptive"] or {}, row["breaker"] or {}
+        adaptive_limit = adaptive.get("limit", initial_limit)
+        paused_until = max(row["paused_until"] or 0, adaptive.get("paused_until") or 0)
+        overview.append(
+            {
+                "model": row["model"],
+                "adaptive_limit": adaptive_limit,
+                "configured_max": row["configured_max"],
+                "limit_source": row["limit_source"],
+                # What admission enforces: the smaller of the two.
+                "effective_limit": min(adaptive_limit, row["configured_max"] or adaptive_limit),
+                "in_flight": row["in_flight"],
+                "breaker_state": breaker.get("state", "closed"),
+                "breaker_failures": breaker.get("failures", 0),
+                "breaker_opened_at": _utc(breaker.get("opened_at")),
+                "paused_until": _utc(paused_until) if paused_until > now else None,
+                "last_reason": adaptive.get("last_reason"),
+                "last_change": None
+                if row["last_change_at"] is None
+                else {
+                    "at": row["last_change_at"],
+                    "limit": row["last_change_limit"],
+                    "reason": row["last_change_reason"],
+                },
+            }
+        )
+    return overview
+
+
+def limit_history(*, start: date, end: date, model: str | None = None) -> list[dict]:
+    """Limit and breaker changes from the start of `start` to the end of `end` (UTC days,
+    inclusive), newest first, at most LIMIT_HISTORY_ROWS."""
+    changes = LimitChange.objects.filter(
+        created_at__gte=datetime.combine(start, time.min, tzinfo=UTC),
+        created_at__lt=datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+    if model:
+        changes = changes.filter(model=model)
+    return list(
+        changes.order_by("-created_at", "-pk").values(
+            "created_at", "model", "limit", "reason", "breaker_state"
+        )[:LIMIT_HISTORY_ROWS]
+    )

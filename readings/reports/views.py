@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -150,8 +151,20 @@ def costs_page(request):
             for group in selectors.GROUPS
         },
         api_link=f"{reverse('reports:costs_api')}?{_query(args)}",
+        limits=_limits(args),
+        today=timezone.now().date(),
     )
     return render(request, "reports/costs.html", context)
+
+
+def _limits(args: dict) -> dict:
+    """The live limiter state of each model, and its changes in the report's range."""
+    return {
+        "models": selectors.limits_overview(model=args["model"]),
+        "history": selectors.limit_history(
+            start=args["start"], end=args["end"], model=args["model"]
+        ),
+    }
 
 
 def _csv_value(value) -> str:
@@ -225,7 +238,10 @@ class CostSummaryAPI(APIView):
             200: OpenApiResponse(
                 OpenApiTypes.OBJECT,
                 description="totals, by_task_type, by_model, by_spread, by_day, "
-                "by_day_task_type and per_reading; money as decimal strings in USD.",
+                "by_day_task_type and per_reading; money as decimal strings in USD. limits: "
+                "each model's live adaptive limit, configured maximum, calls in flight and "
+                "circuit breaker (models), and the limit changes in the range (history, "
+                "newest first, at most 100).",
             ),
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="errors, by field."),
         },
@@ -234,5 +250,7 @@ class CostSummaryAPI(APIView):
         form = CostReportForm(request.query_params)
         if not form.is_valid():
             return Response({"errors": form.errors.get_json_data()}, status=400)
-        summary = selectors.cost_summary(**form.selector_args())
+        args = form.selector_args()
+        summary = selectors.cost_summary(**args)
+        summary["limits"] = _limits(args)
         return Response(_jsonable(summary))

@@ -22,7 +22,7 @@ def fail(lim: AimdLimit, outcome: str, *, now=NOW) -> None:
 
 
 def test_it_starts_at_the_initial_limit():
-    assert AimdLimit().limit == 5
+    assert AimdLimit().limit == AimdParams().initial_limit == 20
     assert AimdLimit().snapshot()["last_reason"] == "initial"
 
 
@@ -231,8 +231,8 @@ def test_it_rejects_an_unknown_outcome():
     "params",
     [
         {"min_limit": 0},
-        {"initial_limit": 60},
-        {"min_limit": 6},
+        {"initial_limit": 201},
+        {"min_limit": 21},
         {"backoff_ratio": 1.0},
         {"rate_limit_backoff_ratio": 0.0},
     ],

@@ -60,7 +60,9 @@ class Qcluster:
 
     def stop(self):
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # SIGTERM to the cluster's main process: it stops its workers itself (sent to the
+            # whole group, the workers' own handlers leave the cluster waiting for them).
+            self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:

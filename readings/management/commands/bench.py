@@ -34,6 +34,18 @@ class Command(BaseCommand):
             action="store_true",
             help="create readings through the REST API and run them on real qcluster workers",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="spread the engine work over N processes sharing the global limiter",
+        )
+        parser.add_argument(
+            "--baseline",
+            choices=["seed"],
+            help="also run the seed's design (semaphore of 5, SDK retries, no global limit) "
+            "on the same workload and print it beside the platform's figures",
+        )
         parser.add_argument("--keep", action="store_true", help="keep the bench readings")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -54,27 +66,53 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        if opts["workers"] < 1:
+            raise CommandError("--workers must be at least 1.")
         config = bench.BenchConfig(
-            spread=opts["spread"], readings=opts["readings"], concurrency=opts["concurrency"]
+            spread=opts["spread"],
+            readings=opts["readings"],
+            concurrency=opts["concurrency"],
+            rpm=opts["rpm"] or None,
         )
         if opts["verbosity"] < 2:
             # one allocation line per task per reading would drown the figures
             logging.getLogger("allocation").setLevel(logging.WARNING)
-        with Emulator(knobs) as emulator:
+        with (
+            bench.provider_limits(rpm=knobs.rpm, itpm=knobs.itpm, otpm=knobs.otpm),
+            Emulator(knobs) as emulator,
+        ):
             settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY = emulator.base_url, ""
             if opts["via_worker"]:
                 result = bench.run_via_worker(config, self._progress, base_url=emulator.base_url)
+            elif opts["workers"] > 1:
+                result = bench.run_in_processes(
+                    config, self._progress, workers=opts["workers"], base_url=emulator.base_url
+                )
             else:
                 result = bench.run_in_process(config, self._progress)
-            summary = bench.summarize(result, emulator.stats())
-        if not opts["keep"]:
-            bench.discard(result)
+            summary = bench.summarize(result, emulator.stats(), rpm=config.rpm)
+            if not opts["keep"]:
+                bench.discard(result)
+            if opts["baseline"]:
+                summary["baseline"] = bench.run_baseline(
+                    config, self._progress, base_url=emulator.base_url, emulator=emulator
+                )
         if opts["json"]:
             self.stdout.write(json.dumps(summary))
         else:
-            width = max(len(k) for k in summary)
-            for key, value in summary.items():
-                self.stdout.write(f"{key:<{width}}  {value}")
+            self._table(summary)
+
+    def _table(self, summary: dict):
+        baseline = summary.get("baseline", {})
+        keys = [k for k in summary if k != "baseline"]
+        width = max(len(k) for k in keys)
+        header = f"{'':<{width}}  {'platform':>12}" + (f"  {'seed':>12}" if baseline else "")
+        self.stdout.write(header)
+        for key in keys:
+            line = f"{key:<{width}}  {summary[key]!s:>12}"
+            if baseline:
+                line += f"  {baseline.get(key, '')!s:>12}"
+            self.stdout.write(line)
 
     def _progress(self, done: int, total: int):
         bar = "#" * int(24 * done / total)
