@@ -57,7 +57,9 @@ def refill(buckets: Buckets, limits: Limits, *, burst_s: float, now: float) -> N
     ):
         level = getattr(buckets, name) + per_minute / 60.0 * elapsed
         setattr(buckets, name, min(capacity(per_minute, burst_s), level))
-    buckets.refilled_at = now
+    # max(): machines whose clocks disagree must not wind the refill clock back and count
+    # the same seconds twice.
+    buckets.refilled_at = max(buckets.refilled_at, now)
 
 
 def admit(
