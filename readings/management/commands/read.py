@@ -1,6 +1,10 @@
+from contextlib import ExitStack
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from emulator import Emulator
 from readings.engine import run_reading_sync
 from readings.models import ReadingStatus
 from readings.planning import plan_tasks
@@ -36,7 +40,15 @@ class Command(BaseCommand):
             ) from None
 
         total = len(plan_tasks(reading.spread.card_count, reading.spread.batch_size))
-        reading = run_reading_sync(reading.pk, progress=ProgressBar(total))
+        with ExitStack() as stack:
+            if not settings.ANTHROPIC_API_KEY and not settings.ANTHROPIC_BASE_URL:
+                # No key and no endpoint: the bundled emulator answers, as under `make run`.
+                emulator = stack.enter_context(Emulator())
+                settings.ANTHROPIC_BASE_URL = emulator.base_url
+                self.stderr.write(
+                    f"No ANTHROPIC_API_KEY: using the emulator at {emulator.base_url}"
+                )
+            reading = run_reading_sync(reading.pk, progress=ProgressBar(total))
         self._print(reading)
         if reading.status != ReadingStatus.DONE:
             raise CommandError(f"The reading failed: {reading.error}")
