@@ -8,7 +8,6 @@ parallel calls). Each task is saved the moment it finishes, so a redelivered job
 
 import asyncio
 import logging
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from allocation.limiter import Permit, get_limiter
 from allocation.models import TaskType
 from allocation.usage import Attempt
 from readings import store
+from readings.card_texts import split_by_card
 from readings.models import Reading, ReadingTask, TaskStatus
 from spreads.prompts import CardResult, PromptContext
 
@@ -84,15 +84,6 @@ class RunTimings:
             "critical_path_s": sum(slowest_per_phase.values()),
             "peak_concurrent_calls": peak,
         }
-
-
-def split_by_card(text: str, count: int) -> list[str]:
-    """One paragraph per card, as the card prompts ask; the whole text for each if the model
-    wrote some other shape."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    if len(paragraphs) == count:
-        return paragraphs
-    return [text.strip()] * count
 
 
 class ReadingRun:
@@ -185,7 +176,8 @@ class ReadingRun:
             return context
         by_index = {c.position.index: c for c in state.cards}
         for done in sorted((t for t in state.tasks if t.phase == 1), key=lambda t: t.batch_index):
-            texts = split_by_card(done.output, len(done.position_indexes))
+            names = [by_index[i].position.name for i in done.position_indexes]
+            texts = split_by_card(done.output, names)
             for index, text in zip(done.position_indexes, texts, strict=True):
                 card = by_index[index]
                 context.card_results.append(

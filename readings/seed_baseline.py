@@ -11,7 +11,7 @@ import anthropic
 from asgiref.sync import sync_to_async
 
 from readings import store
-from readings.engine import split_by_card
+from readings.card_texts import split_by_card
 from readings.planning import plan_tasks
 from spreads.prompts import CardResult, PromptContext
 
@@ -83,7 +83,7 @@ async def _reading(client, reading_id, run: BaselineRun):
         for p, batch_text in zip(batches, texts, strict=True)
         for c, text in zip(
             [by_index[i] for i in p.position_indexes],
-            split_by_card(batch_text, len(p.position_indexes)),
+            split_by_card(batch_text, [by_index[i].position.name for i in p.position_indexes]),
             strict=True,
         )
     ]

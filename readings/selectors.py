@@ -1,7 +1,7 @@
 """Reads of readings, shared by the API, the `read` command and the reports."""
 
 from allocation.models import TaskType
-from readings.engine import split_by_card
+from readings.card_texts import split_by_card
 from readings.models import Reading, TaskStatus
 
 
@@ -12,7 +12,8 @@ def reading_results(reading: Reading) -> dict:
     texts: dict[int, str] = {}
     for task in tasks:
         if task.task_type == TaskType.CARD_INTERPRETATION and task.status == TaskStatus.DONE:
-            parts = split_by_card(task.output, len(task.position_indexes))
+            names = [drawn[i].position.name for i in task.position_indexes]
+            parts = split_by_card(task.output, names)
             texts.update(zip(task.position_indexes, parts, strict=True))
     by_type = {t.task_type: t.output for t in tasks if t.status == TaskStatus.DONE}
     return {
