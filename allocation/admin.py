@@ -2,8 +2,6 @@ import time
 from datetime import UTC, datetime
 
 from django.contrib import admin
-from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -11,7 +9,6 @@ from django.utils.http import urlencode
 
 from allocation.limiter import get_params
 from allocation.models import (
-    Lease,
     LimitChange,
     LLMCall,
     ModelAllocation,
@@ -19,6 +16,7 @@ from allocation.models import (
     ModelPrice,
     ModelState,
 )
+from allocation.selectors import model_states_with_limits
 
 
 @admin.register(ModelAllocation)
@@ -150,30 +148,6 @@ class LLMCallAdmin(ReadOnlyAdmin):
             str(obj.reading_id)[:8],
             f" ({obj.spread.slug})" if obj.spread_id else "",
         )
-
-
-def model_states_with_limits(queryset: QuerySet, *, now: float) -> QuerySet:
-    """ModelState rows with the ModelLimit that applies to each (its own row, else "*") and
-    the calls in flight now, each a subquery of the one changelist query."""
-    own = ModelLimit.objects.filter(model=OuterRef("model"))
-    default = ModelLimit.objects.filter(model=ModelLimit.DEFAULT)
-    in_flight = (
-        Lease.objects.filter(model=OuterRef("model"), expires_at__gt=now)
-        .order_by()
-        .values("model")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return queryset.annotate(
-        limit_source=Coalesce(
-            Subquery(own.values("model")[:1]), Subquery(default.values("model")[:1])
-        ),
-        configured_max=Coalesce(
-            Subquery(own.values("max_concurrent_calls")[:1]),
-            Subquery(default.values("max_concurrent_calls")[:1]),
-        ),
-        in_flight=Coalesce(Subquery(in_flight), 0),
-    )
 
 
 BREAKER_COLOURS = {"closed": "#2e7d32", "half_open": "#b35c00", "open": "#ba2121"}

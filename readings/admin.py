@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from allocation.admin import ReadOnlyAdmin
 from readings.models import DrawnCard, Reading, ReadingTask
 
 
@@ -71,7 +72,7 @@ def _seconds(value: float | None) -> str:
 
 
 @admin.register(Reading)
-class ReadingAdmin(admin.ModelAdmin):
+class ReadingAdmin(ReadOnlyAdmin):
     """Readings are made through the API and the command line; here staff only look."""
 
     list_display = [
@@ -96,15 +97,6 @@ class ReadingAdmin(admin.ModelAdmin):
         ("Metrics", {"fields": ["metrics"]}),
     ]
     readonly_fields = ["id", "created_at", "metrics"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Summary")
     def metrics(self, obj):

@@ -12,7 +12,8 @@ from django.db.models import Count, DecimalField, F, OuterRef, Q, QuerySet, Subq
 from django.db.models.functions import Coalesce, TruncDate
 
 from allocation.limiter import get_params
-from allocation.models import CallOutcome, Lease, LimitChange, LLMCall, ModelLimit, ModelState
+from allocation.models import CallOutcome, LimitChange, LLMCall, ModelState
+from allocation.selectors import model_states_with_limits
 from readings.models import Reading
 
 TOP_READINGS = 20
@@ -198,42 +199,29 @@ def limits_overview(*, model: str | None = None, now: float | None = None) -> li
     ModelLimit row, else "*"), the calls in flight, the circuit breaker and the last limit
     change. One query, whatever the number of models."""
     now = clock.time() if now is None else now
-    own = ModelLimit.objects.filter(model=OuterRef("model"))
-    default = ModelLimit.objects.filter(model=ModelLimit.DEFAULT)
-    in_flight = (
-        Lease.objects.filter(model=OuterRef("model"), expires_at__gt=now)
-        .order_by()
-        .values("model")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
     last_change = LimitChange.objects.filter(model=OuterRef("model")).order_by("-created_at")[:1]
     states = ModelState.objects.order_by("model")
     if model:
         states = states.filter(model=model)
-    rows = states.annotate(
-        limit_source=Coalesce(
-            Subquery(own.values("model")[:1]), Subquery(default.values("model")[:1])
-        ),
-        configured_max=Coalesce(
-            Subquery(own.values("max_concurrent_calls")[:1]),
-            Subquery(default.values("max_concurrent_calls")[:1]),
-        ),
-        in_flight=Coalesce(Subquery(in_flight), 0),
-        last_change_at=Subquery(last_change.values("created_at")),
-        last_change_limit=Subquery(last_change.values("limit")),
-        last_change_reason=Subquery(last_change.values("reason")),
-    ).values(
-        "model",
-        "adaptive",
-        "breaker",
-        "paused_until",
-        "limit_source",
-        "configured_max",
-        "in_flight",
-        "last_change_at",
-        "last_change_limit",
-        "last_change_reason",
+    rows = (
+        model_states_with_limits(states, now=now)
+        .annotate(
+            last_change_at=Subquery(last_change.values("created_at")),
+            last_change_limit=Subquery(last_change.values("limit")),
+            last_change_reason=Subquery(last_change.values("reason")),
+        )
+        .values(
+            "model",
+            "adaptive",
+            "breaker",
+            "paused_until",
+            "limit_source",
+            "configured_max",
+            "in_flight",
+            "last_change_at",
+            "last_change_limit",
+            "last_change_reason",
+        )
     )
     initial_limit = get_params().aimd.initial_limit
     overview = []
