@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
@@ -24,7 +25,17 @@ def database_url() -> str:
 
 
 class WorkerCluster:
-    def __init__(self, *, workers: int, base_url: str, extra_env: dict | None = None):
+    """`manage.py qcluster` in its own process group, on this process's database, sending its
+    LLM calls to `base_url`; its output goes to `log_path` when one is given."""
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        base_url: str,
+        extra_env: dict | None = None,
+        log_path: Path | None = None,
+    ):
         env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -34,12 +45,14 @@ class WorkerCluster:
             "LOG_LEVEL": "WARNING",
             **(extra_env or {}),
         }
+        self.log_path = log_path
+        self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=settings.BASE_DIR,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
             start_new_session=True,
         )
 
@@ -57,9 +70,24 @@ class WorkerCluster:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            # The cluster's main process stops its own workers on SIGTERM.
+            # The cluster's main process stops its own workers on SIGTERM (sent to the whole
+            # group, the workers' handlers leave the cluster waiting for them).
             self.process.terminate()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL the cluster and its workers: no clean-up code runs, as in a crash."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._close_log()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path else ""
+
+    def _close_log(self) -> None:
+        if self._log:
+            self._log.close()

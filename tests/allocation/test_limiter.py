@@ -9,13 +9,13 @@ import time
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from allocation.limiter import Outcome, get_params, release, try_acquire
 from allocation.models import Lease, LimitChange, ModelAllocation, ModelLimit, ModelState
 from readings.engine import run_reading_sync
 from readings.models import ReadingStatus, TaskStatus
 from readings.services import reading_create
+from readings.workers import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -24,14 +24,12 @@ MODEL = "claude-haiku-5-5"
 
 def run_readings_elsewhere(emulator, *reading_ids, **env) -> subprocess.Popen:
     """`manage.py run_readings` in a process of its own, on the test database."""
-    db = connection.settings_dict
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_readings", *map(str, reading_ids), "--concurrency", "2"],
         cwd=settings.BASE_DIR,
         env={
             **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}",
+            "DATABASE_URL": database_url(),
             "ANTHROPIC_BASE_URL": emulator.base_url,
             "ANTHROPIC_API_KEY": "",
             "LOG_LEVEL": "WARNING",
@@ -123,9 +121,7 @@ def test_a_429_with_an_empty_bucket_pauses_the_model_for_its_retry_after(db):
     lease = try_acquire(MODEL, input_estimate=10, params=params, now=now).lease_id
     headers = {"retry-after": "2", "anthropic-ratelimit-requests-remaining": "0"}
 
-    release(
-        lease, MODEL, Outcome(outcome="rate_limited", headers=headers), params=params, now=now
-    )
+    release(lease, MODEL, Outcome(outcome="rate_limited", headers=headers), params=params, now=now)
 
     state = ModelState.objects.get(model=MODEL)
     assert state.adaptive["limit"] == params.aimd.initial_limit, "a rate 429 is the buckets' job"
@@ -159,8 +155,8 @@ def test_a_failing_model_trips_its_breaker_and_is_probed_again_after_the_cooldow
     assert probed.tasks.get(task_type="card_interpretation").model_used == MODEL
     assert ModelState.objects.get(model=MODEL).breaker["state"] == "closed"
     reasons = list(
-        LimitChange.objects.filter(model=MODEL).order_by("created_at").values_list(
-            "reason", flat=True
-        )
+        LimitChange.objects.filter(model=MODEL)
+        .order_by("created_at")
+        .values_list("reason", flat=True)
     )
     assert reasons == ["breaker_open", "breaker_half_open", "breaker_closed"]

@@ -1,21 +1,15 @@
 """Readings run by real qcluster processes: through the API, and across a worker's SIGKILL."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 from rest_framework.test import APIClient
 
 from allocation.models import LLMCall
 from readings.models import Reading, ReadingStatus, TaskStatus
 from readings.services import reading_create
 from readings.tasks import enqueue_reading
+from readings.workers import WorkerCluster
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -24,61 +18,17 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 WORKER_TIMEOUT_S, WORKER_RETRY_S = 8, 10
 
 
-class Qcluster:
-    """`manage.py qcluster` in its own process group, on the test database."""
-
-    def __init__(self, emulator, log_path: Path):
-        db = connection.settings_dict
-        env = {
-            **os.environ,
-            "DATABASE_URL": (
-                f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-                f"{db['NAME']}"
-            ),
-            "ANTHROPIC_BASE_URL": emulator.base_url,
-            "ANTHROPIC_API_KEY": "",
-            "Q_WORKERS": "1",
-            "Q_TIMEOUT_S": str(WORKER_TIMEOUT_S),
-            "Q_RETRY_S": str(WORKER_RETRY_S),
-        }
-        self.log_path = log_path
-        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self):
-        """SIGKILL the cluster and its workers: no clean-up code runs."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.log.close()
-
-    def stop(self):
-        if self.process.poll() is None:
-            # SIGTERM to the cluster's main process: it stops its workers itself (sent to the
-            # whole group, the workers' own handlers leave the cluster waiting for them).
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
 @pytest.fixture
 def qcluster_factory(emulator, tmp_path):
     started = []
 
     def start():
-        cluster = Qcluster(emulator, tmp_path / f"qcluster-{len(started)}.log")
+        cluster = WorkerCluster(
+            workers=1,
+            base_url=emulator.base_url,
+            extra_env={"Q_TIMEOUT_S": str(WORKER_TIMEOUT_S), "Q_RETRY_S": str(WORKER_RETRY_S)},
+            log_path=tmp_path / f"qcluster-{len(started)}.log",
+        )
         started.append(cluster)
         return cluster
 
@@ -88,7 +38,7 @@ def qcluster_factory(emulator, tmp_path):
             cluster.stop()
 
 
-def wait_for(predicate, *, timeout: float, cluster: Qcluster, what: str):
+def wait_for(predicate, *, timeout: float, cluster: WorkerCluster, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
