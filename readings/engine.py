@@ -212,6 +212,9 @@ async def run_reading(reading_id, progress: Progress | None = None) -> Reading:
     except TaskFailed as exc:
         error = str(exc)
         logger.warning("reading %s failed: %s", reading_id, error)
+    except Exception as exc:  # noqa: BLE001 - a bug must fail the reading, not leave it running
+        logger.exception("reading %s failed unexpectedly", reading_id)
+        error = f"Unexpected error ({type(exc).__name__}): {exc}"
     metrics = reading_run.timings.as_metrics(reading_run.tracker.peak)
     return await sync_to_async(store.finish)(reading_id, error=error, timings=metrics)
 
