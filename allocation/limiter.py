@@ -6,6 +6,8 @@ row. Admission and release each run in one transaction under SELECT ... FOR UPDA
 model's row, so two processes can never both take the last slot (healthchecks' TokenBucket
 accepts that race for login throttling; provider limits cannot). A process renews its leases
 while it lives; a killed process's leases expire after `lease_ttl_s` and its share returns.
+With settings.LLM_LIMITER_REDIS_URL set, the same state lives in Redis instead
+(allocation/limiter_redis.py, see `backend()`); the decisions below are shared by both.
 
 Inside a process, callers wait in one queue per model, ordered by priority (later phases and
 older readings first, so readings in progress finish before new ones start), and only the
@@ -18,6 +20,7 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import time
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from allocation.adaptive_limit import AimdLimit, AimdParams
-from allocation.admission import Buckets, Limits, admit, capacity, refill, settle
+from allocation.admission import Buckets, Decision, Limits, admit, capacity, refill, settle
 from allocation.circuit_breaker import BreakerParams, CircuitBreaker, counts_as_failure
 from allocation.models import Lease, LimitChange, ModelLimit, ModelState
 from allocation.retry_policy import retry_after_from_headers
@@ -125,33 +128,26 @@ class Attempted:
 def try_acquire(model: str, *, input_estimate: int, params: LimiterParams, now: float) -> Attempted:
     with transaction.atomic():
         state = _locked_state(model)
-        breaker = CircuitBreaker.from_dict(state.breaker, params.breaker)
-        before = breaker.state
-        allowed = breaker.allow(now)
-        if breaker.state != before or not allowed:
-            state.breaker = breaker.to_dict()
+        breaker_before = state.breaker
+        allowed, change = ask_breaker(state, params, now)
+        if state.breaker != breaker_before:
             state.save(update_fields=["breaker", "updated_at"])
-            if breaker.state != before:
-                _log_change(model, state, reason=f"breaker_{breaker.state}")
+        if change:
+            log_change(model, state, reason=change)
         if not allowed:
             return Attempted(breaker_open=True)
         limits = limits_for(model)
         if limits is None:  # no limits configured: count the call, admit it
             return Attempted(lease_id=_lease(model, input_estimate, params, now))
-        buckets = _buckets(state, limits, params, now)
         in_flight = Lease.objects.filter(model=model, expires_at__gt=now).count()
-        controller = AimdLimit.from_dict(state.adaptive, params.aimd)
-        decision = admit(
-            buckets,
+        decision = decide_admission(
+            state,
             limits,
             in_flight=in_flight,
-            concurrency_limit=controller.limit,
             input_estimate=input_estimate,
-            paused_until=max(state.paused_until, controller.paused_until),
-            burst_s=params.burst_s,
+            params=params,
             now=now,
         )
-        _store_buckets(state, buckets)
         state.save(
             update_fields=[
                 "request_tokens",
@@ -164,6 +160,47 @@ def try_acquire(model: str, *, input_estimate: int, params: LimiterParams, now: 
         if not decision.admitted:
             return Attempted(wait_s=decision.wait_s or params.poll_s)
         return Attempted(lease_id=_lease(model, input_estimate, params, now))
+
+
+# --- The decisions, shared by both backends (this one and allocation.limiter_redis) -------
+# Each takes the model's state as a ModelState (saved or not), changes it in place, and leaves
+# loading, locking and storing to the backend.
+
+
+def ask_breaker(state: ModelState, params: LimiterParams, now: float) -> tuple[bool, str | None]:
+    """May a call go to the model now? Returns (allowed, the LimitChange reason if it moved)."""
+    breaker = CircuitBreaker.from_dict(state.breaker, params.breaker)
+    before = breaker.state
+    allowed = breaker.allow(now)
+    # Stored even when the state stays put: a half-open breaker counts its probes.
+    state.breaker = breaker.to_dict()
+    return allowed, (f"breaker_{breaker.state}" if breaker.state != before else None)
+
+
+def decide_admission(
+    state: ModelState,
+    limits: Limits,
+    *,
+    in_flight: int,
+    input_estimate: int,
+    params: LimiterParams,
+    now: float,
+) -> Decision:
+    """Refill the buckets, then admit (and charge) one call or say how long to wait."""
+    buckets = _buckets(state, limits, params, now)
+    controller = AimdLimit.from_dict(state.adaptive, params.aimd)
+    decision = admit(
+        buckets,
+        limits,
+        in_flight=in_flight,
+        concurrency_limit=controller.limit,
+        input_estimate=input_estimate,
+        paused_until=max(state.paused_until, controller.paused_until),
+        burst_s=params.burst_s,
+        now=now,
+    )
+    _store_buckets(state, buckets)
+    return decision
 
 
 def _lease(model: str, input_estimate: int, params: LimiterParams, now: float) -> int:
@@ -195,60 +232,86 @@ def release(
         input_estimate = lease.input_estimate if lease else 0
         in_flight = Lease.objects.filter(model=model, expires_at__gt=now).count()
         Lease.objects.filter(pk=lease_id).delete()
-
-        limits = limits_for(model)
-        if limits is not None:
-            buckets = _buckets(state, limits, params, now)
-            settle(
-                buckets,
-                input_estimate=input_estimate,
-                input_used=result.input_tokens,
-                output_used=result.output_tokens,
-            )
-            if result.outcome == "rate_limited":
-                # The provider counted differently from us: trust it and start from empty.
-                buckets.requests = min(buckets.requests, 0.0)
-            _store_buckets(state, buckets)
-
-        controller = AimdLimit.from_dict(state.adaptive, params.aimd)
-        limit_before = controller.limit
-        # Seconds per output token: comparable between short and long answers.
-        rtt = (
-            result.latency_s / max(result.output_tokens, 1)
-            if result.outcome == "ok"
-            else result.latency_s
-        )
-        if not (result.outcome == "rate_limited" and _bucket_exhausted(result.headers)):
-            # A 429 with an empty request or token bucket is a rate problem, which the buckets
-            # above now correct; only an unexplained 429 (too many at once) cuts concurrency.
-            controller.on_sample(now=now, rtt_s=rtt, in_flight=in_flight, outcome=result.outcome)
-        retry_after = retry_after_from_headers(result.headers, now=now) if result.headers else None
-        # "remaining" is what is left in the provider's bucket, which holds a burst's worth of
-        # the per-minute limit the "limit" header names: compare like with like.
-        headers = result.headers
-        controller.on_headers(
+        change = apply_outcome(
+            state,
+            limits_for(model),
+            result,
+            input_estimate=input_estimate,
+            in_flight=in_flight,
+            params=params,
             now=now,
-            requests_remaining=_int_header(headers, "anthropic-ratelimit-requests-remaining"),
-            requests_limit=_burst(headers, "anthropic-ratelimit-requests-limit", params),
-            tokens_remaining=_int_header(headers, "anthropic-ratelimit-output-tokens-remaining"),
-            tokens_limit=_burst(headers, "anthropic-ratelimit-output-tokens-limit", params),
-            retry_after_s=retry_after,
         )
-        state.adaptive = controller.to_dict()
-        state.paused_until = max(state.paused_until, controller.paused_until)
-
-        breaker = CircuitBreaker.from_dict(state.breaker, params.breaker)
-        breaker_before = breaker.state
-        if result.outcome == "ok":
-            breaker.record_success(now)
-        elif counts_as_failure(result.outcome):
-            breaker.record_failure(now)
-        state.breaker = breaker.to_dict()
         state.save()
-        if controller.limit != limit_before:
-            _log_change(model, state, reason=controller.snapshot()["last_reason"])
-        elif breaker.state != breaker_before:
-            _log_change(model, state, reason=f"breaker_{breaker.state}")
+        if change:
+            log_change(model, state, reason=change)
+
+
+def apply_outcome(
+    state: ModelState,
+    limits: Limits | None,
+    result: Outcome,
+    *,
+    input_estimate: int,
+    in_flight: int,
+    params: LimiterParams,
+    now: float,
+) -> str | None:
+    """Settle a finished call into the buckets, the controller and the breaker.
+
+    Returns the LimitChange reason when the limit or the breaker moved, else None.
+    """
+    if limits is not None:
+        buckets = _buckets(state, limits, params, now)
+        settle(
+            buckets,
+            input_estimate=input_estimate,
+            input_used=result.input_tokens,
+            output_used=result.output_tokens,
+        )
+        if result.outcome == "rate_limited":
+            # The provider counted differently from us: trust it and start from empty.
+            buckets.requests = min(buckets.requests, 0.0)
+        _store_buckets(state, buckets)
+
+    controller = AimdLimit.from_dict(state.adaptive, params.aimd)
+    limit_before = controller.limit
+    # Seconds per output token: comparable between short and long answers.
+    rtt = (
+        result.latency_s / max(result.output_tokens, 1)
+        if result.outcome == "ok"
+        else result.latency_s
+    )
+    if not (result.outcome == "rate_limited" and _bucket_exhausted(result.headers)):
+        # A 429 with an empty request or token bucket is a rate problem, which the buckets
+        # above now correct; only an unexplained 429 (too many at once) cuts concurrency.
+        controller.on_sample(now=now, rtt_s=rtt, in_flight=in_flight, outcome=result.outcome)
+    retry_after = retry_after_from_headers(result.headers, now=now) if result.headers else None
+    # "remaining" is what is left in the provider's bucket, which holds a burst's worth of
+    # the per-minute limit the "limit" header names: compare like with like.
+    headers = result.headers
+    controller.on_headers(
+        now=now,
+        requests_remaining=_int_header(headers, "anthropic-ratelimit-requests-remaining"),
+        requests_limit=_burst(headers, "anthropic-ratelimit-requests-limit", params),
+        tokens_remaining=_int_header(headers, "anthropic-ratelimit-output-tokens-remaining"),
+        tokens_limit=_burst(headers, "anthropic-ratelimit-output-tokens-limit", params),
+        retry_after_s=retry_after,
+    )
+    state.adaptive = controller.to_dict()
+    state.paused_until = max(state.paused_until, controller.paused_until)
+
+    breaker = CircuitBreaker.from_dict(state.breaker, params.breaker)
+    breaker_before = breaker.state
+    if result.outcome == "ok":
+        breaker.record_success(now)
+    elif counts_as_failure(result.outcome):
+        breaker.record_failure(now)
+    state.breaker = breaker.to_dict()
+    if controller.limit != limit_before:
+        return controller.snapshot()["last_reason"]
+    if breaker.state != breaker_before:
+        return f"breaker_{breaker.state}"
+    return None
 
 
 def discard_lease(lease_id: int) -> None:
@@ -259,7 +322,7 @@ def renew_leases(params: LimiterParams, now: float) -> int:
     return Lease.objects.filter(holder=HOLDER).update(expires_at=now + params.lease_ttl_s)
 
 
-def _log_change(model: str, state: ModelState, *, reason: str) -> None:
+def log_change(model: str, state: ModelState, *, reason: str) -> None:
     LimitChange.objects.create(
         model=model,
         limit=(state.adaptive or {}).get("limit", AimdParams().initial_limit),
@@ -291,6 +354,17 @@ def _int_header(headers: dict, name: str) -> int | None:
 # --- The process side: priority queues, one poller per model, lease renewal -------------
 
 
+def backend():
+    """The module whose try_acquire, release, renew_leases and discard_lease hold the shared
+    state: allocation.limiter_redis when settings.LLM_LIMITER_REDIS_URL is set, else this one
+    (Postgres)."""
+    if getattr(settings, "LLM_LIMITER_REDIS_URL", ""):
+        from allocation import limiter_redis
+
+        return limiter_redis
+    return sys.modules[__name__]
+
+
 class Permit:
     """Held for one call; the caller fills `outcome` before leaving the block."""
 
@@ -314,7 +388,7 @@ class GlobalLimiter:
         try:
             yield permit
         finally:
-            await sync_to_async(release)(
+            await sync_to_async(backend().release)(
                 lease_id, model, permit.outcome, params=params, now=time.time()
             )
             self._wakeup(model).set()
@@ -343,7 +417,7 @@ class GlobalLimiter:
             # Cleared before asking, so a release that lands while we ask is not missed.
             wakeup.clear()
             try:
-                attempt = await sync_to_async(try_acquire)(
+                attempt = await sync_to_async(backend().try_acquire)(
                     model, input_estimate=input_estimate, params=params, now=time.time()
                 )
             except Exception as exc:  # noqa: BLE001 - hand the database error to the caller
@@ -357,7 +431,7 @@ class GlobalLimiter:
             elif attempt.lease_id is not None:
                 _remove(queue, entry)
                 if future.done():  # cancelled while we asked: give the slot straight back
-                    await sync_to_async(discard_lease)(attempt.lease_id)
+                    await sync_to_async(backend().discard_lease)(attempt.lease_id)
                 else:
                     future.set_result(attempt.lease_id)
             elif attempt.breaker_open:
@@ -381,7 +455,7 @@ class GlobalLimiter:
         while True:
             await asyncio.sleep(params.lease_ttl_s / 3)
             try:
-                await sync_to_async(renew_leases)(params, time.time())
+                await sync_to_async(backend().renew_leases)(params, time.time())
             except Exception:  # noqa: BLE001 - try again next round; leases outlive one miss
                 logger.exception("could not renew leases")
 

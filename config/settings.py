@@ -132,6 +132,9 @@ LLM_GLOBAL_LIMITER = envbool("LLM_GLOBAL_LIMITER", True)
 LLM_LIMITER: dict = {}
 if os.environ.get("LLM_LEASE_TTL_S"):
     LLM_LIMITER["lease_ttl_s"] = float(envint("LLM_LEASE_TTL_S", 15))
+# A redis:// URL moves the limiter's shared state (buckets, controller, breaker, leases) from
+# Postgres to Redis (allocation/limiter_redis.py); empty keeps it in Postgres.
+LLM_LIMITER_REDIS_URL = os.environ.get("LLM_LIMITER_REDIS_URL", "")
 
 # --- The worker (django-q2) -------------------------------------------------------
 # The ORM broker keeps the queue in the same database, so readings survive a restart
