@@ -81,10 +81,26 @@ def resolve_cards(spread: Spread, choices: list[CardChoice]) -> list[tuple[Card,
 def reading_create(
     *, owner=None, spread: str | Spread, question: str, cards: list[CardChoice] | None = None
 ) -> Reading:
-    """Create a queued reading with its drawn cards (drawn here when the caller gives none)."""
-    spread = spread if isinstance(spread, Spread) else resolve_spread(spread)
-    question = validate_question(question)
-    drawn = resolve_cards(spread, cards if cards is not None else draw_cards(spread.card_count))
+    """Create a queued reading with its drawn cards (drawn here when the caller gives none).
+    Every field's problem is reported at once, not only the first one found."""
+    errors: dict[str, list[str]] = {}
+    try:
+        spread = spread if isinstance(spread, Spread) else resolve_spread(spread)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        question = validate_question(question)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if "spread" not in errors:
+        try:
+            drawn = resolve_cards(
+                spread, cards if cards is not None else draw_cards(spread.card_count)
+            )
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
     positions = list(spread.positions.order_by("index"))
     if len(positions) != spread.card_count:
         raise ValidationError(

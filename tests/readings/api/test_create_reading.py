@@ -308,3 +308,11 @@ def test_it_refuses_cards_that_are_not_objects(as_bob):
     assert response.json()["cards"]["0"] == {
         "non_field_errors": ["Invalid data. Expected a dictionary, but got str."]
     }
+
+
+def test_it_reports_every_fields_problem_at_once(as_bob):
+    response = post(as_bob, body(spread="nope", question=""))
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"spread", "question"}
+    assert not Reading.objects.exists()
