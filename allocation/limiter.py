@@ -18,6 +18,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import os
 import socket
 import sys
@@ -53,6 +54,8 @@ class LimiterParams:
     poll_s: float = 0.05
     # Never sleep longer than this between asks, whatever the buckets say: limits may change.
     max_wait_s: float = 1.0
+    # How often a process re-measures its clock against the shared server's.
+    clock_refresh_s: float = 60.0
     aimd: AimdParams = field(default_factory=AimdParams)
     breaker: BreakerParams = field(default_factory=BreakerParams)
 
@@ -314,6 +317,15 @@ def apply_outcome(
     return None
 
 
+def clock() -> float:
+    """Unix time on the database server: one clock for every machine sharing the limits."""
+    if connection.vendor != "postgresql":
+        return time.time()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())")
+        return float(cursor.fetchone()[0])
+
+
 def discard_lease(lease_id: int) -> None:
     Lease.objects.filter(pk=lease_id).delete()
 
@@ -372,8 +384,29 @@ class Permit:
         self.outcome = Outcome()
 
 
+class SharedClock:
+    """The backend server's time, read here as the local clock plus an offset measured now and
+    then. Buckets and leases are shared between machines, so they must not each run on their
+    own machine's clock; asking the server on every admission would cost a round trip."""
+
+    def __init__(self):
+        self._offset = 0.0
+        self._measured_at = -math.inf
+
+    async def now(self, params: "LimiterParams") -> float:
+        local = time.monotonic()
+        if local - self._measured_at > params.clock_refresh_s:
+            before = time.time()
+            server = await sync_to_async(backend().clock)()
+            after = time.time()
+            self._offset = server - (before + after) / 2
+            self._measured_at = local
+        return time.time() + self._offset
+
+
 class GlobalLimiter:
     def __init__(self):
+        self._clock = SharedClock()
         self._queues: dict[str, list] = {}
         self._pollers: dict[str, asyncio.Task] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
@@ -389,7 +422,7 @@ class GlobalLimiter:
             yield permit
         finally:
             await sync_to_async(backend().release)(
-                lease_id, model, permit.outcome, params=params, now=time.time()
+                lease_id, model, permit.outcome, params=params, now=await self._clock.now(params)
             )
             self._wakeup(model).set()
 
@@ -418,7 +451,10 @@ class GlobalLimiter:
             wakeup.clear()
             try:
                 attempt = await sync_to_async(backend().try_acquire)(
-                    model, input_estimate=input_estimate, params=params, now=time.time()
+                    model,
+                    input_estimate=input_estimate,
+                    params=params,
+                    now=await self._clock.now(params),
                 )
             except Exception as exc:  # noqa: BLE001 - hand the database error to the caller
                 attempt = exc
@@ -455,7 +491,8 @@ class GlobalLimiter:
         while True:
             await asyncio.sleep(params.lease_ttl_s / 3)
             try:
-                await sync_to_async(backend().renew_leases)(params, time.time())
+                now = await self._clock.now(params)
+                await sync_to_async(backend().renew_leases)(params, now)
             except Exception:  # noqa: BLE001 - try again next round; leases outlive one miss
                 logger.exception("could not renew leases")
 

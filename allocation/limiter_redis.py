@@ -152,6 +152,13 @@ def renew_leases(params: LimiterParams, now: float) -> int:
     return _transact([holder_key], decide)
 
 
+def clock() -> float:
+    """Unix time on the Redis server: one clock for every machine sharing the limits."""
+    with _redis() as client:
+        seconds, microseconds = client.time()
+    return seconds + microseconds / 1_000_000
+
+
 def discard_lease(lease_id: int) -> None:
     with _redis() as client:
         lease = client.hgetall(_lease_key(lease_id))
