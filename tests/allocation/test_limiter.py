@@ -16,6 +16,7 @@ from readings.engine import run_reading_sync
 from readings.models import ReadingStatus, TaskStatus
 from readings.services import reading_create
 from readings.workers import database_url
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -38,15 +39,6 @@ def run_readings_elsewhere(emulator, *reading_ids, **env) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_the_limit_holds_across_two_worker_processes(emulator):
@@ -73,7 +65,7 @@ def test_a_killed_workers_share_comes_back_within_seconds(emulator, settings):
     emulator.configure(hang_rate=1.0)  # calls never answer: the worker holds its slots
     reading = reading_create(spread="celtic_cross", question="Stuck?")
     worker = run_readings_elsewhere(emulator, reading.pk, LLM_LEASE_TTL_S="2")
-    wait_for(lambda: Lease.objects.filter(model=MODEL).count() == 3, 60, "3 leases")
+    wait_for(lambda: Lease.objects.filter(model=MODEL).count() == 3, timeout=60, what="3 leases")
 
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)

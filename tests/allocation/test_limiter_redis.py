@@ -16,7 +16,8 @@ from allocation.limiter import Outcome, backend, get_params
 from allocation.models import Lease, LimitChange, ModelAllocation, ModelLimit, ModelState
 from readings.models import ReadingStatus
 from readings.services import reading_create
-from tests.allocation.test_limiter import MODEL, run_readings_elsewhere, wait_for
+from tests.allocation.test_limiter import MODEL, run_readings_elsewhere
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -89,7 +90,7 @@ def test_a_killed_workers_share_comes_back_within_seconds(emulator, settings):
     worker = run_readings_elsewhere(
         emulator, reading.pk, LLM_LEASE_TTL_S="2", LLM_LIMITER_REDIS_URL=REDIS_URL
     )
-    wait_for(lambda: limiter_redis.in_flight(MODEL, time.time()) == 3, 60, "3 leases")
+    wait_for(lambda: limiter_redis.in_flight(MODEL, time.time()) == 3, timeout=60, what="3 leases")
     time.sleep(2.5)  # past the first expiry: the live worker's renewals keep its slots
     assert limiter_redis.in_flight(MODEL, time.time()) == 3
 
@@ -99,7 +100,11 @@ def test_a_killed_workers_share_comes_back_within_seconds(emulator, settings):
     killed_at = time.time()
     assert acquire(killed_at, params) is None
 
-    wait_for(lambda: acquire(time.time(), params), 10, "the killed worker's slots to come back")
+    wait_for(
+        lambda: acquire(time.time(), params),
+        timeout=10,
+        what="the killed worker's slots to come back",
+    )
     assert time.time() - killed_at <= params.lease_ttl_s + 1.0
 
 

@@ -1,7 +1,5 @@
 """Readings run by real qcluster processes: through the API, and across a worker's SIGKILL."""
 
-import time
-
 import pytest
 from rest_framework.test import APIClient
 
@@ -10,6 +8,7 @@ from readings.models import Reading, ReadingStatus, TaskStatus
 from readings.services import reading_create
 from readings.tasks import enqueue_reading
 from readings.workers import WorkerCluster
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -38,15 +37,6 @@ def qcluster_factory(emulator, tmp_path):
             cluster.stop()
 
 
-def wait_for(predicate, *, timeout: float, cluster: WorkerCluster, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; qcluster said:\n{cluster.output()}")
-
-
 def test_it_runs_a_reading_created_through_the_api_on_the_worker(emulator, bob, qcluster_factory):
     cluster = qcluster_factory()
     api = APIClient()
@@ -61,7 +51,7 @@ def test_it_runs_a_reading_created_through_the_api_on_the_worker(emulator, bob, 
     wait_for(
         lambda: Reading.objects.get(pk=reading_id).status == ReadingStatus.DONE,
         timeout=60,
-        cluster=cluster,
+        explain=cluster.output,
         what="the reading to finish",
     )
     body = api.get(f"/api/readings/{reading_id}/").json()
@@ -84,7 +74,9 @@ def test_a_worker_killed_mid_reading_loses_nothing_and_pays_for_no_task_twice(
         done = reading.tasks.filter(status=TaskStatus.DONE).count()
         return 0 < done < 7
 
-    wait_for(some_but_not_all_tasks_done, timeout=60, cluster=first, what="phase 1 to finish")
+    wait_for(
+        some_but_not_all_tasks_done, timeout=60, explain=first.output, what="phase 1 to finish"
+    )
     first.kill()
     done_before = {
         task.pk: LLMCall.objects.filter(task=task).count()
@@ -96,7 +88,7 @@ def test_a_worker_killed_mid_reading_loses_nothing_and_pays_for_no_task_twice(
     wait_for(
         lambda: Reading.objects.get(pk=reading.pk).status == ReadingStatus.DONE,
         timeout=WORKER_RETRY_S + 60,
-        cluster=second,
+        explain=second.output,
         what="the redelivered job to finish the reading",
     )
 
