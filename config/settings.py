@@ -151,6 +151,11 @@ Q_CLUSTER = {
     "poll": 0.2,
     "label": "Worker",
 }
+# The scale-out option: a Redis broker instead of the database (readings' state stays in the
+# database either way, so a redelivered job still resumes).
+if os.environ.get("Q_REDIS_URL"):
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
 
 # --- REST API ---------------------------------------------------------------------
 REST_FRAMEWORK = {

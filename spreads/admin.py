@@ -1,6 +1,9 @@
 from django import forms
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
+from allocation.allocator import AllocationError, get_allocator
+from allocation.models import TaskType
 from spreads.models import Card, Position, PromptTemplate, Spread
 
 
@@ -74,7 +77,41 @@ class SpreadAdmin(admin.ModelAdmin):
                 ],
             },
         ),
+        ("What the next reading will use", {"fields": ["effective_allocations"]}),
     ]
+    readonly_fields = ["effective_allocations"]
+
+    @admin.display(description="Models")
+    def effective_allocations(self, obj):
+        """Each task's model, limits and fallbacks as the allocator resolves them now, with the
+        layer each came from (environment, spread, global or built-in default)."""
+        if not obj.pk:
+            return "Save the spread to see its allocations."
+        rows = []
+        for task_type in TaskType:
+            try:
+                config = get_allocator().get_config(task_type, spread=obj)
+            except AllocationError as exc:
+                rows.append((task_type.label, str(exc), "", "", ""))
+                continue
+            sources = config.sources
+            rows.append(
+                (
+                    task_type.label,
+                    f"{config.model} ({sources['model']})",
+                    f"{config.max_tokens} ({sources['max_tokens']})",
+                    f"{config.temperature} ({sources['temperature']})",
+                    f"{', '.join(config.fallbacks) or '-'} ({sources['fallbacks']})",
+                )
+            )
+        body = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows
+        )
+        return format_html(
+            "<table><thead><tr><th>Task</th><th>Model</th><th>Max tokens</th>"
+            "<th>Temperature</th><th>Fallbacks</th></tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
 
 
 @admin.register(PromptTemplate)

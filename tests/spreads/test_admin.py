@@ -107,3 +107,13 @@ def test_it_rejects_an_unpriceable_model_in_the_allocation_admin(staff_client):
     )
     assert response.status_code == 200
     assert "No price is known for" in response.content.decode()
+
+
+def test_it_shows_staff_what_the_next_reading_will_use_and_why(staff_client, monkeypatch):
+    monkeypatch.setenv("CELTIC_CROSS_CARD_MODEL", "claude-haiku-4-5")
+    spread = Spread.objects.get(slug="celtic_cross")
+
+    page = staff_client.get(f"/admin/spreads/spread/{spread.pk}/change/").content.decode()
+
+    assert "claude-haiku-4-5 (environment)" in page
+    assert "claude-sonnet-5-5 (global)" in page
