@@ -24,6 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true")
 
     def handle(self, *args, addr, no_worker, **options):
+        # `kill` (SIGTERM) stops everything too, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         env = os.environ.copy()
         children: list[subprocess.Popen] = []
         if not settings.ANTHROPIC_API_KEY and not settings.ANTHROPIC_BASE_URL:
@@ -31,13 +33,23 @@ class Command(BaseCommand):
             env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{port}"
             self.stdout.write(f"No ANTHROPIC_API_KEY: LLM calls go to the emulator on port {port}.")
             children.append(
-                subprocess.Popen([sys.executable, "-m", "emulator", "--port", str(port)], env=env)
+                subprocess.Popen(
+                    [sys.executable, "-m", "emulator", "--port", str(port)],
+                    env=env,
+                    cwd=settings.BASE_DIR,
+                )
             )
         if not no_worker:
-            children.append(subprocess.Popen([sys.executable, "manage.py", "qcluster"], env=env))
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "qcluster"], env=env, cwd=settings.BASE_DIR
+                )
+            )
         children.append(
             subprocess.Popen(
-                [sys.executable, "manage.py", "runserver", "--noreload", addr], env=env
+                [sys.executable, "manage.py", "runserver", "--noreload", addr],
+                env=env,
+                cwd=settings.BASE_DIR,
             )
         )
         self.stdout.write(self.style.SUCCESS(f"Admin: http://{addr}/admin/  (Ctrl-C stops all)"))

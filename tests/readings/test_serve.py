@@ -1,0 +1,85 @@
+"""`make run`'s last step: web server, worker and emulator as one command that stops as one."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from django.conf import settings
+
+from readings.workers import database_url
+from tests.polling import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_it_serves_the_admin_and_the_emulator_and_ctrl_c_stops_everything(tmp_path):
+    web, emulator = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "EMULATOR_PORT": str(emulator),
+        "ANTHROPIC_API_KEY": "",
+        "ANTHROPIC_BASE_URL": "",
+    }
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        serve = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--addr", f"127.0.0.1:{web}"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(
+                lambda: (
+                    answers(f"http://127.0.0.1:{web}/admin/login/")
+                    and answers(f"http://127.0.0.1:{emulator}/_emulator/stats")
+                ),
+                timeout=60,
+                what="the admin and the emulator to answer",
+                explain=log.read_text,
+            )
+            children = [
+                int(pid)
+                for pid in subprocess.run(
+                    ["pgrep", "-P", str(serve.pid)], capture_output=True, text=True
+                ).stdout.split()
+            ]
+            assert len(children) == 3, "emulator, worker and web server"
+
+            serve.send_signal(signal.SIGINT)
+            assert serve.wait(timeout=30) == 0
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+
+    assert not answers(f"http://127.0.0.1:{web}/admin/login/")
+    assert not answers(f"http://127.0.0.1:{emulator}/_emulator/stats")
+    assert [pid for pid in children if alive(pid)] == [], "a child outlived serve"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
