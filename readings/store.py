@@ -1,4 +1,5 @@
-"""Where the engine meets the database: the only module it reaches the ORM through.
+"""Where the engine meets the database: the only module it reaches readings, tasks and the
+usage log through (the limiter keeps its own shared rows in allocation/limiter.py).
 
 Functions here are synchronous; the engine calls them with sync_to_async. Each write is a
 small, conditional update so that a redelivered job resumes where the last one stopped and
