@@ -28,7 +28,23 @@ class TokenUsage:
 
 
 def cost_of(model: str, usage: TokenUsage) -> Decimal:
-    override = ModelPrice.objects.filter(model=model).first()
+    return _priced(model, usage, ModelPrice.objects.filter(model=model).first())
+
+
+def costs_on(models: list[str], usage: TokenUsage) -> dict[str, Decimal | None]:
+    """What the same usage costs on each model (None where nobody can price it), with the
+    admin's overrides read once."""
+    overrides = {price.model: price for price in ModelPrice.objects.filter(model__in=models)}
+    costs = {}
+    for model in models:
+        try:
+            costs[model] = _priced(model, usage, overrides.get(model))
+        except UnknownModelPrice:
+            costs[model] = None
+    return costs
+
+
+def _priced(model: str, usage: TokenUsage, override: ModelPrice | None) -> Decimal:
     if override:
         return (
             usage.input_tokens * override.input_per_mtok

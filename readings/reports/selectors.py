@@ -12,7 +12,15 @@ from django.db.models import Count, DecimalField, F, OuterRef, Q, QuerySet, Subq
 from django.db.models.functions import Coalesce, TruncDate
 
 from allocation.limiter import get_params
-from allocation.models import CallOutcome, LimitChange, LLMCall, ModelState
+from allocation.models import (
+    CallOutcome,
+    LimitChange,
+    LLMCall,
+    ModelAllocation,
+    ModelState,
+    parse_model_list,
+)
+from allocation.pricing import TokenUsage, costs_on
 from allocation.selectors import model_states_with_limits
 from readings.models import Reading
 
@@ -120,6 +128,59 @@ def cost_summary(
             "top": top_readings(calls=calls),
         },
     }
+
+
+def model_options(*, start: date, end: date, spread: str | None = None) -> list[dict]:
+    """Cost optimisation per task type: for each task type, what its successful calls in the
+    range cost, and what the very same tokens would have cost on each model staff allocate
+    anywhere (as a model or a fallback). Token totals are summed in Postgres; only the
+    pricing of those few totals happens here. Quality is not priced: this says where a
+    cheaper model is worth trying, not that it reads as well."""
+    calls = calls_between(start=start, end=end, spread=spread).filter(outcome=CallOutcome.OK)
+    usage_by_task = list(
+        calls.values("task_type")
+        .annotate(
+            calls=Count("id"),
+            cost=Sum("cost_usd"),
+            tokens_in=Sum("input_tokens"),
+            tokens_out=Sum("output_tokens"),
+            tokens_cache_read=Sum("cache_read_tokens"),
+            tokens_cache_write=Sum("cache_write_tokens"),
+        )
+        .order_by("task_type")
+    )
+    candidates = allocated_models()
+    options = []
+    for row in usage_by_task:
+        usage = TokenUsage(
+            input_tokens=row["tokens_in"],
+            output_tokens=row["tokens_out"],
+            cache_read_tokens=row["tokens_cache_read"],
+            cache_write_tokens=row["tokens_cache_write"],
+        )
+        costs = costs_on(candidates, usage)
+        priced = {model: cost for model, cost in costs.items() if cost is not None}
+        cheapest = min(priced, key=priced.get) if priced else None
+        options.append(
+            {
+                "task_type": row["task_type"],
+                "calls": row["calls"],
+                "cost": row["cost"],
+                "costs": [{"model": model, "cost": costs[model]} for model in candidates],
+                "cheapest": cheapest,
+                "saving": (row["cost"] - priced[cheapest]) if cheapest else ZERO,
+            }
+        )
+    return options
+
+
+def allocated_models() -> list[str]:
+    """Every model an allocation names, as its model or a fallback, in a stable order."""
+    names = set()
+    for model, fallbacks in ModelAllocation.objects.values_list("model", "fallback_models"):
+        names.add(model)
+        names.update(parse_model_list(fallbacks))
+    return sorted(names)
 
 
 def top_readings(*, calls: QuerySet, limit: int = TOP_READINGS) -> list[dict]:

@@ -135,7 +135,8 @@ def costs_page(request):
     args = form.selector_args()
     summary = selectors.cost_summary(**args)
     labels = dict(TaskType.choices)
-    for row in summary["by_task_type"]:
+    options = selectors.model_options(start=args["start"], end=args["end"], spread=args["spread"])
+    for row in [*summary["by_task_type"], *options]:
         row["label"] = labels.get(row["task_type"], row["task_type"])
         row["colour"] = TASK_COLOURS.get(row["task_type"], OTHER_COLOUR)
     context.update(
@@ -152,6 +153,7 @@ def costs_page(request):
         },
         api_link=f"{reverse('reports:costs_api')}?{_query(args)}",
         limits=_limits(args),
+        options=options,
         today=timezone.now().date(),
     )
     return render(request, "reports/costs.html", context)
