@@ -100,8 +100,8 @@ def _locked_state(model: str) -> ModelState:
         # cost a little accuracy, so these commits need not wait for the disk.
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
-    ModelState.objects.get_or_create(model=model)
-    return ModelState.objects.select_for_update().get(model=model)
+    state, _ = ModelState.objects.select_for_update().get_or_create(model=model)
+    return state
 
 
 def _buckets(state: ModelState, limits: Limits, params: LimiterParams, now: float) -> Buckets:
@@ -234,7 +234,8 @@ def release(
         lease = Lease.objects.filter(pk=lease_id).first()
         input_estimate = lease.input_estimate if lease else 0
         in_flight = Lease.objects.filter(model=model, expires_at__gt=now).count()
-        Lease.objects.filter(pk=lease_id).delete()
+        if lease:  # gone if it expired and a renewal could not save it
+            lease.delete()
         change = apply_outcome(
             state,
             limits_for(model),

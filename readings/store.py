@@ -97,26 +97,30 @@ def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> None:
 
 
 def finish_task(task_id, *, output: str, model: str, attempts: int) -> None:
-    cost = LLMCall.objects.filter(task_id=task_id).aggregate(total=Sum("cost_usd"))["total"]
     ReadingTask.objects.filter(pk=task_id).update(
         status=TaskStatus.DONE,
         output=output,
         model_used=model,
         attempts=attempts,
-        cost_usd=cost or Decimal(0),
+        cost_usd=_task_cost(task_id),
         finished_at=timezone.now(),
     )
 
 
 def fail_task(task_id, *, error: str, attempts: int) -> None:
-    cost = LLMCall.objects.filter(task_id=task_id).aggregate(total=Sum("cost_usd"))["total"]
     ReadingTask.objects.filter(pk=task_id).update(
         status=TaskStatus.FAILED,
         error=error,
         attempts=attempts,
-        cost_usd=cost or Decimal(0),
+        cost_usd=_task_cost(task_id),
         finished_at=timezone.now(),
     )
+
+
+def _task_cost(task_id) -> Decimal:
+    """What every attempt of the task cost, retries and fallbacks included."""
+    total = LLMCall.objects.filter(task_id=task_id).aggregate(total=Sum("cost_usd"))["total"]
+    return total or Decimal(0)
 
 
 def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Reading:
