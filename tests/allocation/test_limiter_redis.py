@@ -2,6 +2,7 @@
 workers and racing threads, a killed worker's share comes back, the controller backs off and
 recovers, breakers cycle, and a Redis that does not answer says so."""
 
+import os
 import signal
 import threading
 import time
@@ -21,8 +22,9 @@ from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-# A database of its own, flushed around every test.
-REDIS_URL = "redis://127.0.0.1:6379/15"
+# A database of its own, flushed around every test (TEST_REDIS_URL lets two suites run side by
+# side on one Redis).
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 try:
     redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
