@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "spreads",
     "allocation",
     "readings",
+    "benchmarks",
 ]
 
 MIDDLEWARE = [

@@ -12,10 +12,10 @@ from django.conf import settings
 
 from allocation.limiter import Outcome, get_params, release, try_acquire
 from allocation.models import Lease, LimitChange, ModelAllocation, ModelLimit, ModelState
+from benchmarks.workers import database_url
 from readings.engine import run_reading_sync
 from readings.models import ReadingStatus, TaskStatus
 from readings.services import reading_create
-from readings.workers import database_url
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

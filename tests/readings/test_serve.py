@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from django.conf import settings
 
-from readings.workers import database_url
+from benchmarks.workers import database_url
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

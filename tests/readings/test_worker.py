@@ -4,10 +4,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from allocation.models import LLMCall
+from benchmarks.workers import WorkerCluster
 from readings.models import Reading, ReadingStatus, TaskStatus
 from readings.services import reading_create
 from readings.tasks import enqueue_reading
-from readings.workers import WorkerCluster
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

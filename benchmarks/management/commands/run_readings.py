@@ -4,7 +4,7 @@ processes (`bench --workers N`), each sharing the global limiter through the dat
 from django.core.management.base import BaseCommand
 
 from allocation.client_pool import runtime
-from readings.bench import run_ids
+from benchmarks.bench import run_ids
 
 
 class Command(BaseCommand):

@@ -93,7 +93,7 @@ def run_in_processes(
 
     from django.conf import settings
 
-    from readings.workers import database_url
+    from benchmarks.workers import database_url
 
     ids = [str(pk) for pk in create_readings(config)]
     env = {
@@ -140,7 +140,7 @@ def run_via_worker(
     from django.db import connections
     from rest_framework.test import APIClient
 
-    from readings.workers import WorkerCluster
+    from benchmarks.workers import WorkerCluster
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
     cluster = WorkerCluster(workers=config.concurrency, base_url=base_url)
@@ -272,7 +272,7 @@ def run_baseline(
 ) -> dict:
     """The seed's design on the same workload, summarised with the same keys where they mean
     the same thing (its calls are not logged, so the emulator counts them)."""
-    from readings.seed_baseline import run_seed_baseline
+    from benchmarks.seed_baseline import run_seed_baseline
 
     ids = create_readings(config)
     emulator.reset()

@@ -5,8 +5,8 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from benchmarks import bench
 from emulator import Emulator, Knobs
-from readings import bench
 from spreads.models import Spread
 
 
