@@ -16,7 +16,7 @@ from allocation.models import (
     ModelPrice,
     ModelState,
 )
-from allocation.selectors import model_states_with_limits
+from allocation.selectors import live_snapshots, snapshot_or_fresh, with_configured_limits
 
 
 @admin.register(ModelAllocation)
@@ -156,6 +156,10 @@ HISTORY_ROWS = 50
 
 @admin.register(ModelState)
 class ModelStateAdmin(ReadOnlyAdmin):
+    """One row per model the limiter has seen. The live figures come from the limiter's
+    backend (Postgres or Redis, whichever holds the state), never from the row's own
+    fields, so both backends show the same things."""
+
     list_display = [
         "model_name",
         "adaptive_limit",
@@ -164,12 +168,13 @@ class ModelStateAdmin(ReadOnlyAdmin):
         "breaker_state",
         "last_reason",
         "paused",
-        "updated_at",
     ]
     list_display_links = ["model_name"]
     search_fields = ["model"]
+    # The live state is read once per page; a second count of a small table buys nothing.
+    show_full_result_count = False
     fieldsets = [
-        (None, {"fields": ["model", "updated_at"]}),
+        (None, {"fields": ["model"]}),
         (
             "Concurrency",
             {
@@ -185,10 +190,10 @@ class ModelStateAdmin(ReadOnlyAdmin):
         ("Circuit breaker", {"fields": ["breaker_state", "breaker_failures"]}),
         (
             "Rate-limit buckets (tokens left at the last refill)",
-            {"fields": ["request_tokens", "input_tokens", "output_tokens", "refilled"]},
+            {"fields": ["requests_left", "input_tokens_left", "output_tokens_left", "refilled"]},
         ),
         ("History: the last 50 limit changes", {"fields": ["history"]}),
-        ("Raw shared state", {"fields": ["adaptive", "breaker"], "classes": ["collapse"]}),
+        ("Raw shared state", {"fields": ["raw_adaptive", "raw_breaker"], "classes": ["collapse"]}),
     ]
     readonly_fields = [
         "adaptive_limit",
@@ -198,12 +203,31 @@ class ModelStateAdmin(ReadOnlyAdmin):
         "paused",
         "breaker_state",
         "breaker_failures",
+        "requests_left",
+        "input_tokens_left",
+        "output_tokens_left",
         "refilled",
         "history",
+        "raw_adaptive",
+        "raw_breaker",
     ]
 
     def get_queryset(self, request):
-        return model_states_with_limits(super().get_queryset(request), now=time.time())
+        return with_configured_limits(super().get_queryset(request))
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        snapshots = live_snapshots(now=time.time())
+        for obj in changelist.result_list:
+            obj.snapshot = snapshot_or_fresh(snapshots, obj.model)
+        return changelist
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            snapshots = live_snapshots(now=time.time(), model=obj.model)
+            obj.snapshot = snapshot_or_fresh(snapshots, obj.model)
+        return obj
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"title": "Live limits and circuit breakers", **(extra_context or {})}
@@ -213,9 +237,9 @@ class ModelStateAdmin(ReadOnlyAdmin):
     def model_name(self, obj):
         return format_html('<span style="white-space: nowrap">{}</span>', obj.model)
 
-    @admin.display(description="Adaptive limit", ordering="adaptive__limit")
+    @admin.display(description="Adaptive limit")
     def adaptive_limit(self, obj):
-        limit = (obj.adaptive or {}).get("limit")
+        limit = obj.snapshot.state.adaptive.get("limit")
         if limit is None:
             return f"{get_params().aimd.initial_limit} (initial)"
         return limit
@@ -227,13 +251,13 @@ class ModelStateAdmin(ReadOnlyAdmin):
         source = "*" if obj.limit_source == ModelLimit.DEFAULT else "own row"
         return f"{obj.configured_max} ({source})"
 
-    @admin.display(description="In flight now", ordering="in_flight")
+    @admin.display(description="In flight now")
     def calls_in_flight(self, obj):
-        return obj.in_flight
+        return obj.snapshot.in_flight
 
-    @admin.display(description="Circuit breaker", ordering="breaker__state")
+    @admin.display(description="Circuit breaker")
     def breaker_state(self, obj):
-        breaker = obj.breaker or {}
+        breaker = obj.snapshot.state.breaker
         state = breaker.get("state", "closed")
         colour = BREAKER_COLOURS.get(state, "inherit")
         if state == "open":
@@ -252,24 +276,45 @@ class ModelStateAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Failures in a row")
     def breaker_failures(self, obj):
-        return (obj.breaker or {}).get("failures", 0)
+        return obj.snapshot.state.breaker.get("failures", 0)
 
     @admin.display(description="Last reason")
     def last_reason(self, obj):
-        return (obj.adaptive or {}).get("last_reason") or "-"
+        return obj.snapshot.state.adaptive.get("last_reason") or "-"
 
     @admin.display(description="Paused until")
     def paused(self, obj):
-        until = max(obj.paused_until or 0, (obj.adaptive or {}).get("paused_until") or 0)
+        state = obj.snapshot.state
+        until = max(state.paused_until or 0, state.adaptive.get("paused_until") or 0)
         left = until - time.time()
         if left <= 0:
             return "-"
         return f"{_utc(until):%H:%M:%S} UTC (in {left:.0f} s)"
 
+    @admin.display(description="Requests")
+    def requests_left(self, obj):
+        return f"{obj.snapshot.state.request_tokens:.2f}"
+
+    @admin.display(description="Input tokens")
+    def input_tokens_left(self, obj):
+        return f"{obj.snapshot.state.input_tokens:,.0f}"
+
+    @admin.display(description="Output tokens")
+    def output_tokens_left(self, obj):
+        return f"{obj.snapshot.state.output_tokens:,.0f}"
+
     @admin.display(description="Refilled at")
     def refilled(self, obj):
-        refilled = _utc(obj.refilled_at)
+        refilled = _utc(obj.snapshot.state.refilled_at)
         return f"{refilled:%Y-%m-%d %H:%M:%S} UTC" if refilled else "never"
+
+    @admin.display(description="Adaptive controller")
+    def raw_adaptive(self, obj):
+        return obj.snapshot.state.adaptive
+
+    @admin.display(description="Circuit breaker")
+    def raw_breaker(self, obj):
+        return obj.snapshot.state.breaker
 
     @admin.display(description="Limit changes")
     def history(self, obj):

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from allocation.allocator import AllocationConfig
 from allocation.client_pool import runtime
-from allocation.limiter import BreakerOpen, Outcome, Permit
+from allocation.limiter import BreakerOpen, Permit
 from allocation.models import CallOutcome
 from allocation.pricing import TokenUsage
 from allocation.retry_policy import (
@@ -53,7 +53,7 @@ class Completion:
 
 
 # gate(model, input_estimate) -> an async context manager held for one HTTP call: the
-# per-reading bound and the global limiter. It yields a Permit whose outcome the caller fills.
+# per-reading bound and the global limiter. It yields a Permit, left through one of its exits.
 Gate = Callable[[str, int], AbstractAsyncContextManager[Permit]]
 AttemptHook = Callable[[Attempt], Awaitable[None]]
 
@@ -151,9 +151,10 @@ async def _send(*, model, prompt, system, config, gate, attempt, is_retry, is_fa
         except anthropic.APIError as exc:
             latency = time.monotonic() - t0
             sent = _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallback)
-            permit.outcome = Outcome(
-                outcome=sent.attempt.outcome, latency_s=latency, headers=sent.headers or {}
-            )
+            if sent.attempt.outcome == CallOutcome.RATE_LIMITED:
+                permit.rate_limited(latency_s=latency, headers=sent.headers)
+            else:
+                permit.failed(sent.attempt.outcome, latency_s=latency, headers=sent.headers)
             return sent
         latency = time.monotonic() - t0
         usage = TokenUsage(
@@ -163,8 +164,7 @@ async def _send(*, model, prompt, system, config, gate, attempt, is_retry, is_fa
             cache_write_tokens=message.usage.cache_creation_input_tokens or 0,
         )
         headers = dict(raw.headers)
-        permit.outcome = Outcome(
-            outcome=CallOutcome.OK,
+        permit.success(
             latency_s=latency,
             # What counts against an input-tokens-per-minute limit: cache reads do not.
             input_tokens=usage.input_tokens + usage.cache_write_tokens,

@@ -305,11 +305,11 @@ def run_baseline(
 def provider_limits(*, rpm: int | None, itpm: int | None, otpm: int | None):
     """Tell the platform the emulator's limits, as staff enter their tier's in the admin, and
     start from fresh limiter state; the admin's rows are restored afterwards."""
-    from allocation.models import Lease, ModelLimit, ModelState
+    from allocation.limiter import get_backend
+    from allocation.models import ModelLimit
 
     saved = list(ModelLimit.objects.all())
-    ModelState.objects.all().delete()
-    Lease.objects.all().delete()
+    get_backend().reset()
     changes = {
         field: value
         for field, value in [

@@ -129,12 +129,13 @@ LLM_TIMEOUT_S = envint("LLM_TIMEOUT_S", 60)
 # The provider's limits (ModelLimit rows), enforced across every worker process through
 # Postgres, with an adaptive concurrency controller and a circuit breaker per model.
 LLM_GLOBAL_LIMITER = envbool("LLM_GLOBAL_LIMITER", True)
-# Overrides for allocation.limiter.LimiterParams; the defaults and their reasons live there.
+# Overrides for allocation.limiter.params.LimiterParams; the defaults and their reasons live
+# there.
 LLM_LIMITER: dict = {}
 if os.environ.get("LLM_LEASE_TTL_S"):
     LLM_LIMITER["lease_ttl_s"] = float(envint("LLM_LEASE_TTL_S", 15))
 # A redis:// URL moves the limiter's shared state (buckets, controller, breaker, leases) from
-# Postgres to Redis (allocation/limiter_redis.py); empty keeps it in Postgres.
+# Postgres to Redis (allocation/limiter/backends/redis.py); empty keeps it in Postgres.
 LLM_LIMITER_REDIS_URL = os.environ.get("LLM_LIMITER_REDIS_URL", "")
 
 # --- The worker (django-q2) -------------------------------------------------------

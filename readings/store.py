@@ -1,5 +1,5 @@
 """Where the engine meets the database: the only module it reaches readings, tasks and the
-usage log through (the limiter keeps its own shared rows in allocation/limiter.py).
+usage log through (the limiter keeps its own shared state, see allocation/limiter/).
 
 Functions here are synchronous; the engine calls them with sync_to_async. Each write is a
 small, conditional update so that a redelivered job resumes where the last one stopped and

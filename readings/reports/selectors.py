@@ -8,7 +8,7 @@ import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
 from allocation.limiter import get_params
@@ -17,11 +17,10 @@ from allocation.models import (
     LimitChange,
     LLMCall,
     ModelAllocation,
-    ModelState,
     parse_model_list,
 )
 from allocation.pricing import TokenUsage, costs_on
-from allocation.selectors import model_states_with_limits
+from allocation.selectors import configured_limits, last_changes, live_snapshots
 from readings.models import Reading
 
 TOP_READINGS = 20
@@ -258,59 +257,39 @@ def _utc(unix: float | None) -> datetime | None:
 def limits_overview(*, model: str | None = None, now: float | None = None) -> list[dict]:
     """Each model's live limiter state: the adaptive limit, the configured maximum (its own
     ModelLimit row, else "*"), the calls in flight, the circuit breaker and the last limit
-    change. One query, whatever the number of models."""
+    change. The state comes from the limiter's backend (Postgres or Redis), the limits and
+    their history from Postgres: three reads, whatever the number of models."""
     now = clock.time() if now is None else now
-    last_change = LimitChange.objects.filter(model=OuterRef("model")).order_by("-created_at")[:1]
-    states = ModelState.objects.order_by("model")
-    if model:
-        states = states.filter(model=model)
-    rows = (
-        model_states_with_limits(states, now=now)
-        .annotate(
-            last_change_at=Subquery(last_change.values("created_at")),
-            last_change_limit=Subquery(last_change.values("limit")),
-            last_change_reason=Subquery(last_change.values("reason")),
-        )
-        .values(
-            "model",
-            "adaptive",
-            "breaker",
-            "paused_until",
-            "limit_source",
-            "configured_max",
-            "in_flight",
-            "last_change_at",
-            "last_change_limit",
-            "last_change_reason",
-        )
-    )
+    snapshots = live_snapshots(now=now, model=model)
+    models = sorted(snapshots)
+    limits = configured_limits(models)
+    changes = last_changes(models)
     initial_limit = get_params().aimd.initial_limit
     overview = []
-    for row in rows:
-        adaptive, breaker = row["adaptive"] or {}, row["breaker"] or {}
+    for name in models:
+        state, in_flight = snapshots[name].state, snapshots[name].in_flight
+        adaptive, breaker = state.adaptive or {}, state.breaker or {}
         adaptive_limit = adaptive.get("limit", initial_limit)
-        paused_until = max(row["paused_until"] or 0, adaptive.get("paused_until") or 0)
+        configured_max, limit_source = limits.get(name, (None, None))
+        paused_until = max(state.paused_until or 0, adaptive.get("paused_until") or 0)
+        change = changes.get(name)
         overview.append(
             {
-                "model": row["model"],
+                "model": name,
                 "adaptive_limit": adaptive_limit,
-                "configured_max": row["configured_max"],
-                "limit_source": row["limit_source"],
+                "configured_max": configured_max,
+                "limit_source": limit_source,
                 # What admission enforces: the smaller of the two.
-                "effective_limit": min(adaptive_limit, row["configured_max"] or adaptive_limit),
-                "in_flight": row["in_flight"],
+                "effective_limit": min(adaptive_limit, configured_max or adaptive_limit),
+                "in_flight": in_flight,
                 "breaker_state": breaker.get("state", "closed"),
                 "breaker_failures": breaker.get("failures", 0),
                 "breaker_opened_at": _utc(breaker.get("opened_at")),
                 "paused_until": _utc(paused_until) if paused_until > now else None,
                 "last_reason": adaptive.get("last_reason"),
                 "last_change": None
-                if row["last_change_at"] is None
-                else {
-                    "at": row["last_change_at"],
-                    "limit": row["last_change_limit"],
-                    "reason": row["last_change_reason"],
-                },
+                if change is None
+                else {"at": change.created_at, "limit": change.limit, "reason": change.reason},
             }
         )
     return overview

@@ -1,0 +1,245 @@
+"""Where the limiter's shared state lives: one sequence of operations, swappable storage.
+
+After django-q2's brokers (`django_q/brokers/__init__.py`): `LimiterBackend` writes the
+acquire, release, renew and reset sequences once, on top of a handful of storage operations
+that each subclass supplies (`postgres.PostgresBackend`, `redis.RedisBackend`);
+`get_backend()` picks one from settings. Everything else (the in-process gate, the admin,
+the reports, the bench) talks to this interface only, so both backends behave and show the
+same. The decisions inside the sequences are `allocation.limiter.decisions`, pure functions
+on a `LimiterState`.
+
+What stays in Postgres whichever backend holds the state: the provider's limits (ModelLimit,
+entered by staff) and the history of limit and breaker changes (LimitChange), written once
+the change is stored.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.conf import settings
+
+from allocation.adaptive_limit import AimdParams
+from allocation.admission import Limits
+from allocation.limiter import decisions
+from allocation.limiter.holder import current_holder
+from allocation.limiter.params import LimiterParams
+from allocation.limiter.state import Admission, CallReport, LeaseInfo, LimiterState, Snapshot
+from allocation.models import LimitChange, ModelLimit
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Locked:
+    """One model's state as a backend loaded it for one sequence, held (locked or watched)
+    until the sequence's writes are stored, and the lease writes the sequence asks for."""
+
+    def __init__(self, state: LimiterState, lease: LeaseInfo | None, count: Callable[[], int]):
+        self.state = state
+        # The lease the sequence names (release), or None when there is none or it is gone.
+        self.lease = lease
+        self._count = count
+        self._in_flight: int | None = None
+        self.new_lease: LeaseInfo | None = None  # set: store this lease, return its id
+        self.drop_lease = False  # set: delete the named lease
+
+    def in_flight(self) -> int:
+        """Unexpired leases of the model, the named one included; counted once, when asked."""
+        if self._in_flight is None:
+            self._in_flight = self._count()
+        return self._in_flight
+
+
+class LimiterBackend:
+    """The shared limiter's sequences, written once. Subclasses supply storage only: the
+    operations under "Storage" below, each documented with what it must guarantee."""
+
+    name = "base"
+
+    # --- The sequences (callers use these; subclasses leave them alone) ------------------
+
+    def try_acquire(
+        self, model: str, *, input_estimate: int, params: LimiterParams, now: float
+    ) -> Admission:
+        """Ask for one slot for a call to `model` now: the breaker, then the buckets and the
+        concurrency limit decide, in one atomic step shared by every process. Admitted: a
+        lease held by this process until `release` (renewed by `renew`, else it expires
+        after params.lease_ttl_s)."""
+        limits = limits_for(model)  # staff's configuration: read before taking the lock
+        self.register(model)
+
+        def decide(locked: Locked):
+            allowed, change = decisions.ask_breaker(locked.state, params, now)
+            if not allowed:
+                return Admission(breaker_open=True), change, locked.state
+            if limits is not None:  # no limits configured: count the call, admit it
+                decision = decisions.decide_admission(
+                    locked.state,
+                    limits,
+                    in_flight=locked.in_flight(),
+                    input_estimate=input_estimate,
+                    params=params,
+                    now=now,
+                )
+                if not decision.admitted:
+                    wait_s = decision.wait_s or params.poll_s
+                    return Admission(wait_s=wait_s), change, locked.state
+            locked.new_lease = LeaseInfo(
+                holder=current_holder(),
+                expires_at=now + params.lease_ttl_s,
+                input_estimate=input_estimate,
+            )
+            return Admission(), change, locked.state
+
+        (admission, change, state), lease_id = self.atomically(
+            model, now=now, lease_id=None, decide=decide
+        )
+        if change:
+            log_change(model, state, reason=change)
+        if lease_id is not None:
+            return Admission(lease_id=lease_id)
+        return admission
+
+    def release(
+        self,
+        lease_id: int,
+        model: str,
+        report: CallReport | None,
+        *,
+        params: LimiterParams,
+        now: float,
+    ) -> None:
+        """Give a slot back. With a report, the call's outcome settles the buckets (real
+        tokens for estimated ones), feeds the controller and the breaker. Without one the
+        call is ignored (cancelled, or our own bug): the slot returns and nothing is learned,
+        as Netflix's Listener.onIgnore."""
+        limits = limits_for(model) if report is not None else None
+
+        def decide(locked: Locked):
+            locked.drop_lease = True
+            if report is None:
+                return None, locked.state
+            change = decisions.apply_outcome(
+                locked.state,
+                limits,
+                report,
+                input_estimate=locked.lease.input_estimate if locked.lease else 0,
+                in_flight=locked.in_flight(),
+                params=params,
+                now=now,
+            )
+            return change, locked.state
+
+        (change, state), _ = self.atomically(model, now=now, lease_id=lease_id, decide=decide)
+        if change:
+            log_change(model, state, reason=change)
+
+    def renew(self, params: LimiterParams, now: float) -> int:
+        """Extend every lease this process holds by params.lease_ttl_s from `now`, so that
+        only a dead process's calls stop counting. Returns how many were renewed."""
+        return self.renew_held(current_holder(), expires_at=now + params.lease_ttl_s, now=now)
+
+    def reset(self) -> None:
+        """Forget every model's shared state and every lease (the bench starts from fresh
+        state). Limits and their history are staff's and stay."""
+        self.wipe()
+
+    def snapshots(self, *, now: float, model: str | None = None) -> dict[str, Snapshot]:
+        """Every model's state and calls in flight (or one model's), keyed by model."""
+        return self.read(now=now, model=model)
+
+    def clock(self) -> float:
+        """Unix time on the backend's server: one clock for every machine sharing limits."""
+        return self.server_time()
+
+    def register(self, model: str) -> None:
+        """Make sure staff pages list `model` (they list ModelState rows). Postgres stores the
+        state in that row, so only other backends need to create it."""
+
+    # --- Storage (each subclass supplies these) ------------------------------------------
+
+    def atomically(
+        self, model: str, *, now: float, lease_id: int | None, decide: Callable[[Locked], T]
+    ) -> tuple[T, int | None]:
+        """Load `model`'s state (a fresh LimiterState if none), the lease `lease_id` if given
+        and still there, and a way to count unexpired leases at `now`; call decide(locked);
+        then store locked.state, delete the named lease if locked.drop_lease, and store
+        locked.new_lease if set, all as one atomic step: no other process may act on the
+        model between the load and the store. `decide` may be called again if the step has
+        to be retried, so it must only read and change `locked`. Returns what decide
+        returned and the new lease's id (None if none was stored)."""
+        raise NotImplementedError
+
+    def renew_held(self, holder: str, *, expires_at: float, now: float) -> int:
+        """Move the expiry of every lease `holder` holds to `expires_at` (`now` is the
+        server's time); return how many."""
+        raise NotImplementedError
+
+    def read(self, *, now: float, model: str | None) -> dict[str, Snapshot]:
+        """Each model's stored state with its unexpired leases at `now` counted, without
+        locking: staff pages and the bench only look."""
+        raise NotImplementedError
+
+    def holders(self, model: str, *, now: float) -> dict[str, int]:
+        """`model`'s unexpired leases at `now`, counted per holding process."""
+        raise NotImplementedError
+
+    def wipe(self) -> None:
+        """Delete every model's state and every lease."""
+        raise NotImplementedError
+
+    def server_time(self) -> float:
+        """Unix time on the server that stores the state."""
+        raise NotImplementedError
+
+
+def limits_for(model: str) -> Limits | None:
+    """The provider's limits for `model`: its own ModelLimit row, else the "*" row."""
+    rows = {
+        row.model: row for row in ModelLimit.objects.filter(model__in=[model, ModelLimit.DEFAULT])
+    }
+    row = rows.get(model) or rows.get(ModelLimit.DEFAULT)
+    if row is None:
+        return None
+    return Limits(
+        row.requests_per_minute,
+        row.input_tokens_per_minute,
+        row.output_tokens_per_minute,
+        row.max_concurrent_calls,
+    )
+
+
+def log_change(model: str, state: LimiterState, *, reason: str) -> None:
+    """A change of adaptive limit or breaker, for staff's history."""
+    try:
+        LimitChange.objects.create(
+            model=model,
+            limit=(state.adaptive or {}).get("limit", AimdParams().initial_limit),
+            reason=reason[:30],
+            breaker_state=(state.breaker or {}).get("state", "closed"),
+        )
+    except Exception:  # noqa: BLE001 - the change is stored; only its history line is lost
+        logger.exception("could not log a limit change of %s (%s)", model, reason)
+
+
+_backends: dict[str, LimiterBackend] = {}
+
+
+def get_backend() -> LimiterBackend:
+    """The Redis backend when settings.LLM_LIMITER_REDIS_URL is set, else Postgres (the
+    database Django uses). One instance per setting, so tests may switch between them."""
+    url = getattr(settings, "LLM_LIMITER_REDIS_URL", "") or ""
+    backend = _backends.get(url)
+    if backend is None:
+        if url:
+            from allocation.limiter.backends.redis import RedisBackend
+
+            backend = RedisBackend(url)
+        else:
+            from allocation.limiter.backends.postgres import PostgresBackend
+
+            backend = PostgresBackend()
+        _backends[url] = backend
+    return backend

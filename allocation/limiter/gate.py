@@ -1,0 +1,241 @@
+"""The in-process gate over a backend: permits, per-model priority queues, a poller per
+model, the shared clock and the lease renewer.
+
+Callers wait in one queue per model, ordered by priority (later phases and older readings
+first, so readings in progress finish before new ones start), and only the head of the
+queue asks the backend: one poller per model per process, not one per call. Between asks
+the poller sleeps until the buckets say a slot may be free, or until a release in this
+process wakes it (`ModelQueue.notify`); a slot freed by another process is seen at the
+next ask. Waking on other processes' releases too is a matter of calling `notify` from a
+backend's notification (LISTEN/NOTIFY, pub/sub): nothing else here would change.
+"""
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from contextlib import asynccontextmanager, suppress
+
+from asgiref.sync import sync_to_async
+
+from allocation.limiter.backends import LimiterBackend, get_backend
+from allocation.limiter.params import LimiterParams, get_params
+from allocation.limiter.state import CallReport
+from allocation.models import CallOutcome
+
+logger = logging.getLogger(__name__)
+
+FAILURES = frozenset({CallOutcome.OVERLOADED, CallOutcome.ERROR, CallOutcome.TIMEOUT})
+
+
+class BreakerOpen(Exception):
+    """The model's circuit is open: its calls go to the next model until it is probed."""
+
+
+class Permit:
+    """One call's slot, after Netflix concurrency-limits' Limiter.Listener: the holder
+    leaves through exactly one exit, which says what the call taught the limiter.
+
+    success       the provider answered: its tokens settle the buckets, its latency feeds
+                  the controller, the breaker counts a success
+    rate_limited  a 429: the buckets empty, an unexplained one cuts the limit
+    failed        overloaded, an error or a timeout (the provider's fault): the controller
+                  backs off (overload, timeout) and the breaker counts a failure
+    ignore        nothing to learn (cancelled, or our own bug): the slot returns, no sample
+
+    A permit left by an exception without an exit is ignored; left normally without one is
+    a bug, reported as such once the slot is back."""
+
+    def __init__(self):
+        self.report: CallReport | None = None
+        self._exited = False
+
+    def success(
+        self,
+        *,
+        latency_s: float,
+        input_tokens: int,
+        output_tokens: int,
+        headers: Mapping | None = None,
+    ) -> None:
+        self._exit(
+            CallReport(CallOutcome.OK, latency_s, input_tokens, output_tokens, headers or {})
+        )
+
+    def rate_limited(self, *, latency_s: float, headers: Mapping | None = None) -> None:
+        self._exit(CallReport(CallOutcome.RATE_LIMITED, latency_s, headers=headers or {}))
+
+    def failed(self, outcome: str, *, latency_s: float, headers: Mapping | None = None) -> None:
+        if outcome not in FAILURES:
+            raise ValueError(f"a failed call is one of {sorted(FAILURES)}, not {outcome!r}")
+        self._exit(CallReport(CallOutcome(outcome), latency_s, headers=headers or {}))
+
+    def ignore(self) -> None:
+        self._exit(None)
+
+    @property
+    def exited(self) -> bool:
+        return self._exited
+
+    def _exit(self, report: CallReport | None) -> None:
+        if self._exited:
+            raise RuntimeError("a permit has exactly one exit")
+        self._exited, self.report = True, report
+
+
+class SharedClock:
+    """The backend server's time, read here as the local clock plus an offset measured now and
+    then. Buckets and leases are shared between machines, so they must not each run on their
+    own machine's clock; asking the server on every admission would cost a round trip."""
+
+    def __init__(self):
+        self._offset = 0.0
+        self._measured_at = -math.inf
+
+    async def now(self, params: LimiterParams, backend: LimiterBackend) -> float:
+        local = time.monotonic()
+        if local - self._measured_at > params.clock_refresh_s:
+            before = time.time()
+            server = await sync_to_async(backend.clock)()
+            after = time.time()
+            self._offset = server - (before + after) / 2
+            self._measured_at = local
+        return time.time() + self._offset
+
+
+class ModelQueue:
+    """The callers of this process waiting for one model, by priority, and the event that
+    wakes its poller early."""
+
+    def __init__(self):
+        self.entries: list = []
+        self.wakeup = asyncio.Event()
+        self.poller: asyncio.Task | None = None
+
+    async def wait(self, timeout: float) -> None:
+        """Sleep until notified or `timeout` seconds have passed."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
+
+    def notify(self) -> None:
+        """A slot may be free: let the poller ask again now."""
+        self.wakeup.set()
+
+    def remove(self, entry: tuple) -> None:
+        self.entries.remove(entry)
+        heapq.heapify(self.entries)
+
+
+class GlobalLimiter:
+    """One per event loop: hands out permits for calls to a model, within the limits every
+    process shares through the backend."""
+
+    def __init__(self):
+        self._clock = SharedClock()
+        self._queues: dict[str, ModelQueue] = {}
+        self._order = itertools.count()
+        self._renewer: asyncio.Task | None = None
+
+    @asynccontextmanager
+    async def permit(self, model: str, *, input_estimate: int, priority: tuple = ()):
+        """Wait for a slot (raises BreakerOpen if the model's circuit is open), hold it for
+        the block, give it back with what the block's exit reported."""
+        params, backend = get_params(), get_backend()
+        lease_id = await self._acquire(model, input_estimate, priority, params, backend)
+        permit = Permit()
+        try:
+            yield permit
+        finally:
+            # Shielded: a cancelled caller must still give its slot back.
+            await asyncio.shield(self._release(backend, lease_id, model, permit.report, params))
+        if not permit.exited:
+            raise RuntimeError(f"a permit for {model} was left without an exit")
+
+    async def _release(self, backend, lease_id, model, report, params) -> None:
+        now = await self._clock.now(params, backend)
+        await sync_to_async(backend.release)(lease_id, model, report, params=params, now=now)
+        self._queue(model).notify()
+
+    async def _acquire(self, model, input_estimate, priority, params, backend) -> int:
+        self._ensure_renewer()
+        future = asyncio.get_running_loop().create_future()
+        queue = self._queue(model)
+        heapq.heappush(queue.entries, (priority, next(self._order), input_estimate, future))
+        if queue.poller is None or queue.poller.done():
+            queue.poller = asyncio.create_task(self._poll(model, queue, params, backend))
+        return await future
+
+    async def _poll(self, model: str, queue: ModelQueue, params, backend):
+        while queue.entries:
+            entry = queue.entries[0]
+            future, input_estimate = entry[3], entry[2]
+            if future.done():  # its caller was cancelled
+                queue.remove(entry)
+                continue
+            # Cleared before asking, so a release that lands while we ask is not missed.
+            queue.wakeup.clear()
+            try:
+                admission = await sync_to_async(backend.try_acquire)(
+                    model,
+                    input_estimate=input_estimate,
+                    params=params,
+                    now=await self._clock.now(params, backend),
+                )
+            except Exception as exc:  # noqa: BLE001 - hand the backend's error to the caller
+                admission = exc
+            # A caller with a higher priority may have joined meanwhile: settle the entry we
+            # asked for, not whatever is at the head now.
+            if isinstance(admission, Exception):
+                queue.remove(entry)
+                if not future.done():
+                    future.set_exception(admission)
+            elif admission.lease_id is not None:
+                queue.remove(entry)
+                if future.done():  # cancelled while we asked: give the slot straight back
+                    await self._release(backend, admission.lease_id, model, None, params)
+                else:
+                    future.set_result(admission.lease_id)
+            elif admission.breaker_open:
+                queue.remove(entry)
+                if not future.done():
+                    future.set_exception(BreakerOpen(model))
+            else:
+                await queue.wait(min(params.max_wait_s, max(admission.wait_s, 0.001)))
+
+    def _queue(self, model: str) -> ModelQueue:
+        queue = self._queues.get(model)
+        if queue is None:
+            queue = self._queues[model] = ModelQueue()
+        return queue
+
+    def _ensure_renewer(self):
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_forever())
+
+    async def _renew_forever(self):
+        while True:
+            await asyncio.sleep(get_params().lease_ttl_s / 3)
+            # Read each round: settings say which backend holds this process's leases.
+            params, backend = get_params(), get_backend()
+            try:
+                now = await self._clock.now(params, backend)
+                await sync_to_async(backend.renew)(params, now)
+            except Exception:  # noqa: BLE001 - try again next round; leases outlive one miss
+                logger.exception("could not renew leases")
+
+
+_limiters: dict[tuple[int, int], GlobalLimiter] = {}
+
+
+def get_limiter() -> GlobalLimiter:
+    """One limiter per event loop (its queues and tasks belong to that loop) and process (a
+    forked worker starts with none of its parent's)."""
+    key = (os.getpid(), id(asyncio.get_running_loop()))
+    limiter = _limiters.get(key)
+    if limiter is None:
+        limiter = _limiters[key] = GlobalLimiter()
+    return limiter

@@ -1,0 +1,68 @@
+"""The values the limiter's parts pass between them: plain dataclasses, no storage."""
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class LimiterState:
+    """What every process shares about one model: its rate-limit buckets (tokens left at the
+    last refill, and when that was), a pause the provider asked for, the adaptive
+    concurrency controller and the circuit breaker (each as its own to_dict()). Times are
+    Unix seconds on the backend server's clock."""
+
+    model: str
+    request_tokens: float = 0.0
+    input_tokens: float = 0.0
+    output_tokens: float = 0.0
+    refilled_at: float = 0.0  # 0: never refilled, the buckets start full
+    paused_until: float = 0.0
+    adaptive: dict = field(default_factory=dict)
+    breaker: dict = field(default_factory=dict)
+
+    def stored_fields(self) -> dict:
+        """Everything but the model's name, as a backend stores it."""
+        values = asdict(self)
+        del values["model"]
+        return values
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name != "model")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to one request for a slot: a lease, or how long to wait, or "breaker open"."""
+
+    lease_id: int | None = None
+    wait_s: float = 0.0
+    breaker_open: bool = False
+
+
+@dataclass(frozen=True)
+class CallReport:
+    """How a permitted call ended, as its permit's exit reported it."""
+
+    outcome: str
+    latency_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    headers: Mapping = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """One call in flight: who holds it, until when, and the input tokens it reserved."""
+
+    holder: str
+    expires_at: float
+    input_estimate: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A model's shared state and its calls in flight (unexpired leases), as staff see it."""
+
+    state: LimiterState
+    in_flight: int
