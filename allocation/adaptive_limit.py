@@ -24,7 +24,10 @@ Each finished call is a sample (RTT, calls in flight when it started, outcome):
 import math
 from dataclasses import dataclass
 
-OUTCOMES = frozenset({"ok", "rate_limited", "overloaded", "error", "timeout"})
+from allocation.outcomes import CallOutcome
+from allocation.outcomes import outcome as as_outcome
+
+OUTCOMES = frozenset(CallOutcome)
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,12 @@ class AimdLimit:
         should be comparable between calls: when output lengths vary widely, pass time to first
         token or seconds per output token rather than the whole duration.
         """
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
-        if outcome == "rate_limited":
+        outcome = as_outcome(outcome)
+        if outcome is CallOutcome.RATE_LIMITED:
             self._decrease(now, self.params.rate_limit_backoff_ratio, "rate_limited")
-        elif outcome in ("overloaded", "timeout"):
-            self._decrease(now, self.params.backoff_ratio, outcome)
-        elif outcome == "ok":
+        elif outcome in (CallOutcome.OVERLOADED, CallOutcome.TIMEOUT):
+            self._decrease(now, self.params.backoff_ratio, str(outcome))
+        elif outcome is CallOutcome.OK:
             self._observe_rtt(rtt_s)
             if self._latency_too_high():
                 self._decrease(now, self.params.backoff_ratio, "latency")

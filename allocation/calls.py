@@ -20,7 +20,7 @@ from django.utils import timezone
 from allocation.allocator import AllocationConfig
 from allocation.client_pool import runtime
 from allocation.limiter import BreakerOpen, Permit
-from allocation.models import CallOutcome
+from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage
 from allocation.retry_policy import (
     RetryParams,

@@ -14,18 +14,13 @@ import enum
 from dataclasses import dataclass
 from typing import Self
 
-# A 429 means the model is fine and we are too fast: the adaptive limit slows us down, and opening
-# the breaker would only push the whole load onto the fallback model.
-FAILURE_OUTCOMES = frozenset({"overloaded", "error", "timeout"})
-NON_FAILURE_OUTCOMES = frozenset({"ok", "rate_limited"})
+from allocation.outcomes import outcome as as_outcome
 
 
 def counts_as_failure(outcome: str) -> bool:
-    if outcome in FAILURE_OUTCOMES:
-        return True
-    if outcome in NON_FAILURE_OUTCOMES:
-        return False
-    raise ValueError(f"unknown outcome {outcome!r}")
+    """A 429 means the model is fine and we are too fast: the adaptive limit slows us down,
+    and opening the breaker would only push the whole load onto the fallback model."""
+    return as_outcome(outcome).is_failure
 
 
 class BreakerState(enum.StrEnum):

@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from allocation.outcomes import CallOutcome  # noqa: F401 - the log's choices, imported from here
+
 
 class TaskType(models.TextChoices):
     CARD_INTERPRETATION = "card_interpretation", "Card interpretation"
@@ -175,14 +177,6 @@ class ModelPrice(models.Model):
 
     def __str__(self):
         return self.model
-
-
-class CallOutcome(models.TextChoices):
-    OK = "ok", "OK"
-    RATE_LIMITED = "rate_limited", "Rate limited (429)"
-    OVERLOADED = "overloaded", "Overloaded (529)"
-    ERROR = "error", "Error"
-    TIMEOUT = "timeout", "Timeout"
 
 
 class LLMCall(models.Model):

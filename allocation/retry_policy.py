@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import anthropic
 
+from allocation.outcomes import CallOutcome
+
 
 @dataclass(frozen=True)
 class RetryParams:
@@ -119,30 +121,30 @@ def should_retry(status_code: int | None, headers: Mapping[str, str] | None = No
     return status_code in RETRYABLE_STATUSES or status_code >= 500
 
 
-def classify(exc: BaseException) -> str:
-    """The outcome string the adaptive limit and the circuit breaker understand."""
+def classify(exc: BaseException) -> CallOutcome:
+    """How a failed call ended, in the terms of the call log, the limit and the breaker."""
     for err in _causes(exc):
         if isinstance(err, anthropic.APIStatusError):
             return _classify_status_error(err)
         # APITimeoutError is a kind of APIConnectionError, so it must be asked first.
         if isinstance(err, anthropic.APITimeoutError):
-            return "timeout"
+            return CallOutcome.TIMEOUT
         if isinstance(err, anthropic.APIConnectionError):
-            return "error"
+            return CallOutcome.ERROR
         # Our own deadline, e.g. asyncio.wait_for (asyncio.TimeoutError is TimeoutError).
         if isinstance(err, TimeoutError):
-            return "timeout"
-    return "error"
+            return CallOutcome.TIMEOUT
+    return CallOutcome.ERROR
 
 
-def _classify_status_error(err: anthropic.APIStatusError) -> str:
+def _classify_status_error(err: anthropic.APIStatusError) -> CallOutcome:
     if err.status_code == 429 or err.type == "rate_limit_error":
-        return "rate_limited"
+        return CallOutcome.RATE_LIMITED
     if err.status_code == 529 or err.type == "overloaded_error":
-        return "overloaded"
+        return CallOutcome.OVERLOADED
     if err.status_code in (408, 504) or err.type == "timeout_error":
-        return "timeout"
-    return "error"
+        return CallOutcome.TIMEOUT
+    return CallOutcome.ERROR
 
 
 def is_fatal(exc: BaseException) -> bool:

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from allocation.models import CallOutcome, LLMCall
+from allocation.models import LLMCall
+from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage, cost_of
 
 
@@ -15,7 +16,7 @@ class Attempt:
     task_type: str
     requested_model: str
     model: str
-    outcome: str
+    outcome: CallOutcome
     attempt: int
     is_retry: bool
     is_fallback: bool

@@ -231,7 +231,7 @@ def summarize(result: BenchResult, emulator_stats: dict, *, rpm: int | None = No
         calls=Count("id"),
         rate_limited=Count("id", filter=Q(outcome=CallOutcome.RATE_LIMITED)),
         retries=Count("id", filter=Q(is_retry=True)),
-        fallbacks=Count("task", filter=Q(is_fallback=True), distinct=True),
+        fallbacks=Count("id", filter=Q(is_fallback=True)),  # calls, as everywhere
         cost=Sum("cost_usd"),
         ok_calls=Count("id", filter=Q(outcome=CallOutcome.OK)),
     )

@@ -129,7 +129,9 @@ def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Readi
         calls=Count("id"),
         rate_limit_hits=Count("id", filter=Q(outcome=CallOutcome.RATE_LIMITED)),
         retries=Count("id", filter=Q(is_retry=True)),
-        fallbacks=Count("task", filter=Q(is_fallback=True), distinct=True),
+        # A fallback is a call sent to a model other than the allocated one, counted as
+        # calls like rate-limit hits and retries (and as on the reports page and the bench).
+        fallbacks=Count("id", filter=Q(is_fallback=True)),
         input_tokens=Sum("input_tokens"),
         output_tokens=Sum("output_tokens"),
         cost_usd=Sum("cost_usd"),

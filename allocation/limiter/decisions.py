@@ -7,10 +7,10 @@ these combine: admission.py (buckets), adaptive_limit.py (AIMD), circuit_breaker
 
 from allocation.adaptive_limit import AimdLimit
 from allocation.admission import Buckets, Decision, Limits, admit, capacity, refill, settle
-from allocation.circuit_breaker import CircuitBreaker, counts_as_failure
+from allocation.circuit_breaker import CircuitBreaker
 from allocation.limiter.params import LimiterParams
 from allocation.limiter.state import CallReport, LimiterState
-from allocation.models import CallOutcome
+from allocation.outcomes import CallOutcome
 from allocation.retry_policy import retry_after_from_headers
 
 
@@ -64,7 +64,7 @@ def apply_outcome(
 
     Returns the LimitChange reason when the limit or the breaker moved, else None.
     """
-    outcome = report.outcome
+    outcome = CallOutcome(report.outcome)
     if limits is not None:
         buckets = _buckets(state, limits, params, now)
         settle(
@@ -109,7 +109,7 @@ def apply_outcome(
     breaker_before = breaker.state
     if outcome == CallOutcome.OK:
         breaker.record_success(now)
-    elif counts_as_failure(outcome):
+    elif outcome.is_failure:
         breaker.record_failure(now)
     state.breaker = breaker.to_dict()
     if controller.limit != limit_before:

@@ -25,11 +25,9 @@ from asgiref.sync import sync_to_async
 from allocation.limiter.backends import LimiterBackend, get_backend
 from allocation.limiter.params import LimiterParams, get_params
 from allocation.limiter.state import CallReport
-from allocation.models import CallOutcome
+from allocation.outcomes import FAILURES, CallOutcome
 
 logger = logging.getLogger(__name__)
-
-FAILURES = frozenset({CallOutcome.OVERLOADED, CallOutcome.ERROR, CallOutcome.TIMEOUT})
 
 
 class BreakerOpen(Exception):
@@ -69,7 +67,9 @@ class Permit:
     def rate_limited(self, *, latency_s: float, headers: Mapping | None = None) -> None:
         self._exit(CallReport(CallOutcome.RATE_LIMITED, latency_s, headers=headers or {}))
 
-    def failed(self, outcome: str, *, latency_s: float, headers: Mapping | None = None) -> None:
+    def failed(
+        self, outcome: CallOutcome, *, latency_s: float, headers: Mapping | None = None
+    ) -> None:
         if outcome not in FAILURES:
             raise ValueError(f"a failed call is one of {sorted(FAILURES)}, not {outcome!r}")
         self._exit(CallReport(CallOutcome(outcome), latency_s, headers=headers or {}))

@@ -3,6 +3,8 @@
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
+from allocation.outcomes import CallOutcome
+
 
 @dataclass
 class LimiterState:
@@ -44,7 +46,7 @@ class Admission:
 class CallReport:
     """How a permitted call ended, as its permit's exit reported it."""
 
-    outcome: str
+    outcome: CallOutcome
     latency_s: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0

@@ -19,6 +19,7 @@ from allocation.models import (
     ModelAllocation,
     parse_model_list,
 )
+from allocation.outcomes import FAILURES
 from allocation.pricing import TokenUsage, costs_on
 from allocation.selectors import configured_limits, last_changes, live_snapshots
 from readings.models import Reading
@@ -27,7 +28,7 @@ TOP_READINGS = 20
 LIMIT_HISTORY_ROWS = 100
 DEFAULT_DAYS = 30
 # Failed attempts other than a 429: overloads (529), server errors and timeouts.
-ERROR_OUTCOMES = [CallOutcome.OVERLOADED, CallOutcome.ERROR, CallOutcome.TIMEOUT]
+ERROR_OUTCOMES = sorted(FAILURES)
 MONEY = DecimalField(max_digits=20, decimal_places=8)
 ZERO = Decimal("0.00000000")
 
