@@ -16,6 +16,7 @@ from allocation.models import (
     ModelPrice,
     ModelState,
 )
+from allocation.money import usd_exact
 from allocation.selectors import live_snapshots, snapshot_or_fresh, with_configured_limits
 
 
@@ -80,11 +81,8 @@ def _since(moment: datetime) -> str:
 class LLMCallAdmin(ReadOnlyAdmin):
     list_display = [
         "created",
-        "task_type",
-        "model_called",
-        "outcome",
-        "retry",
-        "fallback",
+        "task_and_model",
+        "outcome_and_attempt",
         "tokens",
         "cost",
         "latency",
@@ -104,39 +102,47 @@ class LLMCallAdmin(ReadOnlyAdmin):
         extra_context = {"title": "LLM calls: every provider attempt", **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="Created (UTC)", ordering="created_at")
+    # Narrow columns, so the whole row (cost and latency included) fits beside the filters
+    # at 1,400 px: the day over the time, the retry and fallback flags in one word.
+    @admin.display(description="When (UTC)", ordering="created_at")
     def created(self, obj):
-        return f"{obj.created_at:%Y-%m-%d %H:%M:%S}"
+        return format_html(
+            '<span class="nowrap">{}</span> <span class="nowrap">{}</span>',
+            f"{obj.created_at:%Y-%m-%d}",
+            f"{obj.created_at:%H:%M:%S}",
+        )
 
-    @admin.display(description="Model", ordering="model")
-    def model_called(self, obj):
-        if obj.requested_model and obj.requested_model != obj.model:
-            return format_html(
-                '<span style="white-space: nowrap">{}</span><br><small>asked for {}</small>',
-                obj.model,
-                obj.requested_model,
-            )
-        return format_html('<span style="white-space: nowrap">{}</span>', obj.model)
+    @admin.display(description="Task and model", ordering="task_type")
+    def task_and_model(self, obj):
+        asked = (
+            format_html(" <small>(asked for {})</small>", obj.requested_model)
+            if obj.requested_model and obj.requested_model != obj.model
+            else ""
+        )
+        return format_html(
+            '{}<br><span class="nowrap">{}</span>{}', obj.get_task_type_display(), obj.model, asked
+        )
 
-    @admin.display(description="Retry", boolean=True, ordering="is_retry")
-    def retry(self, obj):
-        return obj.is_retry
-
-    @admin.display(description="Fallback", boolean=True, ordering="is_fallback")
-    def fallback(self, obj):
-        return obj.is_fallback
+    @admin.display(description="Outcome", ordering="outcome")
+    def outcome_and_attempt(self, obj):
+        kinds = [
+            word for word, flag in (("retry", obj.is_retry), ("fallback", obj.is_fallback)) if flag
+        ]
+        if not kinds:
+            return obj.get_outcome_display()
+        return format_html("{}<br><small>{}</small>", obj.get_outcome_display(), ", ".join(kinds))
 
     @admin.display(description="Tokens in / out")
     def tokens(self, obj):
         return f"{obj.input_tokens:,} / {obj.output_tokens:,}"
 
-    @admin.display(description="Cost", ordering="cost_usd")
+    @admin.display(description="Cost (USD)", ordering="cost_usd")
     def cost(self, obj):
-        return f"${obj.cost_usd:.6f}"
+        return usd_exact(obj.cost_usd)  # one call: every digit
 
-    @admin.display(description="Latency", ordering="latency_s")
+    @admin.display(description="Latency (s)", ordering="latency_s")
     def latency(self, obj):
-        return f"{obj.latency_s:.2f} s"
+        return f"{obj.latency_s:.2f}"
 
     @admin.display(description="Reading")
     def reading_link(self, obj):
@@ -146,7 +152,7 @@ class LLMCallAdmin(ReadOnlyAdmin):
             '<a href="{}">{}</a>{}',
             reverse("admin:readings_reading_change", args=[obj.reading_id]),
             str(obj.reading_id)[:8],
-            f" ({obj.spread.slug})" if obj.spread_id else "",
+            format_html("<br><small>{}</small>", obj.spread.name) if obj.spread_id else "",
         )
 
 

@@ -219,6 +219,8 @@ class LLMCall(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = "LLM call"
+        verbose_name_plural = "LLM calls"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["task_type", "created_at"]),

@@ -6,6 +6,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from allocation.admin import ReadOnlyAdmin
+from allocation.money import usd_exact, usd_total
 from readings.models import DrawnCard, Reading, ReadingTask
 
 
@@ -26,8 +27,13 @@ class ReadOnlyInline(admin.TabularInline):
 
 class DrawnCardInline(ReadOnlyInline):
     model = DrawnCard
-    fields = ["position", "card", "reversed"]
+    fields = ["position", "card", "orientation"]
     readonly_fields = fields
+
+    # Upright or reversed are both fine: words, not the admin's green tick and red cross.
+    @admin.display(description="Orientation")
+    def orientation(self, obj):
+        return "Reversed" if obj.reversed else "Upright"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("position", "card")
@@ -50,9 +56,9 @@ class ReadingTaskInline(ReadOnlyInline):
     ]
     readonly_fields = fields
 
-    @admin.display(description="Cost")
+    @admin.display(description="Cost (USD)")
     def cost(self, obj):
-        return f"${obj.cost_usd:.6f}"
+        return usd_exact(obj.cost_usd)  # a task is one call, or a few retries of it
 
     @admin.display(description="Started (UTC)")
     def started(self, obj):
@@ -71,17 +77,32 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
+def time_saved(reading: Reading) -> str:
+    """The time parallel calls saved, in words; a negative saving says what it means."""
+    saved, wall, sequential = reading.time_saved_s, reading.wall_time_s, reading.sequential_s
+    if saved is None or not wall or not sequential:
+        return _seconds(saved)
+    if saved >= 0:
+        return f"{saved:.2f} s ({sequential / wall:.1f}x faster than one call at a time)"
+    return (
+        f"None: the reading took {-saved:.2f} s longer than its calls one after another "
+        f"({wall:.2f} s against {sequential:.2f} s). Its calls waited for something other "
+        "than the model: a rate limit or concurrency slot (see the model's limits), retries "
+        "after errors, or the worker. Raise the model's limits if they are below the provider's."
+    )
+
+
 @admin.register(Reading)
 class ReadingAdmin(ReadOnlyAdmin):
     """Readings are made through the API and the command line; here staff only look."""
 
     list_display = [
-        "created_at",
+        "created",
         "spread",
         "owner",
         "status",
-        "cost_usd",
-        "wall_time_s",
+        "cost",
+        "wall_time",
         "calls",
         "rate_limit_hits",
         "fallbacks",
@@ -98,17 +119,28 @@ class ReadingAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = ["id", "created_at", "metrics"]
 
+    @admin.display(description="Created (UTC)", ordering="created_at")
+    def created(self, obj):
+        return format_html(
+            '<span class="nowrap">{}</span> <span class="nowrap">{}</span>',
+            f"{obj.created_at:%Y-%m-%d}",
+            f"{obj.created_at:%H:%M:%S}",
+        )
+
+    @admin.display(description="Cost (USD)", ordering="cost_usd")
+    def cost(self, obj):
+        return usd_total(obj.cost_usd)
+
+    @admin.display(description="Wall time (s)", ordering="wall_time_s")
+    def wall_time(self, obj):
+        return "-" if obj.wall_time_s is None else f"{obj.wall_time_s:.2f}"
+
     @admin.display(description="Summary")
     def metrics(self, obj):
-        speedup = (
-            f" ({obj.sequential_s / obj.wall_time_s:.1f}x faster than one call at a time)"
-            if obj.wall_time_s and obj.sequential_s
-            else ""
-        )
         rows = [
             ("Wall time", _seconds(obj.wall_time_s)),
             ("Sum of call latencies", _seconds(obj.sequential_s)),
-            ("Time saved by running in parallel", _seconds(obj.time_saved_s) + speedup),
+            ("Time saved by running in parallel", time_saved(obj)),
             ("Critical path (slowest call per phase)", _seconds(obj.critical_path_s)),
             ("Peak calls in flight", obj.peak_concurrent_calls),
             ("Provider calls", obj.calls),
@@ -116,7 +148,7 @@ class ReadingAdmin(ReadOnlyAdmin):
             ("Retries", obj.retries),
             ("Fallbacks", obj.fallbacks),
             ("Tokens in / out", f"{obj.input_tokens:,} / {obj.output_tokens:,}"),
-            ("Cost", f"${obj.cost_usd:.6f}"),
+            ("Cost", f"{usd_total(obj.cost_usd)} ({usd_exact(obj.cost_usd)} exactly)"),
         ]
         return format_html(
             '<table>{}</table><p><a href="{}?{}">Every provider call of this reading</a></p>',

@@ -11,18 +11,21 @@ from decimal import Decimal
 from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
+from allocation.allocator import AllocationError, Layer, env_name, get_allocator
 from allocation.limiter import get_params
 from allocation.models import (
     CallOutcome,
     LimitChange,
     LLMCall,
     ModelAllocation,
+    TaskType,
     parse_model_list,
 )
 from allocation.outcomes import FAILURES
 from allocation.pricing import TokenUsage, costs_on
 from allocation.selectors import configured_limits, last_changes, live_snapshots
 from readings.models import Reading
+from spreads.models import Spread
 
 TOP_READINGS = 20
 LIMIT_HISTORY_ROWS = 100
@@ -150,6 +153,7 @@ def model_options(*, start: date, end: date, spread: str | None = None) -> list[
         .order_by("task_type")
     )
     candidates = allocated_models()
+    in_use = current_allocations(spread=spread)
     options = []
     for row in usage_by_task:
         usage = TokenUsage(
@@ -161,17 +165,72 @@ def model_options(*, start: date, end: date, spread: str | None = None) -> list[
         costs = costs_on(candidates, usage)
         priced = {model: cost for model, cost in costs.items() if cost is not None}
         cheapest = min(priced, key=priced.get) if priced else None
+        current = in_use.get(row["task_type"], [])
+        current_models = {allocation["model"] for allocation in current}
         options.append(
             {
                 "task_type": row["task_type"],
                 "calls": row["calls"],
                 "cost": row["cost"],
-                "costs": [{"model": model, "cost": costs[model]} for model in candidates],
+                "costs": [
+                    {"model": model, "cost": costs[model], "current": model in current_models}
+                    for model in candidates
+                ],
                 "cheapest": cheapest,
                 "saving": (row["cost"] - priced[cheapest]) if cheapest else ZERO,
+                # Where the task type's model is set now, per spread: what to edit to switch.
+                "current": current,
+                "on_cheapest": cheapest in current_models,
             }
         )
     return options
+
+
+def current_allocations(*, spread: str | None = None) -> dict[str, list[dict]]:
+    """For each task type, the model the next reading will use and where that is set: per
+    active spread (or for the one spread asked for), grouped by model and layer.
+
+    Each entry: model, layer (environment, spread, global, default), the spreads it applies
+    to, and the ModelAllocation row to edit (None when an environment variable or the built-in
+    default decides).
+    """
+    spreads = Spread.objects.filter(is_active=True).order_by("name")
+    if spread:
+        spreads = Spread.objects.filter(slug=spread)
+    rows = {
+        (row.task_type, row.spread_id): row.pk
+        for row in ModelAllocation.objects.only("pk", "task_type", "spread_id")
+    }
+    allocator = get_allocator()
+    found: dict[str, dict[tuple, dict]] = {}
+    for one in spreads:
+        for task_type in TaskType.values:
+            try:
+                config = allocator.get_config(task_type, spread=one)
+            except AllocationError:
+                continue  # the spread admin and the engine say what is wrong
+            layer = config.sources["model"]
+            allocation_id = {
+                Layer.SPREAD: rows.get((task_type, one.pk)),
+                Layer.GLOBAL: rows.get((task_type, None)),
+            }.get(layer)
+            key = (config.model, layer, allocation_id)
+            entry = found.setdefault(task_type, {}).setdefault(
+                key,
+                {
+                    "model": config.model,
+                    "layer": layer,
+                    "allocation_id": allocation_id,
+                    "env": env_name(one.slug, task_type, "MODEL")
+                    if layer == Layer.ENVIRONMENT
+                    else None,
+                    "spreads": [],
+                    "spread_ids": [],
+                },
+            )
+            entry["spreads"].append(one.name)
+            entry["spread_ids"].append(one.pk)
+    return {task_type: list(entries.values()) for task_type, entries in found.items()}
 
 
 def allocated_models() -> list[str]:
@@ -194,13 +253,14 @@ def top_readings(*, calls: QuerySet, limit: int = TOP_READINGS) -> list[dict]:
     details = {
         row["id"]: row
         for row in Reading.objects.filter(id__in=[r["reading_id"] for r in top]).values(
-            "id", "spread__slug", "status", "created_at"
+            "id", "spread__slug", "spread__name", "status", "created_at"
         )
     }
     return [
         {
             "reading_id": row["reading_id"],
             "spread": details.get(row["reading_id"], {}).get("spread__slug"),
+            "spread_name": details.get(row["reading_id"], {}).get("spread__name"),
             "status": details.get(row["reading_id"], {}).get("status"),
             "created_at": details.get(row["reading_id"], {}).get("created_at"),
             "calls": row["calls"],

@@ -25,7 +25,14 @@ from rest_framework.views import APIView
 
 from allocation.models import TaskType
 from readings.reports import selectors
-from readings.reports.chart import OTHER_COLOUR, TASK_COLOURS, cost_chart
+from readings.reports.chart import (
+    NARROW,
+    OTHER_COLOUR,
+    TASK_COLOURS,
+    WIDE,
+    cost_chart,
+    day_task_table,
+)
 from spreads.models import Spread
 
 # A bar per day: beyond two years the chart is unreadable and the page slow to draw.
@@ -139,14 +146,20 @@ def costs_page(request):
     for row in [*summary["by_task_type"], *options]:
         row["label"] = labels.get(row["task_type"], row["task_type"])
         row["colour"] = TASK_COLOURS.get(row["task_type"], OTHER_COLOUR)
+    chart_data = {
+        "start": args["start"],
+        "end": args["end"],
+        "by_day": summary["by_day"],
+        "by_day_task_type": summary["by_day_task_type"],
+    }
     context.update(
         summary=summary,
-        chart=cost_chart(
-            start=args["start"],
-            end=args["end"],
-            by_day=summary["by_day"],
-            by_day_task_type=summary["by_day_task_type"],
-        ),
+        charts=[cost_chart(**chart_data, layout=layout) for layout in (WIDE, NARROW)],
+        chart_widths={"switch": WIDE.min_width, "wide_max": WIDE.width, "narrow_max": 480},
+        chart_rows=day_task_table(**chart_data),
+        task_types=[
+            {"label": label, "colour": TASK_COLOURS[value]} for value, label in TaskType.choices
+        ],
         csv_links={
             group: f"{reverse('reports:costs_csv')}?{_query(args, group=group)}"
             for group in selectors.GROUPS
@@ -154,6 +167,7 @@ def costs_page(request):
         api_link=f"{reverse('reports:costs_api')}?{_query(args)}",
         limits=_limits(args),
         options=options,
+        spread_filter=args["spread"],
         today=timezone.now().date(),
     )
     return render(request, "reports/costs.html", context)

@@ -50,9 +50,13 @@ def test_it_lists_llm_calls_for_staff(staff_client):
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert "claude-haiku-4-5</span><br><small>asked for claude-sonnet-4-5</small>" in page
-    assert "$0.001500" in page
+    assert "claude-haiku-4-5</span> <small>(asked for claude-sonnet-4-5)</small>" in page
+    assert "OK<br><small>fallback</small>" in page  # a word, not a red cross for "no"
+    assert '<td class="field-cost">$0.0015</td>' in page  # one call: every digit
     assert "1,200 / 0" in page
+    assert "LLM calls" in page and "Llm calls" not in page
+    for heading in ("Cost (USD)", "Latency (s)", "When (UTC)"):
+        assert heading in page
     assert f'/admin/readings/reading/{reading.pk}/change/">{str(reading.pk)[:8]}</a>' in page
 
 

@@ -62,6 +62,20 @@ def test_it_lists_readings_for_staff(staff_client, reading):
     assert "Three Card" in page
     assert "bob" in page
     assert f"/admin/readings/reading/{reading.pk}/change/" in page
+    assert '<td class="field-cost">$0.01</td>' in page  # a total: dollars and cents
+    assert '<td class="field-wall_time">4.00</td>' in page
+    assert "Cost (USD)" in page and "Wall time (s)" in page  # units in the headings
+
+
+def test_it_explains_a_negative_time_saved_in_words(staff_client, reading):
+    Reading.objects.filter(pk=reading.pk).update(
+        wall_time_s=5.14, sequential_s=4.5, time_saved_s=-0.64
+    )
+
+    page = staff_client.get(f"{URL}{reading.pk}/change/").content.decode()
+
+    assert "None: the reading took 0.64 s longer than its calls one after another" in page
+    assert "-0.64 s" not in page
 
 
 def test_it_shows_a_reading_with_its_cards_tasks_and_metrics(staff_client, reading):
@@ -74,7 +88,9 @@ def test_it_shows_a_reading_with_its_cards_tasks_and_metrics(staff_client, readi
         assert card.card.name in page
     assert "Card interpretation" in page and "Advice" in page
     assert "claude-haiku-4-5" in page and "claude-sonnet-4-5" in page
-    assert "$0.004000" in page  # the card task's cost
+    assert "$0.004" in page  # the card task's cost, every digit
+    assert "$0.01 ($0.012345 exactly)" in page  # the reading's total, then every digit
+    assert "Upright" in page or "Reversed" in page  # words, not a red cross for "upright"
     assert "Every model failed." in page
     assert "2.5x faster than one call at a time" in page
     assert "3,400 / 1,200" in page

@@ -35,8 +35,8 @@ def test_it_shows_staff_the_totals(staff_client, calls):
     assert response.status_code == 200
     page = response.content.decode()
     assert "Cost reports" in page
-    assert "$0.016200" in page  # the total, with six decimals
-    assert "$0.015000" in page  # the overall reading's row
+    assert 'id="total-cost">$0.02<' in page  # a total, in dollars and cents
+    assert '<td class="num">$0.02</td>' in page  # the overall reading's row
     assert "claude-sonnet-4-5" in page
     assert "Celtic Cross" in page
     assert "1,200" in page  # input tokens
@@ -45,9 +45,12 @@ def test_it_shows_staff_the_totals(staff_client, calls):
 def test_it_draws_the_cost_per_day_chart_as_inline_svg(staff_client, calls):
     page = staff_client.get(URL, MARCH).content.decode()
 
-    assert '<svg xmlns="http://www.w3.org/2000/svg"' in page and 'class="cost-chart"' in page
+    assert (
+        '<svg xmlns="http://www.w3.org/2000/svg"' in page
+        and 'class="cost-chart cost-chart-wide"' in page
+    )
     assert "Cost (USD)" in page and "Day (UTC)" in page  # axis titles
-    assert "<title>2025-03-02 · Overall reading: $0.015000 (1 call)</title>" in page
+    assert "<title>2025-03-02 · Overall reading: $0.02 (1 call)</title>" in page
     for colour in TASK_COLOURS.values():
         assert colour in page  # the legend names every task type's colour
 
@@ -72,8 +75,8 @@ def test_it_applies_the_filters(staff_client, calls):
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert "$0.001200" in page
-    assert "$0.016200" not in page
+    assert 'id="total-cost">&lt; $0.01<' in page  # only the card call: under a cent
+    assert 'id="total-cost">$0.02<' not in page
 
 
 def test_it_forbids_signed_in_non_staff(client, bob):
@@ -146,8 +149,8 @@ def test_it_draws_one_segment_per_day_and_task_type():
     )
 
     assert svg.count("<rect x=") == 2 + len(TASK_COLOURS)  # segments, then the legend's keys
-    assert "Card interpretation: $1.000000 (2 calls)" in svg
-    assert "Advice: $2.000000 (1 call)" in svg
+    assert "Card interpretation: $1.00 (2 calls)" in svg
+    assert "Advice: $2.00 (1 call)" in svg
     assert "Mar 01" in svg and "Mar 02" in svg
 
 
