@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from allocation.money import usd_total
+
 from tests.readings.test_worker import qcluster_factory  # noqa: F401 - a fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -120,7 +122,8 @@ def test_staff_changes_the_card_model_and_finds_the_readings_cost_in_the_reports
         )
         expect(row).to_have_count(1)
         expect(row.locator("td").first).to_have_text(reading_id[:8])
-        expect(row.locator("td").last).to_have_text(f"${reading['cost_usd']}")
+        # A reading's cost is a total: dollars and cents.
+        expect(row.locator("td").last).to_have_text(usd_total(Decimal(reading["cost_usd"])))
 
         api.dispose()
         browser.close()
