@@ -1,12 +1,14 @@
 import time
 from datetime import UTC, datetime
 
+from django import forms
 from django.contrib import admin
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from allocation import model_catalogue
 from allocation.limiter import get_params
 from allocation.models import (
     LimitChange,
@@ -17,11 +19,32 @@ from allocation.models import (
     ModelState,
 )
 from allocation.money import usd_exact
-from allocation.selectors import live_snapshots, snapshot_or_fresh, with_configured_limits
+from allocation.selectors import (
+    allocated_models,
+    live_snapshots,
+    snapshot_or_fresh,
+    with_configured_limits,
+)
+
+
+class ModelAllocationForm(forms.ModelForm):
+    class Meta:
+        model = ModelAllocation
+        fields = ["task_type", "spread", "model", "max_tokens", "temperature", "fallback_models"]
+
+    def clean_model(self):
+        model = self.cleaned_data["model"].strip()
+        if not model_catalogue.is_known(model):
+            # Nobody could price its calls: it cannot be allocated until somebody can.
+            raise forms.ValidationError(
+                model_catalogue.unknown_model_message(model, proceed="give it a price first.")
+            )
+        return model
 
 
 @admin.register(ModelAllocation)
 class ModelAllocationAdmin(admin.ModelAdmin):
+    form = ModelAllocationForm
     list_display = ["task_type", "scope", "model", "max_tokens", "temperature", "fallback_models"]
     list_filter = ["task_type", "spread"]
     list_select_related = ["spread"]
@@ -32,8 +55,44 @@ class ModelAllocationAdmin(admin.ModelAdmin):
         return obj.spread.name if obj.spread_id else "All spreads (global)"
 
 
+class ModelLimitForm(forms.ModelForm):
+    new_model = forms.BooleanField(
+        required=False,
+        label="This is a new model",
+        help_text="Tick to save a limit for a model id that genai-prices and the price "
+        "overrides do not know yet.",
+    )
+
+    class Meta:
+        model = ModelLimit
+        fields = [
+            "model",
+            "requests_per_minute",
+            "input_tokens_per_minute",
+            "output_tokens_per_minute",
+            "max_concurrent_calls",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        model = (data.get("model") or "").strip()
+        if model and not data.get("new_model") and not model_catalogue.is_known(model):
+            self.add_error(
+                "model",
+                model_catalogue.unknown_model_message(
+                    model, proceed="tick “This is a new model” below and save again."
+                ),
+            )
+        return data
+
+
+LIMIT_FIELDS = ModelLimitForm.Meta.fields[1:]
+
+
 @admin.register(ModelLimit)
 class ModelLimitAdmin(admin.ModelAdmin):
+    form = ModelLimitForm
+    fields = ["model", "new_model", *LIMIT_FIELDS]
     list_display = [
         "__str__",
         "requests_per_minute",
@@ -41,6 +100,13 @@ class ModelLimitAdmin(admin.ModelAdmin):
         "output_tokens_per_minute",
         "max_concurrent_calls",
     ]
+
+    def get_changeform_initial_data(self, request):
+        """A new model's limits start from the * row's: the limits every other model has now,
+        not the field defaults (ten times lower than the seeded * row)."""
+        initial = super().get_changeform_initial_data(request)
+        default = ModelLimit.objects.filter(model=ModelLimit.DEFAULT).values(*LIMIT_FIELDS).first()
+        return {**(default or {}), **initial}
 
 
 @admin.register(ModelPrice)
@@ -52,6 +118,15 @@ class ModelPriceAdmin(admin.ModelAdmin):
         "cache_read_per_mtok",
         "cache_write_per_mtok",
     ]
+    change_list_template = "admin/allocation/modelprice/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        in_use = set(allocated_models())
+        extra_context = {
+            "prices_in_effect": model_catalogue.prices_in_effect(in_use=in_use),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -82,6 +82,29 @@ class ModelAllocation(models.Model):
     def fallbacks(self) -> list[str]:
         return parse_model_list(self.fallback_models)
 
+    def _max_tokens_problem(self) -> str | None:
+        """The allocator caps max_tokens at the spread's own max_tokens: a larger value would
+        be silently cut, so say so instead."""
+        from spreads.models import Spread
+
+        if not self.max_tokens:
+            return None
+        if self.spread_id:
+            cap = self.spread.max_tokens
+            if self.max_tokens > cap:
+                return (
+                    f"{self.spread.name} caps its calls at {cap:,} tokens: set max_tokens to "
+                    f"{cap:,} or less, or raise the spread's max_tokens first."
+                )
+            return None
+        cap = Spread.objects.aggregate(cap=models.Max("max_tokens"))["cap"]
+        if cap and self.max_tokens > cap:
+            return (
+                f"No spread allows calls of more than {cap:,} tokens: set max_tokens to "
+                f"{cap:,} or less, or raise a spread's max_tokens first."
+            )
+        return None
+
     def clean(self):
         from allocation.pricing import price_problem
 
@@ -92,6 +115,9 @@ class ModelAllocation(models.Model):
             problem = price_problem(self.model.strip())
             if problem:
                 errors["model"] = problem
+        cap_problem = self._max_tokens_problem()
+        if cap_problem:
+            errors["max_tokens"] = cap_problem
         for name in self.fallbacks:
             problem = price_problem(name)
             if problem:

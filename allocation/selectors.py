@@ -4,7 +4,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from allocation.limiter import LimiterState, Snapshot, get_backend
-from allocation.models import LimitChange, ModelLimit
+from allocation.models import LimitChange, ModelAllocation, ModelLimit, parse_model_list
 
 
 def with_configured_limits(queryset: QuerySet) -> QuerySet:
@@ -55,3 +55,12 @@ def last_changes(models: list[str]) -> dict[str, LimitChange]:
         model__in=models, pk=Subquery(latest.values("pk")[:1])
     ).order_by()
     return {change.model: change for change in changes}
+
+
+def allocated_models() -> list[str]:
+    """Every model an allocation names, as its model or a fallback, in a stable order."""
+    names = set()
+    for model, fallbacks in ModelAllocation.objects.values_list("model", "fallback_models"):
+        names.add(model)
+        names.update(parse_model_list(fallbacks))
+    return sorted(names)

@@ -1,14 +1,34 @@
 from django import forms
 from django.contrib import admin
-from django.utils.html import format_html, format_html_join
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.urls import path, reverse
+from django.utils.html import escape, format_html, format_html_join
 
 from allocation.allocator import AllocationError, get_allocator
 from allocation.models import TaskType
+from spreads import prompt_editor
 from spreads.models import Card, Position, PromptTemplate, Spread
 
 
 class PositionFormSet(forms.BaseInlineFormSet):
     """A spread has exactly card_count positions, numbered 1..card_count."""
+
+    def get_form_kwargs(self, index):
+        # A blank row comes numbered: the one after the rows above it. Left untouched it is
+        # still blank (the number is its initial value) and is ignored on save.
+        kwargs = super().get_form_kwargs(index)
+        if index is not None and index >= self.initial_form_count():
+            kwargs["initial"] = {"index": index + 1}
+        return kwargs
+
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        # A table row has column headings but no <label>s: name each input for screen readers.
+        row = "New position" if index is None else f"Position row {index + 1}"
+        for name, field in form.fields.items():
+            label = "delete" if name == "DELETE" else str(field.label or name).lower()
+            field.widget.attrs["aria-label"] = f"{row}: {label}"
 
     def clean(self):
         super().clean()
@@ -35,12 +55,22 @@ class PositionFormSet(forms.BaseInlineFormSet):
 class PositionInline(admin.TabularInline):
     model = Position
     formset = PositionFormSet
-    extra = 0
     fields = ["index", "name", "meaning"]
     formfield_overrides = {
-        # Position meanings are a sentence or two: a one-row textarea keeps the table legible.
-        Position._meta.get_field("meaning").__class__: {"widget": forms.Textarea(attrs={"rows": 1})}
+        # Position meanings are a sentence or two, sometimes more: room for three lines.
+        Position._meta.get_field("meaning").__class__: {
+            "widget": forms.Textarea(attrs={"rows": 3, "cols": 60, "class": "position-meaning"})
+        }
     }
+
+    class Media:
+        # Numbers each added row and adds rows up to the card count as staff type it.
+        js = ["spreads/positions.js"]
+
+    def get_extra(self, request, obj=None, **kwargs):
+        """A new spread starts with numbered rows (the smallest seeded spread has three); an
+        existing one shows its own positions only."""
+        return 0 if obj else 3
 
 
 @admin.register(Spread)
@@ -67,8 +97,11 @@ class SpreadAdmin(admin.ModelAdmin):
         (
             "Prompt templates",
             {
-                "description": "Leave empty to use <slug>_<task>.txt if it exists, else the "
-                "generic card.txt, overall.txt, relationships.txt or advice.txt.",
+                # The admin shows fieldset descriptions as HTML: <slug> must be escaped.
+                "description": escape(
+                    "Leave empty to use <slug>_<task>.txt if it exists, else the "
+                    "generic card.txt, overall.txt, relationships.txt or advice.txt."
+                ),
                 "fields": [
                     "card_template",
                     "overall_template",
@@ -80,6 +113,13 @@ class SpreadAdmin(admin.ModelAdmin):
         ("What the next reading will use", {"fields": ["effective_allocations"]}),
     ]
     readonly_fields = ["effective_allocations"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # The admin shows help texts as HTML; ours are plain text with <slug> in them.
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and field.help_text:
+            field.help_text = escape(field.help_text)
+        return field
 
     @admin.display(description="Models")
     def effective_allocations(self, obj):
@@ -108,16 +148,101 @@ class SpreadAdmin(admin.ModelAdmin):
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows
         )
         return format_html(
-            "<table><thead><tr><th>Task</th><th>Model</th><th>Max tokens</th>"
-            "<th>Temperature</th><th>Fallbacks</th></tr></thead><tbody>{}</tbody></table>",
+            '<div class="scroll-box" tabindex="0" role="region" aria-label="Models the next '
+            'reading will use"><table><thead><tr><th>Task</th><th>Model</th><th>Max tokens</th>'
+            "<th>Temperature</th><th>Fallbacks</th></tr></thead><tbody>{}</tbody></table></div>",
             body,
         )
 
 
+class PromptTemplateForm(forms.ModelForm):
+    class Meta:
+        model = PromptTemplate
+        fields = ["name", "body"]
+        widgets = {
+            "body": forms.Textarea(
+                attrs={"rows": 30, "cols": 100, "spellcheck": "false", "class": "prompt-body"}
+            )
+        }
+
+    def clean_body(self):
+        body = self.cleaned_data["body"]
+        shown = prompt_editor.preview(
+            body,
+            spread=prompt_editor.sample_spread_for(
+                self.cleaned_data.get("name") or self.data.get("name") or ""
+            ),
+        )
+        if shown.unknown:
+            raise forms.ValidationError(prompt_editor.unknown_variables_message(shown.unknown))
+        return body
+
+
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(admin.ModelAdmin):
+    """Database overrides of the prompt files, with the files themselves listed to override,
+    and a live preview against a sample reading while editing."""
+
+    form = PromptTemplateForm
     list_display = ["name", "updated_at"]
     search_fields = ["name", "body"]
+    change_list_template = "admin/spreads/prompttemplate/change_list.html"
+    change_form_template = "admin/spreads/prompttemplate/change_form.html"
+
+    def get_urls(self):
+        preview = path(
+            "preview/",
+            self.admin_site.admin_view(self.preview_view),
+            name="spreads_prompttemplate_preview",
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request):
+        """POST name and body: the prompt rendered against a sample reading, as JSON."""
+        if request.method != "POST":
+            return JsonResponse({"error": "POST the template's name and body."}, status=405)
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        name = request.POST.get("name", "")
+        shown = prompt_editor.preview(
+            request.POST.get("body", ""), spread=prompt_editor.sample_spread_for(name)
+        )
+        return JsonResponse(
+            {
+                "text": shown.text,
+                "error": shown.error,
+                "unknown": shown.unknown,
+                "warning": prompt_editor.unknown_variables_message(shown.unknown)
+                if shown.unknown
+                else "",
+            }
+        )
+
+    def get_changeform_initial_data(self, request):
+        """?name=celtic_cross_card.txt starts an override from the shipped file's text."""
+        initial = super().get_changeform_initial_data(request)
+        source = prompt_editor.builtin_source(initial.get("name", ""))
+        if source is not None and "body" not in initial:
+            initial["body"] = source
+        return initial
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            "builtin_templates": prompt_editor.builtin_templates(),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        name = obj.name if obj else request.GET.get("name", "")
+        spread = prompt_editor.sample_spread_for(name)
+        context.update(
+            preview_url=reverse("admin:spreads_prompttemplate_preview"),
+            sample_spread=spread,
+            known_variables=prompt_editor.KNOWN_VARIABLES,
+            builtin_name=name if prompt_editor.builtin_source(name) is not None else "",
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
 
 @admin.register(Card)

@@ -1,6 +1,5 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from readings.api import views
 
@@ -12,7 +11,7 @@ urlpatterns = [
     path("cards/", views.CardList.as_view(), name="card-list"),
     path("readings/", views.ReadingCollection.as_view(), name="reading-list"),
     path("readings/<uuid:pk>/", views.ReadingDetail.as_view(), name="reading-detail"),
-    path("auth/token/", obtain_auth_token, name="token"),
+    path("auth/token/", views.TokenLogin.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", views.ApiDocs.as_view(), name="docs"),
 ]

@@ -19,11 +19,15 @@ from allocation.models import (
     LLMCall,
     ModelAllocation,
     TaskType,
-    parse_model_list,
 )
 from allocation.outcomes import FAILURES
 from allocation.pricing import TokenUsage, costs_on
-from allocation.selectors import configured_limits, last_changes, live_snapshots
+from allocation.selectors import (
+    allocated_models,
+    configured_limits,
+    last_changes,
+    live_snapshots,
+)
 from readings.models import Reading
 from spreads.models import Spread
 
@@ -231,15 +235,6 @@ def current_allocations(*, spread: str | None = None) -> dict[str, list[dict]]:
             entry["spreads"].append(one.name)
             entry["spread_ids"].append(one.pk)
     return {task_type: list(entries.values()) for task_type, entries in found.items()}
-
-
-def allocated_models() -> list[str]:
-    """Every model an allocation names, as its model or a fallback, in a stable order."""
-    names = set()
-    for model, fallbacks in ModelAllocation.objects.values_list("model", "fallback_models"):
-        names.add(model)
-        names.update(parse_model_list(fallbacks))
-    return sorted(names)
 
 
 def top_readings(*, calls: QuerySet, limit: int = TOP_READINGS) -> list[dict]:

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
 from allocation.models import ModelAllocation, ModelPrice, TaskType
+from spreads.models import Spread
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +56,21 @@ def test_it_keeps_fallbacks_in_the_order_staff_wrote_them():
 def test_it_allows_one_global_allocation_per_task_type():
     with pytest.raises(IntegrityError):
         ModelAllocation.objects.create(task_type=TaskType.ADVICE, model="claude-haiku-4-5")
+
+
+def test_it_rejects_max_tokens_above_the_spreads_cap():
+    celtic = Spread.objects.get(slug="celtic_cross")
+
+    errors = errors_of(allocation(spread=celtic, max_tokens=999_999))
+
+    assert errors["max_tokens"] == [
+        f"Celtic Cross caps its calls at {celtic.max_tokens:,} tokens: set max_tokens to "
+        f"{celtic.max_tokens:,} or less, or raise the spread's max_tokens first."
+    ]
+    allocation(spread=celtic, max_tokens=celtic.max_tokens).full_clean(validate_constraints=False)
+
+
+def test_it_rejects_a_global_max_tokens_no_spread_allows():
+    errors = errors_of(allocation(max_tokens=999_999))
+
+    assert "No spread allows calls of more than" in errors["max_tokens"][0]

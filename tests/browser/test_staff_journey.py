@@ -12,7 +12,6 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from allocation.money import usd_total
-
 from tests.readings.test_worker import qcluster_factory  # noqa: F401 - a fixture
 
 CHROMIUM = Path("/usr/bin/chromium")

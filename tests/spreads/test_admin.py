@@ -106,7 +106,9 @@ def test_it_rejects_an_unpriceable_model_in_the_allocation_admin(staff_client):
         },
     )
     assert response.status_code == 200
-    assert "No price is known for" in response.content.decode()
+    page = response.content.decode()
+    assert "claude-haiku-20240307 is not a model id genai-prices or a price override knows" in page
+    assert "give it a price first" in page
 
 
 def test_it_shows_staff_what_the_next_reading_will_use_and_why(staff_client, monkeypatch):
@@ -117,3 +119,30 @@ def test_it_shows_staff_what_the_next_reading_will_use_and_why(staff_client, mon
 
     assert "claude-haiku-4-5 (environment)" in page
     assert "claude-sonnet-5-5 (global)" in page
+
+
+def test_it_shows_the_template_help_with_slug_escaped(staff_client):
+    page = staff_client.get(ADD_URL).content.decode()
+
+    assert "Leave empty to use &lt;slug&gt;_&lt;task&gt;.txt" in page
+    assert "&lt;slug&gt;_card.txt" in page  # the field's own help text
+
+
+def test_a_new_spread_starts_with_numbered_labelled_position_rows(staff_client):
+    page = staff_client.get(ADD_URL).content.decode()
+
+    for n in (1, 2, 3):
+        assert f'name="positions-{n - 1}-index" value="{n}"' in page
+        assert f'aria-label="Position row {n}: name"' in page
+    assert 'aria-label="Position row 1: meaning"' in page and 'rows="3"' in page
+
+
+def test_numbered_rows_left_blank_are_ignored(staff_client):
+    data = spread_form(months(12))
+    data["positions-TOTAL_FORMS"] = 13
+    data["positions-12-index"] = 13  # the numbered blank row the page adds
+
+    response = staff_client.post(ADD_URL, data)
+
+    assert response.status_code == 302
+    assert Spread.objects.get(slug="year_ahead").positions.count() == 12

@@ -86,3 +86,33 @@ def test_it_serves_the_docs_page_from_local_static_files(api):
 def test_it_ships_the_docs_pages_scripts_and_styles():
     for name in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
         assert finders.find(f"drf_spectacular_sidecar/swagger-ui-dist/{name}"), name
+
+
+def test_the_docs_page_declares_its_language(api):
+    html = api.get("/api/docs/").content.decode()
+
+    assert '<html lang="en-us">' in html
+
+
+def test_the_token_request_offers_a_json_body_the_docs_page_can_send(api):
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+    body = schema["paths"]["/api/auth/token/"]["post"]["requestBody"]["content"]
+
+    assert next(iter(body)) == "application/json"  # Swagger UI shows the first type
+    [example] = body["application/json"]["examples"].values()
+    assert set(example["value"]) == {"username", "password"}
+
+
+def test_the_token_request_takes_json(api, bob):
+    response = api.post(
+        "/api/auth/token/", {"username": "bob", "password": "bob-pass-123"}, format="json"
+    )
+
+    assert response.status_code == 200 and response.json()["token"]
+
+
+def test_the_site_has_a_favicon(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 301 and response["Location"].endswith("/favicon.svg")
+    assert finders.find("favicon.svg")
