@@ -77,6 +77,12 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
+def cost_in_words(cost) -> str:
+    """The total in dollars and cents, then every digit when rounding hid some."""
+    total, exact = usd_total(cost), usd_exact(cost)
+    return total if total == exact else f"{total} ({exact} exactly)"
+
+
 def time_saved(reading: Reading) -> str:
     """The time parallel calls saved, in words; a negative saving says what it means."""
     saved, wall, sequential = reading.time_saved_s, reading.wall_time_s, reading.sequential_s
@@ -148,7 +154,7 @@ class ReadingAdmin(ReadOnlyAdmin):
             ("Retries", obj.retries),
             ("Fallbacks", obj.fallbacks),
             ("Tokens in / out", f"{obj.input_tokens:,} / {obj.output_tokens:,}"),
-            ("Cost", f"{usd_total(obj.cost_usd)} ({usd_exact(obj.cost_usd)} exactly)"),
+            ("Cost", cost_in_words(obj.cost_usd)),
         ]
         return format_html(
             '<table>{}</table><p><a href="{}?{}">Every provider call of this reading</a></p>',

@@ -12,6 +12,9 @@
       if (index && !index.value && (!name || !name.value)) {
         index.value = n + 1;
       }
+      row.querySelectorAll("[aria-label^='New position']").forEach(function (input) {
+        input.setAttribute("aria-label", input.getAttribute("aria-label").replace("New position", "Position row " + (n + 1)));
+      });
     });
   }
 
