@@ -2,13 +2,32 @@
 
 The card prompts ask for one paragraph per card, each beginning with its position's name and
 a colon. Models mostly comply; when one does not, each position gets the whole text rather
-than a wrong slice of it.
+than a wrong slice of it (and later phases' prompts get that text once, not once per card).
 """
 
 import re
 
+# What later phases' prompts say under a card whose batch text could not be attributed.
+SEE_ABOVE = "(interpreted together with the card above)"
+
 
 def split_by_card(text: str, position_names: list[str]) -> list[str]:
+    parts = _attribute(text, position_names)
+    return parts if parts is not None else [text.strip()] * len(position_names)
+
+
+def texts_for_later_phases(text: str, position_names: list[str]) -> list[str]:
+    """What each position hands to the overall reading, relationships and advice prompts:
+    its own paragraph, or, when the batch's text cannot be attributed, the whole text once
+    under the batch's first position. Repeating it under every position would make each
+    later prompt pay for the same text as many times as the batch has cards."""
+    parts = _attribute(text, position_names)
+    if parts is not None:
+        return parts
+    return [text.strip()] + [SEE_ABOVE] * (len(position_names) - 1)
+
+
+def _attribute(text: str, position_names: list[str]) -> list[str] | None:
     text = text.strip()
     count = len(position_names)
     if count == 1:
@@ -19,7 +38,7 @@ def split_by_card(text: str, position_names: list[str]) -> list[str]:
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     if len(paragraphs) == count:
         return paragraphs
-    return [text] * count
+    return None
 
 
 def _split_at_names(text: str, names: list[str]) -> list[str] | None:

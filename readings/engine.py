@@ -25,7 +25,7 @@ from allocation.limiter import Permit, get_limiter
 from allocation.models import TaskType
 from allocation.usage import Attempt
 from readings import store
-from readings.card_texts import split_by_card
+from readings.card_texts import texts_for_later_phases
 from readings.models import Reading, ReadingTask, TaskStatus
 from spreads.prompts import CardResult, PromptContext
 
@@ -177,7 +177,7 @@ class ReadingRun:
         by_index = {c.position.index: c for c in state.cards}
         for done in sorted((t for t in state.tasks if t.phase == 1), key=lambda t: t.batch_index):
             names = [by_index[i].position.name for i in done.position_indexes]
-            texts = split_by_card(done.output, names)
+            texts = texts_for_later_phases(done.output, names)
             for index, text in zip(done.position_indexes, texts, strict=True):
                 card = by_index[index]
                 context.card_results.append(

@@ -1,4 +1,4 @@
-from readings.card_texts import split_by_card
+from readings.card_texts import SEE_ABOVE, split_by_card, texts_for_later_phases
 
 NAMES = ["The Present", "The Challenge", "The Foundation"]
 
@@ -47,3 +47,13 @@ def test_names_out_of_order_are_not_trusted():
 
 def test_a_single_card_gets_the_whole_text():
     assert split_by_card("  Just this.  ", ["The Outcome"]) == ["Just this."]
+
+
+def test_later_phases_get_an_unattributed_batch_text_once():
+    text = "A single flowing answer about all three cards."
+
+    assert texts_for_later_phases(text, NAMES) == [text, SEE_ABOVE, SEE_ABOVE]
+
+
+def test_later_phases_get_each_cards_own_paragraph_when_it_can_be_attributed():
+    assert texts_for_later_phases("One.\n\nTwo.\n\nThree.", NAMES) == ["One.", "Two.", "Three."]
