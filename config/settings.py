@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from budgets.rates import rate_problem
 from config.env import envbool, envint, envlist
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "spreads",
     "allocation",
     "readings",
+    "budgets",
     "benchmarks",
 ]
 
@@ -161,6 +163,41 @@ if os.environ.get("Q_REDIS_URL"):
     del Q_CLUSTER["orm"]
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
 
+# --- Spend control (budgets/) -----------------------------------------------------
+# A reservation whose reading never ends (its job given up, its row deleted) is released
+# after this long: a day is far beyond any reading's retries (Q_RETRY_S x max_attempts).
+BUDGET_RESERVATION_TTL_S = envint("BUDGET_RESERVATION_TTL_S", 86_400)
+# Readings in the worker's queue per user at once; a user's further readings wait in the
+# database and join the back of the queue as earlier ones end (round-robin between users).
+READINGS_QUEUED_PER_USER = envint("READINGS_QUEUED_PER_USER", 2)
+if READINGS_QUEUED_PER_USER < 1:
+    raise ImproperlyConfigured("READINGS_QUEUED_PER_USER must be at least 1.")
+# Budget alerts are emailed to staff; by default they are printed on the console.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tarot@localhost")
+# Throttle counts must be shared by every web process: a table in the database (created by a
+# budgets migration) unless THROTTLE_REDIS_URL points at Redis.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["THROTTLE_REDIS_URL"],
+        }
+        if os.environ.get("THROTTLE_REDIS_URL")
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "budgets_throttle_cache",
+        }
+    ),
+}
+
+for _name in ("READING_CREATE_RATE", "TOKEN_RATE"):
+    if os.environ.get(_name) and (_problem := rate_problem(os.environ[_name])):
+        raise ImproperlyConfigured(f"{_name}: {_problem}")
+
 # --- REST API ---------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -171,6 +208,15 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
+    # Per user on reading creation (staff override per user or group in the admin), per
+    # client address on the token endpoint; see budgets/throttles.py.
+    "DEFAULT_THROTTLE_RATES": {
+        "reading_create": os.environ.get("READING_CREATE_RATE", "10/min"),
+        "token": os.environ.get("TOKEN_RATE", "10/min"),
+    },
+    # How many proxies in front of the web server append to X-Forwarded-For: the token
+    # throttle counts per client address, so it must not trust a header a client can forge.
+    "NUM_PROXIES": envint("NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tarot reading platform API",

@@ -32,6 +32,12 @@ class Reading(models.Model):
     )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the reading joined the worker's queue; empty while it waits for its "
+        "owner's earlier readings (fair queuing, readings/dispatch.py).",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(
@@ -58,7 +64,14 @@ class Reading(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(
+                fields=["owner", "created_at"],
+                condition=Q(dispatched_at__isnull=True),
+                name="reading_waiting_for_dispatch",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.spread} reading {str(self.id)[:8]} ({self.status})"

@@ -7,8 +7,13 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from budgets.estimates import EstimateError, ReadingEstimate, estimate_reading
+from budgets.models import CostEstimate
+from budgets.selectors import budgets_applying, quota_for
+from budgets.services import reserve_for_reading
 from readings.models import DrawnCard, Reading
-from spreads.models import Card, Spread
+from spreads.models import Card, Position, Spread
+from spreads.prompts import DrawnCard as PromptCard
 
 MAX_QUESTION_LENGTH = 1000
 
@@ -78,11 +83,25 @@ def resolve_cards(spread: Spread, choices: list[CardChoice]) -> list[tuple[Card,
     return [(card, choice.reversed) for card, choice in zip(cards, choices, strict=True)]
 
 
-def reading_create(
+@dataclass(frozen=True)
+class ReadingRequest:
+    """A reading's inputs, checked: what creating it and estimating it both start from."""
+
+    owner: object
+    spread: Spread
+    question: str
+    drawn: list[tuple[Position, Card, bool]]
+
+    @property
+    def prompt_cards(self) -> list[PromptCard]:
+        return [PromptCard(position=p, card=c, reversed=r) for p, c, r in self.drawn]
+
+
+def reading_validate(
     *, owner=None, spread: str | Spread, question: str, cards: list[CardChoice] | None = None
-) -> Reading:
-    """Create a queued reading with its drawn cards (drawn here when the caller gives none).
-    Every field's problem is reported at once, not only the first one found."""
+) -> ReadingRequest:
+    """Check a reading's inputs (drawing its cards when the caller gives none). Every field's
+    problem is reported at once, not only the first one found."""
     errors: dict[str, list[str]] = {}
     try:
         spread = spread if isinstance(spread, Spread) else resolve_spread(spread)
@@ -109,10 +128,59 @@ def reading_create(
                 f"{spread.card_count} cards."
             }
         )
+    return ReadingRequest(
+        owner=owner,
+        spread=spread,
+        question=question,
+        drawn=[
+            (position, card, is_reversed)
+            for position, (card, is_reversed) in zip(positions, drawn, strict=True)
+        ],
+    )
+
+
+def reading_estimate(request: ReadingRequest) -> ReadingEstimate:
+    """What the reading is expected to cost and its worst case; ValidationError when it
+    cannot be priced."""
+    try:
+        return estimate_reading(
+            spread=request.spread, question=request.question, cards=request.prompt_cards
+        )
+    except EstimateError as exc:
+        raise ValidationError({"spread": str(exc)}) from None
+
+
+def reading_create(
+    *, owner=None, spread: str | Spread, question: str, cards: list[CardChoice] | None = None
+) -> Reading:
+    """Create a queued reading with its drawn cards, its cost estimate and its reservation
+    against every budget that applies, in one transaction: a reading a budget refuses
+    (BudgetExceeded) leaves nothing behind. The caller queues it (readings.dispatch)."""
+    request = reading_validate(owner=owner, spread=spread, question=question, cards=cards)
+    exempt = quota_for(owner).exempt_from_budgets
+    governed = not exempt and bool(budgets_applying(owner=owner, spread=request.spread))
+    try:
+        estimate = reading_estimate(request)
+    except ValidationError:
+        if governed:
+            raise  # no reservation can be made for a cost nobody can price
+        # The engine fails such a reading with the same message, as it always has.
+        estimate = None
     with transaction.atomic():
-        reading = Reading.objects.create(owner=owner, spread=spread, question=question)
+        reading = Reading.objects.create(
+            owner=owner, spread=request.spread, question=request.question
+        )
         DrawnCard.objects.bulk_create(
             DrawnCard(reading=reading, position=position, card=card, reversed=is_reversed)
-            for position, (card, is_reversed) in zip(positions, drawn, strict=True)
+            for position, card, is_reversed in request.drawn
         )
+        if estimate is not None:
+            CostEstimate.objects.create(
+                reading=reading,
+                expected_usd=estimate.expected_usd,
+                worst_case_usd=estimate.worst_case_usd,
+                sources=estimate.sources(),
+            )
+        if governed:
+            reserve_for_reading(reading=reading, worst_case_usd=estimate.worst_case_usd)
     return reading

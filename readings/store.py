@@ -16,6 +16,7 @@ from django.utils import timezone
 from allocation.allocator import AllocationConfig, get_allocator
 from allocation.models import CallOutcome, LLMCall, TaskType
 from allocation.usage import Attempt, record_call
+from budgets.services import release_reading, settle_call
 from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.planning import plan_tasks
 from spreads.models import Spread
@@ -93,7 +94,11 @@ def render(template_name: str, context: PromptContext) -> str:
 
 
 def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> None:
-    record_call(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
+    """Log the call and settle its cost against the reading's budgets in one transaction, so
+    a worker killed in between neither loses the spend nor counts it twice on resuming."""
+    with transaction.atomic():
+        call = record_call(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
+        settle_call(reading_id=reading_id, cost_usd=call.cost_usd)
 
 
 def finish_task(task_id, *, output: str, model: str, attempts: int) -> None:
@@ -149,5 +154,9 @@ def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Readi
         "cost_usd": totals["cost_usd"] or Decimal(0),
         **(timings or {}),
     }
-    Reading.objects.filter(pk=reading_id).update(**fields)
+    with transaction.atomic():
+        Reading.objects.filter(pk=reading_id).update(**fields)
+        # What the reading still holds goes back to its budgets as it ends, never before:
+        # a reading resumed after a crash keeps its reservation.
+        release_reading(reading_id)
     return Reading.objects.get(pk=reading_id)

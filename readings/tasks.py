@@ -7,7 +7,13 @@ from readings.engine import run_reading_sync
 
 
 def run_reading(reading_id: str) -> str:
-    return run_reading_sync(reading_id).status
+    reading = run_reading_sync(reading_id)
+    if reading.owner_id is not None:
+        from readings.dispatch import dispatch_waiting  # it queues through this module
+
+        # The owner's next waiting reading joins the back of the queue (fair queuing).
+        dispatch_waiting(reading.owner_id)
+    return reading.status
 
 
 def enqueue_reading(reading) -> str:

@@ -71,6 +71,28 @@ def staff_client(client, alice):
     return client
 
 
+@pytest.fixture
+def budget_for():
+    """budget_for(user=..., spread=..., limit=...): a switched-on budget (platform-wide when
+    neither user nor spread is given)."""
+    from budgets.models import Budget, BudgetPeriod, BudgetScope
+
+    def make(*, user=None, spread=None, limit, period=BudgetPeriod.DAY, thresholds="80, 95"):
+        scope = BudgetScope.USER if user else BudgetScope.SPREAD if spread else BudgetScope.PLATFORM
+        budget = Budget.objects.create(
+            scope=scope,
+            user=user,
+            spread=spread,
+            period=period,
+            limit_usd=limit,
+            alert_thresholds=thresholds,
+        )
+        budget.refresh_from_db()  # the limit as stored, to four decimal places
+        return budget
+
+    return make
+
+
 # --- The emulator: Anthropic's Messages API on an ephemeral loopback port ------------------
 # Fast enough for tests (5 ms to the first token), slow enough that parallel calls overlap.
 TEST_KNOBS = dict(ttft_ms=40, ms_per_token=0.1, seed=7)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("spreads/<str:slug>/", views.SpreadDetail.as_view(), name="spread-detail"),
     path("cards/", views.CardList.as_view(), name="card-list"),
     path("readings/", views.ReadingCollection.as_view(), name="reading-list"),
+    path("readings/estimate/", views.ReadingEstimateView.as_view(), name="reading-estimate"),
     path("readings/<uuid:pk>/", views.ReadingDetail.as_view(), name="reading-detail"),
     path("auth/token/", views.TokenLogin.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,7 +1,6 @@
 """Thin views: they parse, call services and selectors, and shape the answer."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.db.models import Prefetch
 from django.templatetags.static import static
 from django.urls import reverse
@@ -19,6 +18,10 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from budgets.selectors import estimate_answer
+from budgets.serializers import BudgetRefusalSerializer, ReadingEstimateSerializer
+from budgets.services import BudgetExceeded
+from budgets.throttles import ReadingCreateThrottle, TokenThrottle
 from readings.api.serializers import (
     CardSerializer,
     ReadingCreateSerializer,
@@ -27,9 +30,9 @@ from readings.api.serializers import (
     ReadingQueuedSerializer,
     SpreadSerializer,
 )
+from readings.dispatch import dispatch
 from readings.models import Reading, ReadingStatus, ReadingTask
-from readings.services import CardChoice, reading_create
-from readings.tasks import enqueue_reading
+from readings.services import CardChoice, reading_create, reading_estimate, reading_validate
 from spreads.models import Card, Spread
 
 
@@ -79,6 +82,7 @@ class ReadingFilterSerializer(serializers.Serializer):
 
 class ReadingCollection(generics.GenericAPIView):
     serializer_class = ReadingListSerializer
+    throttle_classes = [ReadingCreateThrottle]
 
     def get_queryset(self):
         return readings_visible_to(self.request.user).order_by("-created_at")
@@ -112,6 +116,8 @@ class ReadingCollection(generics.GenericAPIView):
         responses={
             202: ReadingQueuedSerializer,
             400: OpenApiResponse(description="A message per field that is wrong."),
+            402: BudgetRefusalSerializer,
+            429: OpenApiResponse(description="Too many readings: wait Retry-After seconds."),
         },
     )
     def post(self, request):
@@ -128,11 +134,46 @@ class ReadingCollection(generics.GenericAPIView):
             )
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc
-        # The worker must find the reading when it picks the job up.
-        transaction.on_commit(lambda: enqueue_reading(reading))
+        except BudgetExceeded as exc:
+            return Response(exc.as_dict(), status=status.HTTP_402_PAYMENT_REQUIRED)
+        dispatch(reading)
         url = request.build_absolute_uri(reverse("api:reading-detail", kwargs={"pk": reading.pk}))
         queued = ReadingQueuedSerializer({"id": reading.pk, "status": reading.status, "url": url})
         return Response(queued.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+class ReadingEstimateView(generics.GenericAPIView):
+    """What a reading would cost, before creating it: nothing is stored or reserved."""
+
+    serializer_class = ReadingEstimateSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        summary="Estimate a reading's cost",
+        description="The same body as creating a reading. Returns the expected cost (from the "
+        "recent history of each task type on its model, else prices x token estimates), the "
+        "worst case a creation would reserve, and whether each budget that applies would "
+        "allow it now.",
+        request=ReadingCreateSerializer,
+        responses={200: ReadingEstimateSerializer, 400: OpenApiResponse(description="As create.")},
+    )
+    def post(self, request):
+        body = ReadingCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        cards = data.get("cards")
+        try:
+            reading_request = reading_validate(
+                owner=request.user,
+                spread=data["spread"],
+                question=data["question"],
+                cards=None if cards is None else [CardChoice(**card) for card in cards],
+            )
+            estimate = reading_estimate(reading_request)
+        except DjangoValidationError as exc:
+            raise api_validation_error(exc) from exc
+        answer = estimate_answer(reading_request, estimate)
+        return Response(ReadingEstimateSerializer(answer).data)
 
 
 class ReadingDetail(generics.RetrieveAPIView):
@@ -151,6 +192,8 @@ class TokenLogin(ObtainAuthToken):
     editable JSON body that Execute sends, instead of an empty form it refuses to send."""
 
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    # Password guesses are limited per client address.
+    throttle_classes = [TokenThrottle]
 
     @extend_schema(
         summary="Get your API token",
@@ -166,6 +209,7 @@ class TokenLogin(ObtainAuthToken):
         responses={
             200: inline_serializer("ApiToken", {"token": serializers.CharField()}),
             400: OpenApiResponse(description="Wrong username or password, by field."),
+            429: OpenApiResponse(description="Too many attempts: wait Retry-After seconds."),
         },
     )
     def post(self, request, *args, **kwargs):

@@ -1,0 +1,57 @@
+"""POST /api/readings/estimate/: the expected cost, the worst case, and what budgets say."""
+
+from decimal import Decimal
+
+import pytest
+
+from budgets.models import QuotaOverride
+from readings.models import Reading
+from tests.budgets.three_cards import worst_case_of_three_cards
+from tests.readings.api.conftest import client_for
+from tests.readings.api.test_budget_refusal import BODY
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_estimates_a_reading_without_creating_it(bob, budget_for):
+    worst = worst_case_of_three_cards(bob)
+    roomy = budget_for(user=bob, limit=Decimal(1))
+    tight = budget_for(limit=worst / 2)
+
+    response = client_for(bob).post("/api/readings/estimate/", BODY, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert Decimal(body["worst_case_usd"]) == worst
+    assert 0 < Decimal(body["expected_usd"]) < worst
+    assert [t["task_type"] for t in body["tasks"]] == [
+        "card_interpretation",
+        "overall_reading",
+        "relationships",
+        "advice",
+    ]
+    assert sum(Decimal(t["expected_usd"]) for t in body["tasks"]) == Decimal(body["expected_usd"])
+    checks = {b["id"]: b["allows"] for b in body["budgets"]}
+    assert checks == {roomy.pk: True, tight.pk: False}
+    assert body["allowed"] is False
+    assert not Reading.objects.exists()
+
+
+def test_an_exempt_user_is_told_no_budget_applies(bob, budget_for):
+    QuotaOverride.objects.create(user=bob, exempt_from_budgets=True)
+    budget_for(limit=Decimal("0.0001"))
+    body = client_for(bob).post("/api/readings/estimate/", BODY, format="json").json()
+    assert body["exempt_from_budgets"] is True
+    assert body["budgets"] == [] and body["allowed"] is True
+
+
+def test_it_refuses_a_bad_body_as_create_does(bob):
+    response = client_for(bob).post(
+        "/api/readings/estimate/", {"spread": "nope", "question": ""}, format="json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()) == {"spread", "question"}
+
+
+def test_it_needs_a_login(api):
+    assert api.post("/api/readings/estimate/", BODY, format="json").status_code in (401, 403)
