@@ -1,11 +1,12 @@
 import json
 import logging
 import sys
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from benchmarks import bench
+from benchmarks import bench, budget_bench
 from emulator import Emulator, Knobs
 from spreads.models import Spread
 
@@ -46,6 +47,19 @@ class Command(BaseCommand):
             help="also run the seed's design (semaphore of 5, SDK retries, no global limit) "
             "on the same workload and print it beside the platform's figures",
         )
+        parser.add_argument(
+            "--budget-usd",
+            type=str,
+            help="submit every reading through the REST API as one user whose daily budget is "
+            "this many USD, run them on real workers, and report refusals, spend and the "
+            "estimates' error",
+        )
+        parser.add_argument(
+            "--warmup",
+            type=int,
+            default=5,
+            help="with --budget-usd: unbudgeted readings run first, so estimates have history",
+        )
         parser.add_argument("--keep", action="store_true", help="keep the bench readings")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -68,6 +82,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if opts["workers"] < 1:
             raise CommandError("--workers must be at least 1.")
+        budget_usd = self._budget(opts["budget_usd"])
+        if opts["warmup"] < 0:
+            raise CommandError("--warmup cannot be negative.")
         config = bench.BenchConfig(
             spread=opts["spread"],
             readings=opts["readings"],
@@ -82,7 +99,16 @@ class Command(BaseCommand):
             Emulator(knobs) as emulator,
         ):
             settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY = emulator.base_url, ""
-            if opts["via_worker"]:
+            extra, warmup_ids = {}, []
+            if budget_usd is not None:
+                result, extra, warmup_ids = budget_bench.run_with_budget(
+                    config,
+                    self._progress,
+                    base_url=emulator.base_url,
+                    budget_usd=budget_usd,
+                    warmup=opts["warmup"],
+                )
+            elif opts["via_worker"]:
                 result = bench.run_via_worker(config, self._progress, base_url=emulator.base_url)
             elif opts["workers"] > 1:
                 result = bench.run_in_processes(
@@ -91,8 +117,10 @@ class Command(BaseCommand):
             else:
                 result = bench.run_in_process(config, self._progress)
             summary = bench.summarize(result, emulator.stats(), rpm=config.rpm)
+            summary.update(extra)
             if not opts["keep"]:
                 bench.discard(result)
+                bench.discard(bench.BenchResult(wall_s=0, reading_ids=warmup_ids))
             if opts["baseline"]:
                 summary["baseline"] = bench.run_baseline(
                     config, self._progress, base_url=emulator.base_url, emulator=emulator
@@ -101,6 +129,18 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(summary))
         else:
             self._table(summary)
+
+    @staticmethod
+    def _budget(raw: str | None) -> Decimal | None:
+        if raw is None:
+            return None
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise CommandError(f"--budget-usd {raw!r} is not an amount of USD.") from None
+        if not value.is_finite() or value <= 0:
+            raise CommandError("--budget-usd must be more than 0.")
+        return value
 
     def _table(self, summary: dict):
         baseline = summary.get("baseline", {})
