@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from allocation.allocator import AllocationConfig, AllocationError, get_allocator
 from allocation.models import CallOutcome, LLMCall, TaskType
-from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of
+from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of, costs_on
 from readings.planning import plan_tasks
 from spreads.models import Spread
 from spreads.prompts import CardResult, DrawnCard, PromptContext, render_prompt, template_name_for
@@ -232,4 +232,10 @@ def _cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:
 
 def _worst(config: AllocationConfig, input_tokens: int) -> Decimal:
     """The dearest model the task may end on, answering at max_tokens."""
-    return max(_cost(model, input_tokens, config.max_tokens) for model in config.models)
+    costs = costs_on(
+        config.models, TokenUsage(input_tokens=input_tokens, output_tokens=config.max_tokens)
+    )
+    unpriced = [model for model, cost in costs.items() if cost is None]
+    if unpriced:
+        raise EstimateError(f"No price is known for {unpriced[0]!r}: add a model price override.")
+    return max(costs.values())

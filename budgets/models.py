@@ -105,7 +105,7 @@ class Budget(models.Model):
         ]
 
     def __str__(self):
-        return self.name or f"{self.scope_label} {self.get_period_display().split(' ')[0].lower()}"
+        return self.name or f"{self.scope_label}, per {self.period}"
 
     @property
     def scope_label(self) -> str:

@@ -41,7 +41,8 @@ def dispatch_waiting(owner_id) -> list:
     now = timezone.now()
     with transaction.atomic():
         # One decision per owner at a time: two web processes must not both fill the last slot.
-        get_user_model().objects.select_for_update().filter(pk=owner_id).first()
+        # (NO KEY: a reading being created for the owner holds a key-share lock on this row.)
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=owner_id).first()
         busy = Reading.objects.filter(
             owner_id=owner_id,
             status__in=[ReadingStatus.QUEUED, ReadingStatus.RUNNING],

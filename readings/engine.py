@@ -136,6 +136,7 @@ class ReadingRun:
                 reading_id=self.state.reading.pk,
                 task_id=task.pk,
                 spread_id=self.state.spread.pk,
+                settle=self.state.has_reservations,
             )
 
         try:

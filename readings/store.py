@@ -32,6 +32,8 @@ class ReadingState:
     configs: dict[str, AllocationConfig] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)
     max_concurrent_calls: int = 1
+    # Whether the reading holds budget reservations its calls must settle against.
+    has_reservations: bool = False
 
 
 def begin(reading_id) -> ReadingState | None:
@@ -76,6 +78,7 @@ def begin(reading_id) -> ReadingState | None:
         configs={t: allocator.get_config(t, spread=spread) for t in TaskType.values},
         templates={t: template_name_for(spread, TaskType(t).kind) for t in TaskType.values},
         max_concurrent_calls=allocator.max_concurrent_calls(spread),
+        has_reservations=reading.reservations.exists(),
     )
 
 
@@ -93,9 +96,13 @@ def render(template_name: str, context: PromptContext) -> str:
     return render_prompt(template_name, context)
 
 
-def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> None:
-    """Log the call and settle its cost against the reading's budgets in one transaction, so
-    a worker killed in between neither loses the spend nor counts it twice on resuming."""
+def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id, settle=False) -> None:
+    """Log the call and, for a reading with budget reservations, settle its cost against
+    them in the same transaction, so a worker killed in between neither loses the spend nor
+    counts it twice on resuming."""
+    if not settle:
+        record_call(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
+        return
     with transaction.atomic():
         call = record_call(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
         settle_call(reading_id=reading_id, cost_usd=call.cost_usd)

@@ -66,7 +66,9 @@ def test_a_killed_workers_reading_keeps_its_reservation_and_settles_when_it_resu
     reading = reading_create(owner=bob, spread="celtic_cross", question="Will it hold?")
     worst = reading.cost_estimate.worst_case_usd
     enqueue_reading(reading)
-    env = {"Q_TIMEOUT_S": "8", "Q_RETRY_S": "10"}
+    # A job is redelivered `retry` s after a worker took it; above `timeout`, as in
+    # production, and roomy enough for a loaded machine to finish the reading in one attempt.
+    env = {"Q_TIMEOUT_S": "20", "Q_RETRY_S": "25"}
     first = WorkerCluster(
         workers=1, base_url=emulator.base_url, extra_env=env, log_path=tmp_path / "first.log"
     )
@@ -91,7 +93,7 @@ def test_a_killed_workers_reading_keeps_its_reservation_and_settles_when_it_resu
         )
         wait_for(
             lambda: Reading.objects.get(pk=reading.pk).status == ReadingStatus.DONE,
-            timeout=90,
+            timeout=150,
             explain=second.output,
             what="the redelivered job to finish the reading",
         )

@@ -57,7 +57,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--warmup",
             type=int,
-            default=5,
+            default=10,
             help="with --budget-usd: unbudgeted readings run first, so estimates have history",
         )
         parser.add_argument("--keep", action="store_true", help="keep the bench readings")
