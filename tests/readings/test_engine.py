@@ -44,6 +44,9 @@ def test_it_finishes_every_batch_before_phase_2_and_phase_2_before_advice(emulat
 
 
 def test_it_runs_the_batches_of_a_phase_at_the_same_time(emulator):
+    # Calls slow enough that all four batches are surely admitted before the first answers,
+    # however long admission takes on a busy machine.
+    emulator.configure(ttft_ms=500)
     reading = read()
 
     phase1 = tasks_of(reading, 1)
