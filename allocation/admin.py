@@ -117,6 +117,8 @@ class ModelPriceAdmin(admin.ModelAdmin):
         "output_per_mtok",
         "cache_read_per_mtok",
         "cache_write_per_mtok",
+        "cache_write_1h_per_mtok",
+        "batch_multiplier",
     ]
     change_list_template = "admin/allocation/modelprice/change_list.html"
 

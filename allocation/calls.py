@@ -157,12 +157,7 @@ async def _send(*, model, prompt, system, config, gate, attempt, is_retry, is_fa
                 permit.failed(sent.attempt.outcome, latency_s=latency, headers=sent.headers)
             return sent
         latency = time.monotonic() - t0
-        usage = TokenUsage(
-            input_tokens=message.usage.input_tokens,
-            output_tokens=message.usage.output_tokens,
-            cache_read_tokens=message.usage.cache_read_input_tokens or 0,
-            cache_write_tokens=message.usage.cache_creation_input_tokens or 0,
-        )
+        usage = TokenUsage.from_anthropic(message.usage)
         headers = dict(raw.headers)
         permit.success(
             latency_s=latency,

@@ -191,11 +191,31 @@ class ModelPrice(models.Model):
         validators=[MinValueValidator(Decimal(0))],
     )
     cache_write_per_mtok = models.DecimalField(
-        "cache write, USD per million tokens",
+        "cache write (5 minutes), USD per million tokens",
         max_digits=10,
         decimal_places=4,
         default=Decimal(0),
         validators=[MinValueValidator(Decimal(0))],
+        help_text="Anthropic: 1.25x the input price.",
+    )
+    # Nullable only for rows saved before 1-hour writes were priced: such a row prices a
+    # 1-hour write as an error, never as free. The admin requires it.
+    cache_write_1h_per_mtok = models.DecimalField(
+        "cache write (1 hour), USD per million tokens",
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Anthropic: 2x the input price.",
+    )
+    batch_multiplier = models.DecimalField(
+        "Message Batches multiplier",
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.5"),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))],
+        help_text="Applied to every rate of a call made through the Message Batches API "
+        "(Anthropic: 0.5).",
     )
 
     class Meta:
@@ -236,7 +256,14 @@ class LLMCall(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cache_read_tokens = models.PositiveIntegerField(default=0)
-    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, help_text="Both TTLs: Anthropic's cache_creation_input_tokens."
+    )
+    cache_write_5m_tokens = models.PositiveIntegerField(default=0)
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0)
+    batched = models.BooleanField(
+        default=False, help_text="Sent through the Message Batches API (half price)."
+    )
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
     latency_s = models.FloatField()
     request_id = models.CharField(max_length=100, blank=True)
@@ -252,6 +279,15 @@ class LLMCall(models.Model):
             models.Index(fields=["task_type", "created_at"]),
             models.Index(fields=["model", "created_at"]),
             models.Index(fields=["spread", "created_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    cache_write_tokens=models.F("cache_write_5m_tokens")
+                    + models.F("cache_write_1h_tokens")
+                ),
+                name="llmcall_cache_writes_split_by_ttl",
+            )
         ]
 
     def __str__(self):

@@ -1,10 +1,14 @@
 """What a call costs: genai-prices' bundled price data, unless staff set an override.
 
 Anthropic's usage.input_tokens excludes cache reads and writes, while genai-prices counts
-them inside input_tokens, so the three are added before pricing. Money is Decimal throughout.
+them inside input_tokens, so the three are added before pricing. Cache writes are priced by
+their TTL (1.25x input for 5 minutes, 2x for an hour) and a Message Batches call through the
+library's `processing: batch` price variant (50% of everything, caching included). A case
+nobody can price is an error, never a silent zero or a silent full price. Money is Decimal.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from genai_prices import Usage, calc_price
@@ -13,6 +17,7 @@ from allocation.models import ModelPrice
 
 PROVIDER = "anthropic"
 MILLION = Decimal(1_000_000)
+BATCH_CONTEXT = {"processing": "batch"}
 
 
 class UnknownModelPrice(LookupError):
@@ -21,10 +26,38 @@ class UnknownModelPrice(LookupError):
 
 @dataclass(frozen=True)
 class TokenUsage:
+    """One call's tokens as Anthropic reports them: input_tokens excludes the cache."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    batched: bool = False  # sent through the Message Batches API
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Anthropic's cache_creation_input_tokens: both TTLs."""
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @classmethod
+    def from_anthropic(cls, usage, *, batched: bool = False) -> "TokenUsage":
+        """From the SDK's Usage. Without the TTL breakdown (older API versions) every write
+        is a 5-minute one, the only kind those versions made."""
+        written = usage.cache_creation_input_tokens or 0
+        split = getattr(usage, "cache_creation", None)
+        one_hour = (split.ephemeral_1h_input_tokens or 0) if split is not None else 0
+        return cls(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens or 0,
+            cache_write_5m_tokens=max(0, written - one_hour),
+            cache_write_1h_tokens=one_hour,
+            batched=batched,
+        )
+
+    def as_batched(self) -> "TokenUsage":
+        return replace(self, batched=True)
 
 
 def cost_of(model: str, usage: TokenUsage) -> Decimal:
@@ -46,16 +79,28 @@ def costs_on(models: list[str], usage: TokenUsage) -> dict[str, Decimal | None]:
 
 def _priced(model: str, usage: TokenUsage, override: ModelPrice | None) -> Decimal:
     if override:
-        return (
-            usage.input_tokens * override.input_per_mtok
-            + usage.output_tokens * override.output_per_mtok
-            + usage.cache_read_tokens * override.cache_read_per_mtok
-            + usage.cache_write_tokens * override.cache_write_per_mtok
-        ) / MILLION
+        return override_cost(override, usage)
     return library_cost_of(model, usage)
 
 
+def override_cost(price: ModelPrice, usage: TokenUsage) -> Decimal:
+    if usage.cache_write_1h_tokens and price.cache_write_1h_per_mtok is None:
+        raise UnknownModelPrice(
+            f"The price override for {price.model!r} has no 1-hour cache write rate: set it "
+            "under Model price overrides."
+        )
+    standard = (
+        usage.input_tokens * price.input_per_mtok
+        + usage.output_tokens * price.output_per_mtok
+        + usage.cache_read_tokens * price.cache_read_per_mtok
+        + usage.cache_write_5m_tokens * price.cache_write_per_mtok
+        + usage.cache_write_1h_tokens * (price.cache_write_1h_per_mtok or 0)
+    ) / MILLION
+    return standard * price.batch_multiplier if usage.batched else standard
+
+
 def library_cost_of(model: str, usage: TokenUsage) -> Decimal:
+    now = datetime.now(UTC)
     try:
         price = calc_price(
             Usage(
@@ -64,23 +109,45 @@ def library_cost_of(model: str, usage: TokenUsage) -> Decimal:
                 + usage.cache_write_tokens,
                 output_tokens=usage.output_tokens,
                 cache_read_tokens=usage.cache_read_tokens,
+                # The total and the 1-hour part: the library prices the rest at the 5m rate.
                 cache_write_tokens=usage.cache_write_tokens,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens,
             ),
             model_ref=model,
             provider_id=PROVIDER,
+            genai_request_timestamp=now,
+            price_context=BATCH_CONTEXT if usage.batched else None,
         )
     except LookupError:
         raise UnknownModelPrice(model) from None
+    if usage.batched and not _has_batch_variant(price.model, now):
+        # The library falls back to the standard price for a model without a batch variant:
+        # that would overcharge by 2x without a word.
+        raise UnknownModelPrice(
+            f"No Message Batches price is known for {model!r}: add a model price override "
+            "with its batch multiplier."
+        )
     return Decimal(price.total_price)
 
 
-def price_problem(model: str) -> str | None:
-    """None if the model can be priced, else a message that says how to fix it."""
+def _has_batch_variant(model_info, now: datetime) -> bool:
+    return any(
+        all(BATCH_CONTEXT.get(key) == value for key, value in variant.when.items())
+        and (variant.constraint is None or variant.constraint.active(now))
+        for variant in model_info.price_variants or ()
+    )
+
+
+def price_problem(model: str, *, batched: bool = False) -> str | None:
+    """None if the model can be priced (through the Message Batches API too, if `batched`),
+    else a message that says how to fix it."""
     if ModelPrice.objects.filter(model=model).exists():
         return None
     try:
-        library_cost_of(model, TokenUsage(input_tokens=1))
-    except UnknownModelPrice:
+        library_cost_of(model, TokenUsage(input_tokens=1, batched=batched))
+    except UnknownModelPrice as exc:
+        if batched and str(exc) != model:
+            return str(exc)
         return (
             f"No price is known for {model!r}: check the model id (e.g. claude-haiku-4-5), "
             "or add a model price override."

@@ -36,7 +36,11 @@ HELP = {
     "force_429": "the next N requests get 429",
     "retry_after_s": "retry-after of forced and concurrency 429s",
     "cache_ttl_s": "seconds a cached prompt prefix lives after its last use",
-    "cache_min_tokens": "shortest prefix that is cached",
+    "cache_ttl_1h_s": "seconds a prefix marked ttl 1h lives after its last use",
+    "cache_min_tokens": "shortest prefix that is cached, for every model (none: each model's own)",
+    "batch_delay_s": "seconds from creating a message batch to processing it",
+    "batch_expiry_s": "seconds after which a batch's unprocessed requests expire",
+    "force_batch_rejects": "the next N message batch creations get 400",
     "output_tokens_min": "shortest natural answer, in tokens",
     "output_tokens_max": "longest natural answer, in tokens",
 }
@@ -56,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, field.name)
         if isinstance(default, frozenset):
             kind = str  # comma-separated; Knobs splits it
-        elif field.name in ("rpm", "itpm", "otpm") or isinstance(default, int):
+        elif field.name in ("rpm", "itpm", "otpm", "cache_min_tokens") or isinstance(default, int):
             kind = int
         else:
             kind = float

@@ -49,10 +49,20 @@ class Knobs:
     retry_after_s: float = 1.0  # retry-after for forced and concurrency 429s
 
     # --- Prompt caching: a cached prefix lives this long after its last use (Anthropic: 5
-    # minutes), and prefixes shorter than cache_min_tokens are not cached (Anthropic: 1024 to
-    # 4096 depending on the model; 0 here so short test prompts cache too).
+    # minutes, or an hour for a block marked ttl "1h"). Prefixes shorter than the model's
+    # minimum are not cached (Anthropic: 1,024 to 4,096 tokens by model, see cache.py);
+    # cache_min_tokens overrides that minimum for every model (0: short test prompts cache).
     cache_ttl_s: float = 300.0
-    cache_min_tokens: int = 0
+    cache_ttl_1h_s: float = 3600.0
+    cache_min_tokens: int | None = None
+
+    # --- Message Batches: a batch's requests are processed batch_delay_s after it is
+    # created (Anthropic: usually within an hour), one after another so that later requests
+    # can read the cache earlier ones wrote; a batch not ended batch_expiry_s after creation
+    # expires its unprocessed requests (Anthropic: 24 hours).
+    batch_delay_s: float = 1.0
+    batch_expiry_s: float = 86_400.0
+    force_batch_rejects: int = 0  # the next N batch creations get 400 invalid_request_error
 
     # --- Length of an answer, chosen from a hash of the prompt, never above max_tokens.
     output_tokens_min: int = 120
@@ -66,7 +76,16 @@ class Knobs:
                 value = [part.strip() for part in value.split(",") if part.strip()]
             object.__setattr__(self, name, frozenset(value or ()))
         problems = []
-        for name in ("ttft_ms", "ms_per_token", "hang_s", "retry_after_s", "cache_ttl_s"):
+        for name in (
+            "ttft_ms",
+            "ms_per_token",
+            "hang_s",
+            "retry_after_s",
+            "cache_ttl_s",
+            "cache_ttl_1h_s",
+            "batch_delay_s",
+            "batch_expiry_s",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         for name in ("jitter", "overloaded_rate", "error_rate", "hang_rate"):
@@ -79,7 +98,9 @@ class Knobs:
                 problems.append(f"{name} must be >= 0 (0 or None: unlimited)")
         if self.burst_s <= 0:
             problems.append("burst_s must be > 0")
-        for name in ("max_concurrency", "force_429", "cache_min_tokens"):
+        if self.cache_min_tokens is not None and self.cache_min_tokens < 0:
+            problems.append("cache_min_tokens must be >= 0 (None: each model's own minimum)")
+        for name in ("max_concurrency", "force_429", "force_batch_rejects"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         if not 1 <= self.output_tokens_min <= self.output_tokens_max:

@@ -12,25 +12,37 @@ from .text import Answer
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def _anthropic_id(prefix: str) -> str:
+def anthropic_id(prefix: str) -> str:
     # Shaped like Anthropic's ids, e.g. msg_01XFDUDYJgAACzvnptvVoYEL.
     return prefix + "01" + "".join(secrets.choice(_ALPHABET) for _ in range(22))
 
 
 def message_id() -> str:
-    return _anthropic_id("msg_")
+    return anthropic_id("msg_")
 
 
 def request_id() -> str:
-    return _anthropic_id("req_")
+    return anthropic_id("req_")
 
 
-def usage(input_tokens: int, output_tokens: int, cache_read: int, cache_creation: int) -> dict:
+def usage(
+    input_tokens: int,
+    output_tokens: int,
+    cache_read: int,
+    cache_creation_5m: int,
+    cache_creation_1h: int,
+    service_tier: str = "standard",
+) -> dict:
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "cache_creation_input_tokens": cache_creation,
+        "cache_creation_input_tokens": cache_creation_5m + cache_creation_1h,
         "cache_read_input_tokens": cache_read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache_creation_5m,
+            "ephemeral_1h_input_tokens": cache_creation_1h,
+        },
+        "service_tier": service_tier,
     }
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text
 MAX_CACHE_BREAKPOINTS = 4  # Anthropic refuses a fifth cache_control block
-ONE_HOUR_S = 3600.0
 
 
 class InvalidRequest(Exception):
@@ -25,7 +24,7 @@ class InvalidRequest(Exception):
 class CachePrefix:
     key: bytes  # identifies the text up to and including the block with cache_control
     tokens: int  # tokens in that text
-    ttl_s: float | None  # None: the emulator's cache_ttl_s knob; "1h" blocks ask for an hour
+    ttl: str  # "5m" (the default) or "1h", as the block's cache_control asked
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ class _Blocks:
                 CachePrefix(
                     key=self.hash.copy().digest(),
                     tokens=self.tokens,
-                    ttl_s=ONE_HOUR_S if ttl == "1h" else None,
+                    ttl=ttl or "5m",
                 )
             )
 

@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from . import messages
-from .cache import PromptCache
+from .batches import BatchStore
+from .cache import CacheUse, PromptCache
 from .knobs import Knobs
 from .prompt import CHARS_PER_TOKEN, InvalidRequest, Prompt, parse
 from .ratelimits import RateLimiter, retry_after_header
@@ -55,6 +56,7 @@ class EmulatorApp:
         self.cache = PromptCache()
         self.rng = random.Random(knobs.seed)
         self.limiter = RateLimiter(knobs, self._now)
+        self.batches = BatchStore(self)
         self._stopping = asyncio.Event()
         self.routes: dict[tuple[str, str], Callable[[web.BaseRequest], Any]] = {
             ("POST", "/v1/messages"): self.create_message,
@@ -63,6 +65,13 @@ class EmulatorApp:
             ("POST", "/_emulator/reset"): self.post_reset,
             ("GET", "/_emulator/knobs"): self.get_knobs,
             ("POST", "/_emulator/configure"): self.post_configure,
+            ("POST", "/v1/messages/batches"): self.batches.create,
+        }
+        # /v1/messages/batches/{id}[/results|/cancel]
+        self.batch_routes: dict[tuple[str, str], Callable[[web.BaseRequest, str], Any]] = {
+            ("GET", ""): self.batches.retrieve,
+            ("GET", "/results"): self.batches.results,
+            ("POST", "/cancel"): self.batches.cancel,
         }
 
     # --- State changes (called on the loop, from HTTP or through Emulator) -------------------
@@ -80,6 +89,7 @@ class EmulatorApp:
         self.stats.reset()
         self.limiter.reset()
         self.cache.clear()
+        self.batches.clear()
         self.rng = random.Random(self.knobs.seed)
 
     def begin_shutdown(self) -> None:
@@ -89,6 +99,8 @@ class EmulatorApp:
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         handler = self.routes.get((request.method, request.path))
+        if handler is None:
+            handler = self._batch_handler(request)
         if handler is None:
             return self._error(404, "not_found_error", f"{request.method} {request.path} not found")
         try:
@@ -130,18 +142,8 @@ class EmulatorApp:
             )
 
         now = self._now()
-        cache_use = self.cache.look_up(prompt, now, k.cache_min_tokens)
-        reply = answer(
-            prompt,
-            output_tokens_for(prompt, k.output_tokens_min, k.output_tokens_max),
-            self.load_deck(),
-        )
-        usage = messages.usage(
-            input_tokens=prompt.input_tokens - cache_use.read - cache_use.creation,
-            output_tokens=reply.output_tokens,
-            cache_read=cache_use.read,
-            cache_creation=cache_use.creation,
-        )
+        reply, usage, cache_use = self.answer_and_usage(prompt, now)
+        # Cache reads are not charged to the input-tokens bucket, as on Anthropic.
         wait_s, limit_headers = self.limiter.admit(
             model, usage["input_tokens"] + cache_use.creation, reply.output_tokens
         )
@@ -156,7 +158,7 @@ class EmulatorApp:
         scale = 1 + self.rng.uniform(-k.jitter, k.jitter) if k.jitter else 1.0
         ttft_s = k.ttft_ms / 1000 * scale
         per_token_s = k.ms_per_token / 1000 * scale
-        self.cache.store(model, cache_use, now, now + ttft_s, k.cache_ttl_s)
+        self.cache.store(model, cache_use, now, now + ttft_s, self.cache_ttls())
         self.stats.enter()
         try:
             if fate == "hang":
@@ -176,6 +178,30 @@ class EmulatorApp:
             raise
         finally:
             self.stats.leave()
+
+    def answer_and_usage(
+        self, prompt: Prompt, now: float, service_tier: str = "standard"
+    ) -> tuple[Answer, dict, CacheUse]:
+        """The answer to `prompt` and its usage, had it arrived at `now` (nothing stored)."""
+        k = self.knobs
+        cache_use = self.cache.look_up(prompt, now, k.cache_min_tokens)
+        reply = answer(
+            prompt,
+            output_tokens_for(prompt, k.output_tokens_min, k.output_tokens_max),
+            self.load_deck(),
+        )
+        usage = messages.usage(
+            input_tokens=prompt.input_tokens - cache_use.read - cache_use.creation,
+            output_tokens=reply.output_tokens,
+            cache_read=cache_use.read,
+            cache_creation_5m=cache_use.creation_5m,
+            cache_creation_1h=cache_use.creation_1h,
+            service_tier=service_tier,
+        )
+        return reply, usage, cache_use
+
+    def cache_ttls(self) -> dict[str, float]:
+        return {"5m": self.knobs.cache_ttl_s, "1h": self.knobs.cache_ttl_1h_s}
 
     async def _stream(
         self,
@@ -256,6 +282,16 @@ class EmulatorApp:
 
     # --- Helpers ------------------------------------------------------------------------------
 
+    def _batch_handler(self, request: web.BaseRequest):
+        prefix = "/v1/messages/batches/"
+        if not request.path.startswith(prefix):
+            return None
+        batch_id, _, action = request.path[len(prefix) :].partition("/")
+        route = self.batch_routes.get((request.method, f"/{action}" if action else ""))
+        if route is None or not batch_id:
+            return None
+        return lambda req: route(req, batch_id)
+
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
@@ -294,6 +330,11 @@ class EmulatorApp:
     def _api_error(self, model: str) -> web.Response:
         self.stats.count("errors", model)
         return self._error(500, "api_error", "Internal server error (injected by the emulator).")
+
+    def error_response(
+        self, status: int, error_type: str, text: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        return self._error(status, error_type, text, headers)
 
     def _error(
         self, status: int, error_type: str, text: str, headers: dict[str, str] | None = None

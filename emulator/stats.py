@@ -17,12 +17,17 @@ OUTCOMES = (
     "hung",  # given an injected hang
     "bad_requests",  # 400 sent
     "client_disconnects",  # the client went away before the answer was complete
+    "batch_creates",  # every POST /v1/messages/batches received
+    "batches",  # message batches accepted
+    "batch_requests",  # requests of accepted batches processed (counted in ok when answered)
 )
 TOKENS = (
     "input_tokens",
     "output_tokens",
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
+    "ephemeral_5m_input_tokens",
+    "ephemeral_1h_input_tokens",
 )
 
 
@@ -46,9 +51,10 @@ class Stats:
 
     def add_usage(self, model: str, usage: dict[str, int]) -> None:
         per_model = self._model(model)
+        flat = {**usage, **usage.get("cache_creation", {})}
         for name in TOKENS:
-            self.totals[name] += usage[name]
-            per_model[name] += usage[name]
+            self.totals[name] += flat[name]
+            per_model[name] += flat[name]
 
     def enter(self) -> None:
         self.in_flight += 1

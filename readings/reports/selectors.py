@@ -152,7 +152,8 @@ def model_options(*, start: date, end: date, spread: str | None = None) -> list[
             tokens_in=Sum("input_tokens"),
             tokens_out=Sum("output_tokens"),
             tokens_cache_read=Sum("cache_read_tokens"),
-            tokens_cache_write=Sum("cache_write_tokens"),
+            tokens_cache_write_5m=Sum("cache_write_5m_tokens"),
+            tokens_cache_write_1h=Sum("cache_write_1h_tokens"),
         )
         .order_by("task_type")
     )
@@ -164,7 +165,8 @@ def model_options(*, start: date, end: date, spread: str | None = None) -> list[
             input_tokens=row["tokens_in"],
             output_tokens=row["tokens_out"],
             cache_read_tokens=row["tokens_cache_read"],
-            cache_write_tokens=row["tokens_cache_write"],
+            cache_write_5m_tokens=row["tokens_cache_write_5m"],
+            cache_write_1h_tokens=row["tokens_cache_write_1h"],
         )
         costs = costs_on(candidates, usage)
         priced = {model: cost for model, cost in costs.items() if cost is not None}

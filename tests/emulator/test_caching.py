@@ -18,7 +18,7 @@ def cached_system(text=SYSTEM_TEXT, **cache_control):
 
 @pytest.fixture
 def emu():
-    with Emulator(Knobs(ttft_ms=1, ms_per_token=0)) as emu:
+    with Emulator(Knobs(ttft_ms=1, ms_per_token=0, cache_min_tokens=0)) as emu:
         yield emu
 
 
@@ -120,7 +120,7 @@ def test_parallel_first_calls_all_write_because_the_entry_is_not_ready_yet():
             ]
             return await asyncio.gather(*calls)
 
-    with Emulator(Knobs(ttft_ms=100, ms_per_token=0)) as emu:
+    with Emulator(Knobs(ttft_ms=100, ms_per_token=0, cache_min_tokens=0)) as emu:
         messages = asyncio.run(three_at_once(emu))
 
     assert [m.usage.cache_creation_input_tokens for m in messages] == [145, 145, 145]
@@ -140,3 +140,69 @@ def test_more_than_four_breakpoints_is_a_bad_request(client):
     ]
     with pytest.raises(anthropic.BadRequestError):
         ask(client, system=blocks)
+
+
+def test_each_model_has_its_own_minimum_cacheable_prefix():
+    # 1,100 tokens: enough for a Sonnet (1,024) but not for Haiku 4.5 or 5.5 (4,096).
+    long_system = "You are a warm tarot reader. " * 152  # 4,408 characters: 1,102 tokens
+    with (
+        Emulator(Knobs(ttft_ms=1, ms_per_token=0)) as emu,
+        anthropic.Anthropic(base_url=emu.base_url, api_key="x", max_retries=0) as client,
+    ):
+        for model, cached in [
+            ("claude-sonnet-5", True),
+            ("claude-sonnet-4-5", True),
+            ("claude-haiku-5-5", False),
+            ("claude-haiku-4-5", False),
+            ("claude-opus-4-5", False),
+        ]:
+            ask(client, model=model, system=cached_system(long_system))
+            again = ask(client, model=model, system=cached_system(long_system))
+            assert again.usage.cache_read_input_tokens == (1102 if cached else 0), model
+            assert again.usage.cache_creation_input_tokens == 0, model
+
+
+def test_writes_are_split_by_ttl_in_the_usage(emu, client):
+    one_hour = cached_system(ttl="1h")
+    five_minutes = [
+        {"type": "text", "text": "Today's cards: The Star.", "cache_control": {"type": "ephemeral"}}
+    ]
+    first = ask(client, system=one_hour + five_minutes)
+
+    assert first.usage.cache_creation_input_tokens == 145 + 6
+    assert first.usage.cache_creation.ephemeral_1h_input_tokens == 145
+    assert first.usage.cache_creation.ephemeral_5m_input_tokens == 6
+    stats = emu.stats()
+    assert (stats["ephemeral_1h_input_tokens"], stats["ephemeral_5m_input_tokens"]) == (145, 6)
+
+
+def test_a_one_hour_entry_outlives_the_five_minute_ttl(emu, client):
+    emu.configure(cache_ttl_s=0)
+    ask(client, system=cached_system(ttl="1h"))
+
+    assert ask(client, system=cached_system(ttl="1h")).usage.cache_read_input_tokens == 145
+    assert ask(client).usage.cache_read_input_tokens == 145  # same bytes, same entry
+
+
+def test_a_read_refreshes_the_entrys_ttl():
+    import time
+
+    with (
+        Emulator(Knobs(ttft_ms=1, ms_per_token=0, cache_min_tokens=0, cache_ttl_s=0.4)) as emu,
+        anthropic.Anthropic(base_url=emu.base_url, api_key="x", max_retries=0) as client,
+    ):
+        ask(client)
+        for _ in range(3):  # 0.75 s in all: past the first TTL, each read inside the last
+            time.sleep(0.25)
+            assert ask(client).usage.cache_read_input_tokens == 145
+
+
+def test_cache_reads_are_not_charged_to_the_input_tokens_bucket():
+    with (
+        Emulator(Knobs(ttft_ms=1, ms_per_token=0, cache_min_tokens=0, itpm=60 * 300)) as emu,
+        anthropic.Anthropic(base_url=emu.base_url, api_key="x", max_retries=0) as client,
+    ):
+        ask(client)  # writes 145 and sends 8: 153 of the one-second bucket of 300
+        for _ in range(5):  # each reads 145 and sends 8: only the 8 count, or the next 429s
+            assert ask(client).usage.cache_read_input_tokens == 145
+        assert emu.stats()["rate_limited"] == 0

@@ -66,6 +66,12 @@ def test_it_returns_a_message_shaped_like_anthropics(emu):
         "output_tokens",
         "cache_creation_input_tokens",
         "cache_read_input_tokens",
+        "cache_creation",
+        "service_tier",
+    }
+    assert set(body["usage"]["cache_creation"]) == {
+        "ephemeral_5m_input_tokens",
+        "ephemeral_1h_input_tokens",
     }
 
 

@@ -187,6 +187,7 @@ class Command(BaseCommand):
                     output_tokens=output_tokens,
                     cache_read_tokens=cache_read,
                     cache_write_tokens=cache_write,
+                    cache_write_5m_tokens=cache_write,
                     cost_usd=(
                         price(model, input_tokens, output_tokens, cache_read, cache_write)
                         if ok

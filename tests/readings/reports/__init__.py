@@ -38,6 +38,7 @@ def make_call(
         output_tokens=output_tokens,
         cache_read_tokens=cache_read_tokens,
         cache_write_tokens=cache_write_tokens,
+        cache_write_5m_tokens=cache_write_tokens,
         cost_usd=Decimal(cost),
         latency_s=1.0,
         started_at=when,
