@@ -56,6 +56,7 @@ class AllocationConfig:
     max_tokens: int
     temperature: float
     fallbacks: tuple[str, ...]
+    cache_ttl: str = ""  # "" : the spread's reading cache TTL
     # field name -> the layer it came from, e.g. {"model": "environment", "max_tokens": "spread"}
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -68,6 +69,10 @@ class AllocationConfig:
 def env_name(spread_slug: str, task_type: str, suffix: str) -> str:
     """CELTIC_CROSS_CARD_MODEL, CELTIC_CROSS_OVERALL_MAX_TOKENS, ..."""
     return f"{spread_slug.upper()}_{TaskType(task_type).kind.upper()}_{suffix}"
+
+
+def rows_in_order(rows: dict) -> list[ModelAllocation]:
+    return [rows[layer] for layer in (Layer.SPREAD, Layer.GLOBAL) if layer in rows]
 
 
 class Allocator:
@@ -99,6 +104,10 @@ class Allocator:
                     )
                     sources[name] = layer
                     break
+        # Blank on a row means "no opinion": the next layer, then the spread decides.
+        values["cache_ttl"] = next(
+            (row.cache_ttl for row in rows_in_order(rows) if row.cache_ttl), ""
+        )
         if spread is not None and spread.max_tokens:
             values["max_tokens"] = min(values["max_tokens"], spread.max_tokens)
         config = AllocationConfig(task_type=task_type.value, sources=sources, **values)

@@ -31,6 +31,7 @@ from allocation.retry_policy import (
     retry_after_from_headers,
 )
 from allocation.usage import Attempt
+from spreads.prompts import Prompt
 
 # The API's default temperature; sent explicitly, models newer than Opus 4.6 reject it.
 DEFAULT_TEMPERATURE = 1.0
@@ -68,19 +69,18 @@ class _Sent:
     headers: dict | None = None
 
 
-def estimate_input_tokens(prompt: str, system: str | None = None) -> int:
-    return math.ceil((len(prompt) + len(system or "")) / CHARS_PER_TOKEN)
+def estimate_input_tokens(prompt: Prompt) -> int:
+    return math.ceil(len(prompt.text) / CHARS_PER_TOKEN)
 
 
 async def complete(
     *,
-    prompt: str,
+    prompt: Prompt,
     config: AllocationConfig,
     gate: Gate,
     on_attempt: AttemptHook,
     params: RetryParams = DEFAULT_RETRY,
     rng: random.Random | None = None,
-    system: str | None = None,
 ) -> Completion:
     rng = rng or random.Random()
     attempts = 0
@@ -93,7 +93,6 @@ async def complete(
                 sent = await _send(
                     model=model,
                     prompt=prompt,
-                    system=system,
                     config=config,
                     gate=gate,
                     attempt=attempts + 1,
@@ -134,17 +133,16 @@ async def complete(
     raise TaskFailed(f"All models failed for {config.task_type}; last: {last_problem}")
 
 
-async def _send(*, model, prompt, system, config, gate, attempt, is_retry, is_fallback) -> _Sent:
+async def _send(*, model, prompt, config, gate, attempt, is_retry, is_fallback) -> _Sent:
     client = runtime.pool.get()
-    async with gate(model, estimate_input_tokens(prompt, system)) as permit:
+    async with gate(model, estimate_input_tokens(prompt)) as permit:
         started_at = timezone.now()  # when the request leaves, not when it began to queue
         t0 = time.monotonic()
         try:
             raw = await client.messages.with_raw_response.create(
                 model=model,
                 max_tokens=config.max_tokens,
-                messages=[{"role": "user", "content": prompt}],
-                **({"system": system} if system else {}),
+                **prompt.request(),
                 extra_body=_sampling(config),
             )
             message = await raw.parse()

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from allocation.outcomes import CallOutcome  # noqa: F401 - the log's choices, imported from here
+from spreads.models import CacheTTL
 
 
 class TaskType(models.TextChoices):
@@ -52,6 +53,14 @@ class ModelAllocation(models.Model):
         max_length=500,
         blank=True,
         help_text="Tried in order when the model fails: comma-separated model ids.",
+    )
+    cache_ttl = models.CharField(
+        "cache TTL",
+        max_length=3,
+        blank=True,
+        choices=CacheTTL.choices,
+        help_text="How long this task's calls keep the reading's shared part cached. Empty: the "
+        "spread's reading cache TTL.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

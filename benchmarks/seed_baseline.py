@@ -52,14 +52,12 @@ async def _reading(client, reading_id, run: BaselineRun):
     semaphore = asyncio.Semaphore(SEED_SEMAPHORE)
 
     async def call(task_type: str, context: PromptContext) -> str:
-        prompt = await sync_to_async(store.render)(state.templates[task_type], context)
+        prompt = await sync_to_async(store.render)(state, task_type, context, cached=False)
         config = state.configs[task_type]
         async with semaphore:
             started = time.time()
             message = await client.messages.create(
-                model=config.model,
-                max_tokens=config.max_tokens,
-                messages=[{"role": "user", "content": prompt}],
+                model=config.model, max_tokens=config.max_tokens, **prompt.request()
             )
             run.call_windows.append((config.model, started, time.time()))
         return "".join(b.text for b in message.content if b.type == "text")

@@ -133,6 +133,9 @@ LLM_TIMEOUT_S = envint("LLM_TIMEOUT_S", 60)
 # The provider's limits (ModelLimit rows), enforced across every worker process through
 # Postgres, with an adaptive concurrency controller and a circuit breaker per model.
 LLM_GLOBAL_LIMITER = envbool("LLM_GLOBAL_LIMITER", True)
+# Prompt caching: cache breakpoints on the shared parts of a reading's prompts (TTLs per spread
+# and allocation in the admin). Off sends the very same prompts without them.
+LLM_PROMPT_CACHING = envbool("LLM_PROMPT_CACHING", True)
 # Overrides for allocation.limiter.params.LimiterParams; the defaults and their reasons live
 # there.
 LLM_LIMITER: dict = {}

@@ -123,7 +123,7 @@ class ReadingRun:
         self.timings.phase_of[task.pk] = task.phase
         self.progress(task, TaskStatus.RUNNING)
         prompt = await sync_to_async(store.render)(
-            self.state.templates[task.task_type], self._context_for(task)
+            self.state, task.task_type, self._context_for(task)
         )
         attempts = 0
 

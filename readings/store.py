@@ -9,6 +9,7 @@ never runs (or pays for) a finished task again.
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
@@ -20,7 +21,8 @@ from budgets.services import release_reading, settle_call
 from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.planning import plan_tasks
 from spreads.models import Spread
-from spreads.prompts import DrawnCard, PromptContext, render_prompt, template_name_for
+from readings.prompt_caching import PlannedCall, cache_ttls
+from spreads.prompts import DrawnCard, Prompt, PromptContext, build_prompt, template_names
 
 
 @dataclass
@@ -30,10 +32,22 @@ class ReadingState:
     cards: list[DrawnCard]
     tasks: list[ReadingTask]
     configs: dict[str, AllocationConfig] = field(default_factory=dict)
+    # template of each shared prompt part and of each task kind (spreads.prompts)
     templates: dict[str, str] = field(default_factory=dict)
     max_concurrent_calls: int = 1
     # Whether the reading holds budget reservations its calls must settle against.
     has_reservations: bool = False
+    economy: bool = False
+    # The shared prompt parts once rendered: the same bytes for every call of the reading.
+    rendered_parts: dict[str, str] = field(default_factory=dict)
+
+    def planned_calls(self) -> list[PlannedCall]:
+        phases = {t.task_type: t.phase for t in self.tasks}
+        return [
+            PlannedCall(task_type, phases[task_type], config.model, config.cache_ttl)
+            for task_type, config in self.configs.items()
+            if task_type in phases
+        ]
 
 
 def begin(reading_id) -> ReadingState | None:
@@ -76,7 +90,7 @@ def begin(reading_id) -> ReadingState | None:
         cards=[DrawnCard(position=d.position, card=d.card, reversed=d.reversed) for d in drawn],
         tasks=list(reading.tasks.all()),
         configs={t: allocator.get_config(t, spread=spread) for t in TaskType.values},
-        templates={t: template_name_for(spread, TaskType(t).kind) for t in TaskType.values},
+        templates=template_names(spread, [TaskType(t).kind for t in TaskType.values]),
         max_concurrent_calls=allocator.max_concurrent_calls(spread),
         has_reservations=reading.reservations.exists(),
     )
@@ -92,8 +106,29 @@ def claim_task(task_id) -> bool:
     )
 
 
-def render(template_name: str, context: PromptContext) -> str:
-    return render_prompt(template_name, context)
+def render(state: ReadingState, task_type: str, context: PromptContext, *, cached=True) -> Prompt:
+    """The task's prompt, with cache breakpoints where a later call can read them (unless
+    prompt caching is off: LLM_PROMPT_CACHING, or cached=False)."""
+    ttls = {}
+    if cached:
+        calls = state.planned_calls()
+        call = next(c for c in calls if c.task_type == task_type)
+        ttls = cache_ttls(
+            call,
+            calls,
+            guide_ttl=state.spread.guide_cache_ttl,
+            reading_ttl=state.spread.reading_cache_ttl,
+            economy=state.economy,
+            enabled=settings.LLM_PROMPT_CACHING,
+        )
+    return build_prompt(
+        state.templates,
+        TaskType(task_type).kind,
+        context,
+        later_phase=task_type != TaskType.CARD_INTERPRETATION,
+        cache_ttls=ttls,
+        rendered=state.rendered_parts,
+    )
 
 
 def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id, settle=False) -> None:

@@ -37,6 +37,14 @@ class Card(models.Model):
         return self.name
 
 
+class CacheTTL(models.TextChoices):
+    """How long a marked prompt prefix stays in the provider's cache after its last use."""
+
+    OFF = "off", "Not cached"
+    FIVE_MINUTES = "5m", "5 minutes (write 1.25x input)"
+    ONE_HOUR = "1h", "1 hour (write 2x input)"
+
+
 class TaskKind(models.TextChoices):
     """The four prompts a spread needs; the allocation app maps each to a task type."""
 
@@ -89,6 +97,29 @@ class Spread(models.Model):
     overall_template = models.CharField(max_length=100, blank=True)
     relationships_template = models.CharField(max_length=100, blank=True)
     advice_template = models.CharField(max_length=100, blank=True)
+    guide_template = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The spread's guide, sent first by every call of every reading (the part "
+        "readings share). Empty: <slug>_guide.txt if it exists, else guide.txt.",
+    )
+    guide_cache_ttl = models.CharField(
+        "guide cache TTL",
+        max_length=3,
+        choices=CacheTTL.choices,
+        default=CacheTTL.ONE_HOUR,
+        help_text="The guide is shared by all readings of the spread: an hour keeps it warm "
+        "between them.",
+    )
+    reading_cache_ttl = models.CharField(
+        "reading cache TTL",
+        max_length=3,
+        choices=CacheTTL.choices,
+        default=CacheTTL.FIVE_MINUTES,
+        help_text="The question, the layout and the card results, shared by the later calls "
+        "of one reading on the same model. Economy readings always keep them an hour, as their "
+        "phases are batches that may be an hour apart.",
+    )
     is_active = models.BooleanField(default=True, help_text="Inactive spreads accept no readings.")
 
     class Meta:
@@ -111,7 +142,7 @@ class Spread(models.Model):
         return self.name
 
     def template_field(self, kind: str) -> str:
-        return getattr(self, f"{kind}_template")
+        return getattr(self, f"{kind}_template", "")
 
     def clean(self):
         from spreads.prompts import template_problem
@@ -127,7 +158,7 @@ class Spread(models.Model):
             )
         if self.max_concurrent_calls is not None and self.max_concurrent_calls < 1:
             errors["max_concurrent_calls"] = "Allow at least 1 concurrent call."
-        for kind in TaskKind.values:
+        for kind in [*TaskKind.values, "guide"]:
             name = self.template_field(kind)
             if name:
                 problem = template_problem(name)

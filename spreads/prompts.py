@@ -3,6 +3,13 @@
 A template stored in the database (PromptTemplate, edited in the admin) overrides the file
 of the same name in templates/reading/. Prompts are plain text, so autoescape is off; the
 querent's question reaches a template only as a variable, never as template code.
+
+Every call's prompt is built in the same order, most shared first, so that the provider can
+cache what calls have in common (identical bytes, up to a cache breakpoint):
+1. the spread's guide (system): the same for every call of every reading of the spread;
+2. the layout (user): the question and the cards, the same for every call of one reading;
+3. the card results (user, phases 2 and 3): the same for the later calls of one reading;
+4. the call's own instruction (user), last: its cards, or the earlier texts it builds on.
 """
 
 from dataclasses import dataclass, field
@@ -46,6 +53,34 @@ class CardResult:
     text: str
 
 
+@dataclass(frozen=True)
+class ResultGroup:
+    """Text written about one card, or about several when a batch's answer could not be
+    split by position: it is then shown once under all its cards, never repeated per card."""
+
+    results: tuple[CardResult, ...]
+    text: str
+
+    @property
+    def heading(self) -> str:
+        if len(self.results) == 1:
+            r = self.results[0]
+            return f"{r.position.name}, {r.card.name} ({r.orientation})"
+        # The layout already names each position's card.
+        *first, last = [r.position.name for r in self.results]
+        return f"{', '.join(first)} and {last}, together"
+
+
+def group_results(results: list[CardResult]) -> list[ResultGroup]:
+    groups: list[ResultGroup] = []
+    for result in results:
+        if groups and groups[-1].text == result.text:
+            groups[-1] = ResultGroup(results=(*groups[-1].results, result), text=result.text)
+        else:
+            groups.append(ResultGroup(results=(result,), text=result.text))
+    return groups
+
+
 @dataclass
 class PromptContext:
     question: str
@@ -56,16 +91,93 @@ class PromptContext:
     overall: str = ""
     relationships: str = ""
 
+    @property
+    def positions(self) -> list[Position]:
+        if self.spread.pk:
+            return list(self.spread.positions.all())
+        return [c.position for c in self.cards]
+
     def as_dict(self) -> dict:
         return {
             "question": self.question,
             "spread": self.spread,
+            "positions": self.positions,
             "cards": self.cards,
             "batch": self.batch,
             "card_results": self.card_results,
+            "result_groups": group_results(self.card_results),
             "overall": self.overall,
             "relationships": self.relationships,
         }
+
+
+# The shared parts, most shared first (see the module docstring); each call's own
+# instruction comes after them.
+GUIDE, LAYOUT, RESULTS = "guide", "layout", "card_results"
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    name: str  # GUIDE, LAYOUT, RESULTS, or the task's kind
+    text: str
+    cache_ttl: str = ""  # "5m" or "1h": a cache breakpoint ends this part; "": none
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A call's prompt: the guide as the system prompt, the rest as one user message."""
+
+    system: tuple[PromptPart, ...]
+    user: tuple[PromptPart, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(part.text for part in (*self.system, *self.user))
+
+    def request(self) -> dict:
+        """The system and messages arguments of a Messages API call."""
+        return {
+            "system": [_block(part) for part in self.system],
+            "messages": [{"role": "user", "content": [_block(part) for part in self.user]}],
+        }
+
+
+def _block(part: PromptPart) -> dict:
+    block = {"type": "text", "text": part.text}
+    if part.cache_ttl:
+        block["cache_control"] = {"type": "ephemeral", "ttl": part.cache_ttl}
+    return block
+
+
+SHARED_PARTS = (GUIDE, LAYOUT, RESULTS)
+
+
+def template_names(spread: Spread, kinds: list[str]) -> dict[str, str]:
+    """The template of each shared part and of each task kind, resolved once per reading."""
+    return {name: template_name_for(spread, name) for name in (*SHARED_PARTS, *kinds)}
+
+
+def build_prompt(
+    names: dict[str, str],
+    kind: str,
+    context: PromptContext,
+    *,
+    later_phase: bool,
+    cache_ttls: dict[str, str] | None = None,
+    rendered: dict[str, str] | None = None,
+) -> Prompt:
+    """Render a call's prompt from the templates `names` gives; cache_ttls maps a shared
+    part's name to the TTL of the cache breakpoint that ends it. `rendered` keeps the shared
+    parts of one reading once rendered (they are the same for all its calls)."""
+    cache_ttls = cache_ttls or {}
+    rendered = {} if rendered is None else rendered
+    shared = [GUIDE, LAYOUT, *([RESULTS] if later_phase else [])]
+    for name in shared:
+        if name not in rendered:
+            rendered[name] = render_prompt(names[name], context)
+    parts = [PromptPart(name, rendered[name], cache_ttls.get(name, "")) for name in shared]
+    own = PromptPart(kind, render_prompt(names[kind], context))
+    return Prompt(system=(parts[0],), user=(*parts[1:], own))
 
 
 def template_exists(name: str) -> bool:

@@ -2,24 +2,46 @@ import pytest
 
 from allocation.models import TaskType
 from spreads.models import PromptTemplate, Spread
-from spreads.prompts import render_prompt, sample_context, template_name_for, template_problem
+from spreads.prompts import (
+    GUIDE,
+    LAYOUT,
+    RESULTS,
+    CardResult,
+    build_prompt,
+    render_prompt,
+    sample_context,
+    template_name_for,
+    template_names,
+    template_problem,
+)
 
 pytestmark = pytest.mark.django_db
+
+KINDS = [t.kind for t in TaskType]
+
+
+def prompt_for(spread, kind, context, **kwargs):
+    return build_prompt(
+        template_names(spread, KINDS), kind, context, later_phase=kind != "card", **kwargs
+    )
 
 
 @pytest.mark.parametrize("slug", ["three_card", "celtic_cross", "horoscope"])
 def test_it_gives_each_seeded_spread_its_own_templates(slug):
     spread = Spread.objects.get(slug=slug)
-    for task_type in TaskType:
-        name = template_name_for(spread, task_type.kind)
-        assert name == f"{slug}_{task_type.kind}.txt"
+    for kind in [*KINDS, GUIDE]:
+        name = template_name_for(spread, kind)
+        assert name == f"{slug}_{kind}.txt"
         assert template_problem(name) is None
+    assert template_name_for(spread, LAYOUT) == "layout.txt"
+    assert template_name_for(spread, RESULTS) == "card_results.txt"
 
 
 def test_it_falls_back_to_the_generic_templates_for_a_new_spread():
     spread = Spread(slug="year_ahead", name="Year Ahead", card_count=12, batch_size=4)
     assert template_name_for(spread, "card") == "card.txt"
     assert template_name_for(spread, "advice") == "advice.txt"
+    assert template_name_for(spread, GUIDE) == "guide.txt"
 
 
 def test_it_treats_the_question_as_data_not_template_code():
@@ -27,9 +49,9 @@ def test_it_treats_the_question_as_data_not_template_code():
     context = sample_context(spread)
     context.question = "Will {{ spread.slug }} & <b>love</b> {% now 'Y' %} last?"
 
-    prompt = render_prompt("celtic_cross_card.txt", context)
+    prompt = prompt_for(spread, "card", context)
 
-    assert "Will {{ spread.slug }} & <b>love</b> {% now 'Y' %} last?" in prompt
+    assert "Will {{ spread.slug }} & <b>love</b> {% now 'Y' %} last?" in prompt.text
 
 
 def test_it_renders_the_cards_of_the_batch_with_their_orientation_and_meaning():
@@ -37,11 +59,73 @@ def test_it_renders_the_cards_of_the_batch_with_their_orientation_and_meaning():
     context = sample_context(spread)
     first = context.batch[0]
 
-    prompt = render_prompt("celtic_cross_card.txt", context)
+    own = prompt_for(spread, "card", context).user[-1].text
 
-    assert first.position.name in prompt
-    assert first.card.name in prompt
-    assert first.meaning in prompt
+    assert first.position.name in own
+    assert first.card.name in own
+    assert first.meaning in own
+
+
+@pytest.mark.parametrize("slug", ["three_card", "celtic_cross", "horoscope"])
+def test_every_call_carries_the_question_spread_positions_cards_and_results(slug):
+    spread = Spread.objects.get(slug=slug)
+    context = sample_context(spread)
+
+    for kind in KINDS:
+        text = prompt_for(spread, kind, context).text
+        assert context.question in text
+        for position in spread.positions.all():
+            assert position.name in text and position.meaning in text
+        for drawn in context.cards:
+            assert f"{drawn.card.name}, {drawn.orientation}" in text
+        if kind != "card":
+            assert all(result.text in text for result in context.card_results)
+    advice = prompt_for(spread, "advice", context).text
+    assert context.overall in advice and context.relationships in advice
+
+
+def test_shared_parts_come_first_in_identical_bytes_and_the_own_instruction_last():
+    spread = Spread.objects.get(slug="celtic_cross")
+    context = sample_context(spread)
+    prompts = {kind: prompt_for(spread, kind, context) for kind in KINDS}
+
+    guides = {p.system[0].text for p in prompts.values()}
+    layouts = {p.user[0].text for p in prompts.values()}
+    results = {p.user[1].text for kind, p in prompts.items() if kind != "card"}
+    assert len(guides) == len(layouts) == len(results) == 1
+    assert [p.user[-1].name for p in prompts.values()] == KINDS
+    # The guide is the spread's, not the reading's: another reading sends the same bytes.
+    other = sample_context(spread)
+    other.question = "Something else entirely?"
+    assert prompt_for(spread, "overall", other).system == prompts["overall"].system
+
+
+def test_cache_breakpoints_go_on_the_parts_asked_for_with_their_ttl():
+    spread = Spread.objects.get(slug="celtic_cross")
+    prompt = prompt_for(
+        spread, "advice", sample_context(spread), cache_ttls={GUIDE: "1h", RESULTS: "5m"}
+    )
+    request = prompt.request()
+
+    assert request["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    content = request["messages"][0]["content"]
+    assert [block.get("cache_control", {}).get("ttl") for block in content] == [None, "5m", None]
+
+
+def test_a_batch_text_that_could_not_be_split_is_sent_once_under_all_its_cards():
+    spread = Spread.objects.get(slug="celtic_cross")
+    context = sample_context(spread)
+    whole = "One answer about three cards, not split by position."
+    context.card_results = [
+        CardResult(position=d.position, card=d.card, orientation=d.orientation, text=whole)
+        for d in context.cards[:3]
+    ]
+
+    text = prompt_for(spread, "overall", context).text
+
+    assert text.count(whole) == 1
+    first, second, third = (d.position.name for d in context.cards[:3])
+    assert f"{first}, {second} and {third}, together: {whole}" in text
 
 
 def test_a_template_stored_in_the_admin_overrides_the_file():
