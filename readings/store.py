@@ -20,8 +20,8 @@ from allocation.usage import Attempt, record_call
 from budgets.services import release_reading, settle_call
 from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.planning import plan_tasks
-from spreads.models import Spread
 from readings.prompt_caching import PlannedCall, cache_ttls
+from spreads.models import Spread
 from spreads.prompts import DrawnCard, Prompt, PromptContext, build_prompt, template_names
 
 

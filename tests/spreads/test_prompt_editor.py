@@ -25,7 +25,7 @@ def test_it_lists_the_built_in_templates_with_a_way_to_override_each(staff_clien
 def test_an_override_starts_from_the_built_in_text(staff_client):
     form = staff_client.get(ADD, {"name": "celtic_cross_card.txt"}).context["adminform"].form
 
-    assert form.initial["body"].startswith("You are a warm, insightful tarot reader")
+    assert form.initial["body"].startswith("Your step: card interpretations.")
 
 
 def test_the_preview_renders_a_sample_reading_and_names_unknown_variables(staff_client):

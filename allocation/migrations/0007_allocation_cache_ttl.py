@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('allocation', '0005_cache_ttl_and_batch_pricing'),
+        ('allocation', '0006_cache_ttl_and_batch_pricing'),
     ]
 
     operations = [

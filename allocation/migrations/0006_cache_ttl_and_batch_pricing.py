@@ -15,7 +15,7 @@ def writes_before_ttls_were_five_minutes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('allocation', '0004_shared_limiter_state'),
+        ('allocation', '0005_llmcall_verbose_names'),
         ('readings', '0001_initial'),
         ('spreads', '0003_seed_spreads'),
     ]
