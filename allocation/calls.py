@@ -31,6 +31,7 @@ from allocation.retry_policy import (
     retry_after_from_headers,
 )
 from allocation.usage import Attempt
+from allocation.warm_prefixes import warm_prefixes
 from spreads.prompts import Prompt
 
 # The API's default temperature; sent explicitly, models newer than Opus 4.6 reject it.
@@ -135,7 +136,11 @@ async def complete(
 
 async def _send(*, model, prompt, config, gate, attempt, is_retry, is_fallback) -> _Sent:
     client = runtime.pool.get()
-    async with gate(model, estimate_input_tokens(prompt)) as permit:
+    # Cache reads are not charged to the input-tokens bucket: leave out what is warm.
+    input_estimate = max(
+        1, estimate_input_tokens(prompt) - warm_prefixes.cached_tokens(model, prompt)
+    )
+    async with gate(model, input_estimate) as permit:
         started_at = timezone.now()  # when the request leaves, not when it began to queue
         t0 = time.monotonic()
         try:
@@ -156,6 +161,7 @@ async def _send(*, model, prompt, config, gate, attempt, is_retry, is_fallback) 
             return sent
         latency = time.monotonic() - t0
         usage = TokenUsage.from_anthropic(message.usage)
+        warm_prefixes.saw(model, prompt, usage.cache_read_tokens + usage.cache_write_tokens)
         headers = dict(raw.headers)
         permit.success(
             latency_s=latency,
