@@ -1,8 +1,9 @@
 """Settings for the tarot platform, read from the environment.
 
 Defaults run locally with no configuration: an SQLite file, the bundled Messages API
-emulator, DEBUG on. Production sets DATABASE_URL, SECRET_KEY, DEBUG=0, ALLOWED_HOSTS and
-ANTHROPIC_API_KEY.
+emulator. DEBUG is off unless DEBUG=1 is set. Production sets DATABASE_URL, SECRET_KEY,
+ALLOWED_HOSTS, ANTHROPIC_API_KEY and HTTPS=1 (README, "Production"), after which
+`manage.py check --deploy` is clean.
 """
 
 import os
@@ -31,9 +32,25 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = envbool("DEBUG", True)
+# Off unless asked for: the debug page shows settings and code to anyone who hits an error.
+DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+# Served over HTTPS (behind a proxy that sets X-Forwarded-Proto, or not): HTTPS=1 turns on
+# the redirect, HSTS and secure cookies at once; each can still be set on its own.
+HTTPS = envbool("HTTPS", False)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+# Preloading is hard to undo (browsers ship the list), so it is asked for separately.
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", HTTPS)
+if envbool("BEHIND_HTTPS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Error pages and e-mails mask passwords inside URLs (DATABASE_URL, redis://) too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "operations.error_reports.CredentialMaskingFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -51,11 +68,14 @@ INSTALLED_APPS = [
     "allocation",
     "readings",
     "budgets",
+    "operations",
     "benchmarks",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything parses the request: size, depth and NUL bytes (operations/request_limits).
+    "operations.request_limits.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -96,9 +116,18 @@ except ValueError as exc:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# /metrics answers staff, or a scraper sending "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+# The API's JSON bodies are small (a question of at most 1000 characters and at most 78 cards);
+# anything larger is refused with a 413 before it is parsed.
+MAX_JSON_BODY_BYTES = envint("MAX_JSON_BODY_BYTES", 64 * 1024)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -229,4 +258,8 @@ SPECTACULAR_SETTINGS = {
     # Without deep links Swagger UI's operation headers hold no link inside their button, which
     # screen readers cannot reach (axe: nested-interactive).
     "SWAGGER_UI_SETTINGS": {"deepLinking": False, "persistAuthorization": True},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "readings.api.schema.document_error_responses",
+    ],
 }

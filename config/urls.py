@@ -19,4 +19,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("readings.api.urls")),
     path("reports/", include("readings.reports.urls")),
+    path("", include("operations.urls")),
 ]
+
+handler404 = "operations.error_pages.not_found"
+handler500 = "operations.error_pages.server_error"

@@ -12,7 +12,7 @@ from budgets.models import CostEstimate
 from budgets.selectors import budgets_applying, quota_for
 from budgets.services import reserve_for_reading
 from readings.models import DrawnCard, Reading
-from spreads.models import Card, Position, Spread
+from spreads.models import DECK_SIZE, Card, Position, Spread
 from spreads.prompts import DrawnCard as PromptCard
 
 MAX_QUESTION_LENGTH = 1000
@@ -111,6 +111,12 @@ def reading_validate(
         question = validate_question(question)
     except ValidationError as exc:
         errors.update(exc.message_dict)
+    if "spread" not in errors and not 1 <= spread.card_count <= DECK_SIZE:
+        # Saved before the deck bound existed (or by raw SQL): refuse rather than fail to draw.
+        errors["spread"] = [
+            f"{spread.name} is misconfigured: {spread.card_count} cards, but the deck has "
+            f"{DECK_SIZE}."
+        ]
     if "spread" not in errors:
         try:
             drawn = resolve_cards(
@@ -121,7 +127,7 @@ def reading_validate(
     if errors:
         raise ValidationError(errors)
     positions = list(spread.positions.order_by("index"))
-    if len(positions) != spread.card_count:
+    if len(positions) != spread.card_count or spread.card_count > DECK_SIZE:
         raise ValidationError(
             {
                 "spread": f"{spread.name} is misconfigured: {len(positions)} positions for "

@@ -1,7 +1,11 @@
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+
+# The Rider-Waite-Smith deck (spreads/data/deck.json): a reading draws each card at most once,
+# so no spread can have more positions than this.
+DECK_SIZE = 78
 
 
 class Arcana(models.TextChoices):
@@ -72,7 +76,10 @@ class Spread(models.Model):
     )
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
-    card_count = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    card_count = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(DECK_SIZE)],
+        help_text=f"1 to {DECK_SIZE}: each card of the deck is drawn at most once.",
+    )
     supports_parallel = models.BooleanField(
         default=True, help_text="Off: the reading's calls run one at a time."
     )
@@ -127,6 +134,9 @@ class Spread(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(card_count__gte=1), name="spread_card_count_at_least_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(card_count__lte=DECK_SIZE), name="spread_card_count_within_deck"
             ),
             models.CheckConstraint(
                 condition=Q(batch_size__gte=1, batch_size__lte=F("card_count")),

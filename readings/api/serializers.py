@@ -8,7 +8,10 @@ from rest_framework import serializers
 from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.planning import plan_tasks
 from readings.selectors import reading_results
-from spreads.models import Card, Position, Spread
+from spreads.models import DECK_SIZE, Card, Position, Spread
+
+# No spread has more cards than the deck.
+MAX_CARDS = DECK_SIZE
 
 # --- Spreads and the deck ------------------------------------------------------------------
 
@@ -60,18 +63,23 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class CardChoiceSerializer(serializers.Serializer):
-    card = serializers.CharField(help_text="The card's slug (the-fool) or name (The Fool).")
+    card = serializers.CharField(
+        max_length=40, help_text="The card's slug (the-fool) or name (The Fool)."
+    )
     reversed = StrictBooleanField(required=False, default=False)
 
 
 class ReadingCreateSerializer(serializers.Serializer):
-    spread = serializers.CharField(help_text="The spread's slug, e.g. celtic_cross.")
+    spread = serializers.CharField(max_length=50, help_text="The spread's slug, e.g. celtic_cross.")
     # Blank and over-long questions are refused by the service, with its own messages.
     question = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    cards = CardChoiceSerializer(
-        many=True,
+    # A ListField, not many=True: DRF hands many=True's allow_null to the child as well, so
+    # `[null]` would pass as a card. Here the list may be null, each card may not.
+    cards = serializers.ListField(
+        child=CardChoiceSerializer(),
         required=False,
         allow_null=True,
+        max_length=MAX_CARDS,
         help_text="One card per position, in position order. Omit it to have the server draw.",
     )
 

@@ -74,8 +74,19 @@ class CardList(generics.ListAPIView):
     queryset = Card.objects.all()
 
 
+class QueryChoiceField(serializers.ChoiceField):
+    """A choice from the query string where `?status=` (present but blank) is refused, not
+    taken for an absent filter: a client that sent it meant something, and the schema says
+    it must be one of the choices."""
+
+    def get_value(self, dictionary):
+        if self.field_name in dictionary and dictionary[self.field_name] == "":
+            return ""
+        return super().get_value(dictionary)
+
+
 class ReadingFilterSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(
+    status = QueryChoiceField(
         choices=ReadingStatus.choices, required=False, help_text="Only readings in this status."
     )
 

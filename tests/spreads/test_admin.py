@@ -79,6 +79,14 @@ def test_it_rejects_a_batch_size_larger_than_the_spread(staff_client):
     assert not Spread.objects.filter(slug="year_ahead").exists()
 
 
+def test_it_rejects_a_spread_with_more_cards_than_the_deck(staff_client):
+    response = staff_client.post(ADD_URL, spread_form(months(79), card_count=79, batch_size=3))
+
+    assert response.status_code == 200
+    assert "less than or equal to 78" in response.content.decode()
+    assert not Spread.objects.filter(slug="year_ahead").exists()
+
+
 def test_it_keeps_a_spread_unchanged_when_an_edit_is_rejected(staff_client):
     spread = Spread.objects.get(slug="celtic_cross")
     url = f"/admin/spreads/spread/{spread.pk}/change/"

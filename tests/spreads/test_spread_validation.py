@@ -1,5 +1,6 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError
 
 from spreads.models import PromptTemplate, Spread
 
@@ -20,6 +21,16 @@ def test_it_rejects_a_batch_size_above_the_card_count():
 def test_it_rejects_a_batch_size_of_zero():
     spread = Spread(slug="tiny", name="Tiny", card_count=3, batch_size=0)
     assert "batch_size" in errors_of(spread)
+
+
+def test_it_rejects_more_cards_than_the_deck_holds():
+    spread = Spread(slug="huge", name="Huge", card_count=79, batch_size=3)
+    assert "less than or equal to 78" in errors_of(spread)["card_count"][0]
+
+
+def test_the_database_refuses_more_cards_than_the_deck_holds_too():
+    with pytest.raises(IntegrityError):
+        Spread.objects.create(slug="huge", name="Huge", card_count=79, batch_size=3)
 
 
 def test_it_rejects_zero_concurrent_calls():

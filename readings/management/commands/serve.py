@@ -47,7 +47,8 @@ class Command(BaseCommand):
             )
         children.append(
             subprocess.Popen(
-                [sys.executable, "manage.py", "runserver", "--noreload", addr],
+                # --insecure: the admin's static files also when DEBUG is off (the default).
+                [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", addr],
                 env=env,
                 cwd=settings.BASE_DIR,
             )

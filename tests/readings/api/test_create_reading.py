@@ -242,9 +242,7 @@ def test_it_refuses_cards_that_are_not_a_list(as_bob):
     response = post(as_bob, body(cards="the-fool, the-magician, the-high-priestess"))
 
     assert response.status_code == 400
-    assert response.json() == {
-        "cards": {"non_field_errors": ['Expected a list of items but got type "str".']}
-    }
+    assert response.json() == {"cards": ['Expected a list of items but got type "str".']}
 
 
 def test_it_refuses_a_card_without_its_card_field(as_bob):

