@@ -354,10 +354,10 @@ class ModelStateAdmin(ReadOnlyAdmin):
             '<span style="color: {}">{}</span>{}',
             colour,
             state,
-            f" ({failures} failure{pluralize(failures)} in a row)" if failures else "",
+            f" ({failures} failure{pluralize(failures)} in the window)" if failures else "",
         )
 
-    @admin.display(description="Failures in a row")
+    @admin.display(description="Failures in the window")
     def breaker_failures(self, obj):
         return obj.snapshot.state.breaker.get("failures", 0)
 

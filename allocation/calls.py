@@ -118,8 +118,12 @@ async def complete(
                 if not fallback_may_help(failure):
                     raise TaskFailed(last_problem) from failure  # every model would say the same
                 break  # e.g. a model this key cannot use: the next one may serve
-            if outcome != CallOutcome.RATE_LIMITED and not is_last_model:
-                break  # overloaded, erroring or timing out: hand the task on now
+            # A 429 or a 529 is transient: the same model, after a backoff, is the cheaper bet
+            # than a fallback that may cost several times as much. Errors and timeouts hand
+            # the task on now.
+            transient = outcome in (CallOutcome.RATE_LIMITED, CallOutcome.OVERLOADED)
+            if not transient and not is_last_model:
+                break
             if attempt_on_model == params.max_attempts_per_model:
                 break
             await asyncio.sleep(

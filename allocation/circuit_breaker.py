@@ -1,6 +1,7 @@
 """A circuit breaker per model: stop calling a model that keeps failing, and test it again later.
 
-closed     calls flow; `failure_threshold` consecutive failures open the breaker.
+closed     calls flow; the breaker opens when, over the last `window_s` seconds, at least
+           `min_calls` calls ended and at least `failure_rate` of them failed.
 open       calls are refused (the caller falls back to the next model) for `cooldown_s`.
 half_open  after the cool-down, up to `half_open_max_probes` calls go through as probes: a success
            closes the breaker, a failure opens it for another cool-down.
@@ -31,18 +32,29 @@ class BreakerState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class BreakerParams:
-    # Consecutive, not a rate over a window: simple to share between processes, and one success
-    # in between shows the model still answers.
-    failure_threshold: int = 5
+    # A rate over a window, not a run of consecutive failures: an overloaded model answers 529
+    # in milliseconds while its successes take seconds, so five quick failures in a row happen
+    # at a 20% failure rate and used to send almost the whole load to a dearer fallback.
+    # Half the calls failing over half a minute, with at least 20 calls seen, is a sick model.
+    failure_rate: float = 0.5
+    min_calls: int = 20
+    window_s: float = 30.0
     # Long enough for a short overload to pass, short enough that a reading keeps its best model.
     cooldown_s: float = 30.0
     # One probe: a sick model should see one request, not a spread's worth.
     half_open_max_probes: int = 1
 
     def __post_init__(self):
-        if self.failure_threshold < 1 or self.half_open_max_probes < 1 or self.cooldown_s < 0:
+        if (
+            not 0 < self.failure_rate <= 1
+            or self.min_calls < 1
+            or self.window_s <= 0
+            or self.half_open_max_probes < 1
+            or self.cooldown_s < 0
+        ):
             raise ValueError(
-                "need failure_threshold >= 1, half_open_max_probes >= 1, cooldown_s >= 0"
+                "need 0 < failure_rate <= 1, min_calls >= 1, window_s > 0, "
+                "half_open_max_probes >= 1, cooldown_s >= 0"
             )
 
 
@@ -50,7 +62,9 @@ class CircuitBreaker:
     def __init__(self, params: BreakerParams | None = None):
         self.params = params or BreakerParams()
         self._state = BreakerState.CLOSED
-        self._failures = 0  # consecutive
+        # Per whole second of the window: [second, calls, failures], oldest first. A second's
+        # granularity keeps the state small enough to live in a row or a Redis key.
+        self._window: list[list[int]] = []
         self._opened_at: float | None = None
         self._probes = 0  # let through since half-opening
         self._probe_started_at: float | None = None
@@ -65,7 +79,23 @@ class CircuitBreaker:
 
     @property
     def failures(self) -> int:
-        return self._failures
+        """Failures within the window."""
+        return sum(failures for _, _, failures in self._window)
+
+    @property
+    def calls(self) -> int:
+        """Calls that ended within the window."""
+        return sum(calls for _, calls, _ in self._window)
+
+    def _count(self, now: float, *, failed: bool) -> None:
+        second = int(now)
+        oldest = int(now - self.params.window_s)
+        self._window = [bucket for bucket in self._window if bucket[0] > oldest]
+        if self._window and self._window[-1][0] == second:
+            self._window[-1][1] += 1
+            self._window[-1][2] += int(failed)
+        else:
+            self._window.append([second, 1, int(failed)])
 
     def allow(self, now: float) -> bool:
         """May a call go to this model now? In half_open, True means a probe: report its result."""
@@ -95,18 +125,22 @@ class CircuitBreaker:
         # only the probes of half_open decide.
         if self._state is BreakerState.OPEN:
             return
+        if self._state is BreakerState.HALF_OPEN:
+            self._window = []  # a fresh start: the failures that opened it are history
+        else:
+            self._count(now, failed=False)
         self._state = BreakerState.CLOSED
-        self._failures = 0
         self._opened_at = None
         self._probes = 0
         self._probe_started_at = None
 
     def record_failure(self, now: float) -> None:
-        self._failures += 1
+        self._count(now, failed=True)
         # A failed probe reopens at once; while open, a late failure counts but does not extend
         # the cool-down.
         probe_failed = self._state is BreakerState.HALF_OPEN
-        too_many = self._failures >= self.params.failure_threshold
+        calls, failures = self.calls, self.failures
+        too_many = calls >= self.params.min_calls and failures >= self.params.failure_rate * calls
         if probe_failed or (self._state is BreakerState.CLOSED and too_many):
             self._open(now)
 
@@ -119,7 +153,8 @@ class CircuitBreaker:
     def to_dict(self) -> dict:
         return {
             "state": str(self._state),
-            "failures": self._failures,
+            "window": self._window,
+            "failures": self.failures,  # for staff pages; the window is what decides
             "opened_at": self._opened_at,
             "probes": self._probes,
             "probe_started_at": self._probe_started_at,
@@ -130,7 +165,7 @@ class CircuitBreaker:
         """Rebuild from `to_dict()` output; parameters come from code, not storage."""
         breaker = cls(params)
         breaker._state = BreakerState(data.get("state", BreakerState.CLOSED))
-        breaker._failures = int(data.get("failures", 0))
+        breaker._window = [list(map(int, bucket)) for bucket in data.get("window", [])]
         breaker._opened_at = data.get("opened_at")
         breaker._probes = int(data.get("probes", 0))
         breaker._probe_started_at = data.get("probe_started_at")

@@ -338,6 +338,24 @@ def provider_limits(*, rpm: int | None, itpm: int | None, otpm: int | None):
             row.save()
 
 
+def cost_per_reading(result: BenchResult) -> Decimal | None:
+    """Mean cost of the readings that finished, from the ledger (retries and fallbacks in)."""
+    done = Reading.objects.filter(pk__in=result.reading_ids, status=ReadingStatus.DONE)
+    totals = done.aggregate(n=Count("id"), cost=Sum("cost_usd"))
+    if not totals["n"]:
+        return None
+    return (totals["cost"] or Decimal(0)) / totals["n"]
+
+
+def reset_limiter_state() -> None:
+    """Breakers, controllers and buckets start fresh, so one run's failures do not steer the
+    next (the clean comparison run of --fail-rate)."""
+    from allocation.models import Lease, ModelState
+
+    ModelState.objects.all().delete()
+    Lease.objects.all().delete()
+
+
 def discard(result: BenchResult) -> None:
     """Bench readings are not business: remove them and their calls from the cost reports."""
     LLMCall.objects.filter(reading_id__in=result.reading_ids).delete()

@@ -21,7 +21,18 @@ def failing(times: int, *, now=NOW, **params) -> CircuitBreaker:
 
 
 def opened(**params) -> CircuitBreaker:
-    return failing(BreakerParams(**params).failure_threshold, **params)
+    return failing(BreakerParams(**params).min_calls, **params)
+
+
+def mixed(calls: int, *, failure_every: int, start=NOW, spacing=0.1, **params) -> CircuitBreaker:
+    """`calls` calls `spacing` seconds apart, every `failure_every`-th one failing."""
+    breaker = CircuitBreaker(BreakerParams(**params))
+    for i in range(calls):
+        if (i + 1) % failure_every == 0:
+            breaker.record_failure(start + i * spacing)
+        else:
+            breaker.record_success(start + i * spacing)
+    return breaker
 
 
 def test_it_starts_closed_and_lets_calls_through():
@@ -32,25 +43,40 @@ def test_it_starts_closed_and_lets_calls_through():
     assert breaker.opened_at is None
 
 
-def test_it_stays_closed_below_the_failure_threshold():
-    breaker = failing(4)
+def test_it_stays_closed_below_the_minimum_number_of_calls_however_they_end():
+    breaker = failing(19)
     assert breaker.state == "closed"
-    assert breaker.failures == 4
+    assert breaker.failures == 19
     assert breaker.allow(NOW)
 
 
-def test_it_opens_after_five_consecutive_failures():
-    breaker = failing(5)
+def test_it_opens_once_half_the_calls_in_the_window_failed_and_enough_were_seen():
+    breaker = failing(20)
     assert breaker.state == BreakerState.OPEN
     assert breaker.opened_at == NOW
 
 
-def test_it_forgets_failures_after_a_success():
-    breaker = failing(4)
-    breaker.record_success(NOW)
-    for _ in range(4):
-        breaker.record_failure(NOW)
+def test_a_run_of_fast_failures_at_a_twenty_percent_rate_does_not_open_it():
+    # An overloaded model answers 529 at once: six failures in a row among 100 calls.
+    breaker = mixed(94, failure_every=5)
+    for i in range(6):
+        breaker.record_failure(NOW + 10 + i * 0.001)
     assert breaker.state == BreakerState.CLOSED
+    assert breaker.failures == 18 + 6
+
+
+def test_it_opens_at_a_sustained_failure_rate_of_one_half():
+    breaker = mixed(40, failure_every=2)
+    assert breaker.state == BreakerState.OPEN
+
+
+def test_it_forgets_calls_older_than_the_window():
+    breaker = failing(15)
+    later = NOW + BreakerParams().window_s + 1
+    for i in range(10):
+        breaker.record_failure(later + i * 0.01)
+    assert breaker.state == BreakerState.CLOSED
+    assert (breaker.calls, breaker.failures) == (10, 10)
 
 
 def test_it_rejects_calls_during_the_cooldown():
@@ -131,7 +157,7 @@ def test_it_rejects_an_unknown_outcome():
 
 @pytest.mark.parametrize(
     "breaker",
-    [CircuitBreaker(), failing(3), opened(), failing(6)],
+    [CircuitBreaker(), failing(3), opened(), failing(26)],
     ids=["closed", "closed-with-failures", "open", "open-with-late-failure"],
 )
 def test_it_round_trips_through_a_json_safe_dict(breaker):
@@ -157,7 +183,7 @@ def test_it_shares_a_probe_already_taken_by_another_process():
 
 def test_it_takes_its_parameters_from_code_not_from_storage():
     stored = failing(2).to_dict()
-    restored = CircuitBreaker.from_dict(stored, BreakerParams(failure_threshold=3))
+    restored = CircuitBreaker.from_dict(stored, BreakerParams(min_calls=3))
     restored.record_failure(NOW)
     assert restored.state == BreakerState.OPEN
 
@@ -167,7 +193,15 @@ def test_it_starts_closed_from_an_empty_row():
 
 
 @pytest.mark.parametrize(
-    "params", [{"failure_threshold": 0}, {"half_open_max_probes": 0}, {"cooldown_s": -1}]
+    "params",
+    [
+        {"min_calls": 0},
+        {"failure_rate": 0},
+        {"failure_rate": 1.5},
+        {"window_s": 0},
+        {"half_open_max_probes": 0},
+        {"cooldown_s": -1},
+    ],
 )
 def test_it_rejects_parameters_that_cannot_work(params):
     with pytest.raises(ValueError):

@@ -139,7 +139,7 @@ def test_it_waits_out_a_429_and_counts_it(emulator):
     assert (retry.started_at - limited.started_at).total_seconds() >= 1.0
 
 
-def test_an_overloaded_primary_model_falls_back_and_the_log_shows_both_calls(emulator):
+def test_an_overloaded_primary_model_is_retried_then_falls_back_and_the_log_shows_it(emulator):
     emulator.configure(overloaded_models=frozenset({"claude-haiku-5-5"}))
 
     reading = read("three_card")
@@ -147,11 +147,15 @@ def test_an_overloaded_primary_model_falls_back_and_the_log_shows_both_calls(emu
     assert reading.status == ReadingStatus.DONE
     card_task = reading.tasks.get(task_type=TaskType.CARD_INTERPRETATION)
     calls = list(LLMCall.objects.filter(task=card_task).order_by("attempt"))
+    # A 529 is transient: the same model is retried with backoff before the fallback.
     assert [(c.model, c.outcome, c.is_fallback) for c in calls] == [
+        ("claude-haiku-5-5", CallOutcome.OVERLOADED, False),
+        ("claude-haiku-5-5", CallOutcome.OVERLOADED, False),
         ("claude-haiku-5-5", CallOutcome.OVERLOADED, False),
         ("claude-haiku-4-5", CallOutcome.OK, True),
     ]
-    assert calls[1].requested_model == "claude-haiku-5-5"
+    assert calls[1].is_retry and calls[2].is_retry
+    assert calls[3].requested_model == "claude-haiku-5-5"
     assert card_task.model_used == "claude-haiku-4-5"
     assert reading.fallbacks == 1
 

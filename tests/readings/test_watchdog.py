@@ -11,10 +11,10 @@ from readings import watchdog
 pytestmark = pytest.mark.django_db
 
 
-def test_a_tick_beats_this_processs_heartbeat_and_forgets_day_old_ones(client):
+def test_a_beat_records_this_process_and_forgets_day_old_ones(client):
     WorkerHeartbeat.objects.create(holder="gone:1", beat_at=timezone.now() - timedelta(days=2))
 
-    watchdog.tick()
+    watchdog.beat()
 
     assert list(WorkerHeartbeat.objects.values_list("holder", flat=True)) == [watchdog.holder()]
     assert client.get("/healthz").json()["checks"]["workers"]["ok"] is True

@@ -118,6 +118,8 @@ class Command(BaseCommand):
                 result = bench.run_in_process(config, self._progress)
             summary = bench.summarize(result, emulator.stats(), rpm=config.rpm)
             summary.update(extra)
+            if opts["fail_rate"] > 0:
+                summary.update(self._against_clean(result, emulator, config, opts))
             if not opts["keep"]:
                 bench.discard(result)
                 bench.discard(bench.BenchResult(wall_s=0, reading_ids=warmup_ids))
@@ -141,6 +143,30 @@ class Command(BaseCommand):
         if not value.is_finite() or value <= 0:
             raise CommandError("--budget-usd must be more than 0.")
         return value
+
+    def _against_clean(self, result, emulator, config, opts) -> dict:
+        """What the injected failures cost: the same workload again with no 529s, from fresh
+        limiter state, and the ratio of cost per reading (the failover's price)."""
+        with_failures = bench.cost_per_reading(result)
+        bench.reset_limiter_state()
+        emulator.configure(overloaded_rate=0.0)
+        emulator.reset()
+        if opts["workers"] > 1:
+            clean = bench.run_in_processes(
+                config, self._progress, workers=opts["workers"], base_url=emulator.base_url
+            )
+        else:
+            clean = bench.run_in_process(config, self._progress)
+        clean_cost = bench.cost_per_reading(clean)
+        bench.discard(clean)
+        ratio = None
+        if with_failures is not None and clean_cost:
+            ratio = round(float(with_failures / clean_cost), 3)
+        return {
+            "cost_per_reading_usd": str(round(with_failures or 0, 6)),
+            "clean_cost_per_reading_usd": str(round(clean_cost or 0, 6)),
+            "cost_ratio_vs_clean": ratio,
+        }
 
     def _table(self, summary: dict):
         baseline = summary.get("baseline", {})

@@ -161,7 +161,7 @@ def test_a_failing_model_trips_its_breaker_and_is_probed_again_after_the_cooldow
     emulator, settings, backend
 ):
     # A cool-down long enough that the third reading starts inside it on a busy machine.
-    settings.LLM_LIMITER = {"breaker": {"failure_threshold": 2, "cooldown_s": 3.0}}
+    settings.LLM_LIMITER = {"breaker": {"min_calls": 2, "cooldown_s": 3.0}}
     emulator.configure(failing_models=frozenset({MODEL}))
 
     for _ in range(2):
@@ -191,7 +191,7 @@ def test_a_failing_model_trips_its_breaker_and_is_probed_again_after_the_cooldow
 
 
 def test_a_half_open_breaker_lets_one_probe_through_at_a_time(settings, backend):
-    settings.LLM_LIMITER = {"breaker": {"failure_threshold": 2, "cooldown_s": 1.0}}
+    settings.LLM_LIMITER = {"breaker": {"min_calls": 2, "cooldown_s": 1.0}}
     params = get_params()
     now = time.time()
     for _ in range(2):
@@ -249,7 +249,7 @@ def test_leases_are_renewed_while_held_and_ignored_ones_free_their_slot(backend)
 
 
 def test_an_ignored_call_teaches_the_limiter_nothing(settings, backend):
-    settings.LLM_LIMITER = {"breaker": {"failure_threshold": 1}}
+    settings.LLM_LIMITER = {"breaker": {"min_calls": 1}}
     params = get_params()
     now = time.time()
     backend.release(acquire(backend, now, params), MODEL, None, params=params, now=now)
