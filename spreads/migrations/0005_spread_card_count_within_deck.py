@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('spreads', '0003_seed_spreads'),
+        ('spreads', '0004_prompt_guide_and_cache_ttls'),
     ]
 
     operations = [
