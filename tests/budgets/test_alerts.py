@@ -85,5 +85,5 @@ def test_staff_see_alerts_and_budgets_on_the_cost_reports_page(
 
     assert "Bob&#x27;s daily has passed 50% of its limit" in page
     assert 'id="budgets"' in page
-    assert "0.6000" in page  # spent
-    assert "1.0000" in page  # limit
+    assert "$0.60" in page  # spent
+    assert "$1.00" in page  # limit
