@@ -30,7 +30,16 @@ from allocation.selectors import (
 class ModelAllocationForm(forms.ModelForm):
     class Meta:
         model = ModelAllocation
-        fields = ["task_type", "spread", "model", "max_tokens", "temperature", "fallback_models"]
+        fields = [
+            "task_type",
+            "spread",
+            "model",
+            "max_tokens",
+            "temperature",
+            "fallback_models",
+            "fallback_cost_ceiling",
+            "cache_ttl",
+        ]
 
     def clean_model(self):
         model = self.cleaned_data["model"].strip()
@@ -45,7 +54,15 @@ class ModelAllocationForm(forms.ModelForm):
 @admin.register(ModelAllocation)
 class ModelAllocationAdmin(admin.ModelAdmin):
     form = ModelAllocationForm
-    list_display = ["task_type", "scope", "model", "max_tokens", "temperature", "fallback_models"]
+    list_display = [
+        "task_type",
+        "scope",
+        "model",
+        "max_tokens",
+        "temperature",
+        "fallback_models",
+        "fallback_cost_ceiling",
+    ]
     list_filter = ["task_type", "spread"]
     list_select_related = ["spread"]
     search_fields = ["model", "fallback_models"]

@@ -8,6 +8,7 @@ restart. Every resolved allocation is logged with the layer each value came from
 import logging
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from django.db.models import Q
 
@@ -57,6 +58,9 @@ class AllocationConfig:
     temperature: float
     fallbacks: tuple[str, ...]
     cache_ttl: str = ""  # "" : the spread's reading cache TTL
+    # A fallback may cost at most this multiple of the model's cost for the same call (None:
+    # no ceiling). See allocation/failover_cost.py.
+    fallback_cost_ceiling: Decimal | None = None
     # field name -> the layer it came from, e.g. {"model": "environment", "max_tokens": "spread"}
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -108,12 +112,23 @@ class Allocator:
         values["cache_ttl"] = next(
             (row.cache_ttl for row in rows_in_order(rows) if row.cache_ttl), ""
         )
+        if "fallback_cost_ceiling" in env:
+            values["fallback_cost_ceiling"] = env["fallback_cost_ceiling"]
+            sources["fallback_cost_ceiling"] = Layer.ENVIRONMENT
+        else:
+            ceilings = [
+                (layer, rows[layer].fallback_cost_ceiling)
+                for layer in (Layer.SPREAD, Layer.GLOBAL)
+                if layer in rows and rows[layer].fallback_cost_ceiling is not None
+            ]
+            layer, ceiling = ceilings[0] if ceilings else (Layer.DEFAULT, None)
+            values["fallback_cost_ceiling"], sources["fallback_cost_ceiling"] = ceiling, layer
         if spread is not None and spread.max_tokens:
             values["max_tokens"] = min(values["max_tokens"], spread.max_tokens)
         config = AllocationConfig(task_type=task_type.value, sources=sources, **values)
         logger.info(
             "allocation spread=%s task=%s model=%s (%s) max_tokens=%s (%s) temperature=%s (%s) "
-            "fallbacks=%s (%s)",
+            "fallbacks=%s (%s) fallback_cost_ceiling=%s (%s)",
             getattr(spread, "slug", "-"),
             task_type.value,
             config.model,
@@ -124,6 +139,8 @@ class Allocator:
             sources["temperature"],
             ",".join(config.fallbacks) or "-",
             sources["fallbacks"],
+            config.fallback_cost_ceiling or "-",
+            sources["fallback_cost_ceiling"],
         )
         return config
 
@@ -156,6 +173,9 @@ class Allocator:
         raw = os.environ.get(name := env_name(spread.slug, task_type, "FALLBACK_MODELS"))
         if raw is not None:
             found["fallbacks"] = tuple(parse_model_list(raw))
+        raw = os.environ.get(name := env_name(spread.slug, task_type, "FALLBACK_COST_CEILING"))
+        if raw:
+            found["fallback_cost_ceiling"] = _positive_decimal(name, raw)
         for model_id in [found.get("model"), *found.get("fallbacks", ())]:
             if model_id and (problem := price_problem(model_id)):
                 raise AllocationError(f"Environment override for {spread.slug}: {problem}")
@@ -169,6 +189,16 @@ def _positive_int(name: str, raw: str) -> int:
         raise AllocationError(f"{name}={raw!r} is not a whole number.") from None
     if value < 1:
         raise AllocationError(f"{name}={raw!r} must be at least 1.")
+    return value
+
+
+def _positive_decimal(name: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise AllocationError(f"{name}={raw!r} is not a number.") from None
+    if not value.is_finite() or value <= 0:
+        raise AllocationError(f"{name}={raw!r} must be a number above 0.")
     return value
 
 

@@ -15,10 +15,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import anthropic
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from allocation.allocator import AllocationConfig
 from allocation.client_pool import runtime
+from allocation.failover_cost import skipped_fallbacks
 from allocation.limiter import BreakerOpen, Permit
 from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage
@@ -86,7 +88,7 @@ async def complete(
     rng = rng or random.Random()
     attempts = 0
     last_problem = "no model was tried"
-    models = config.models
+    models, skipped = await _models_within_ceiling(config, prompt)
     for model_index, model in enumerate(models):
         is_last_model = model_index == len(models) - 1
         for attempt_on_model in range(1, params.max_attempts_per_model + 1):
@@ -135,7 +137,26 @@ async def complete(
                     max_delay=params.max_delay_s,
                 )
             )
+    if skipped:
+        last_problem += "; " + "; ".join(skipped.values())
     raise TaskFailed(f"All models failed for {config.task_type}; last: {last_problem}")
+
+
+async def _models_within_ceiling(config: AllocationConfig, prompt: Prompt):
+    """The models this call may use, in order, and the fallbacks the allocation's cost
+    ceiling rules out (with why). Decided before the first attempt, so "the last model" means
+    the last one the call may really use."""
+    models = config.models
+    if config.fallback_cost_ceiling is None or len(models) < 2:
+        return models, {}
+    skipped = await sync_to_async(skipped_fallbacks)(
+        config.model,
+        models[1:],
+        config.fallback_cost_ceiling,
+        input_tokens=estimate_input_tokens(prompt),
+        max_tokens=config.max_tokens,
+    )
+    return [m for m in models if m not in skipped], skipped
 
 
 async def _send(*, model, prompt, config, gate, attempt, is_retry, is_fallback) -> _Sent:

@@ -54,6 +54,17 @@ class ModelAllocation(models.Model):
         blank=True,
         help_text="Tried in order when the model fails: comma-separated model ids.",
     )
+    fallback_cost_ceiling = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="The most a fallback may cost for the same call, as a multiple of the "
+        "model's cost: 1.00 allows no pricier fallback, 3.00 allows up to three times. A "
+        "fallback above it is skipped. Empty: no opinion (the global allocation decides, "
+        "else any fallback may be used).",
+    )
     cache_ttl = models.CharField(
         "cache TTL",
         max_length=3,
@@ -80,6 +91,10 @@ class ModelAllocation(models.Model):
             models.CheckConstraint(
                 condition=Q(temperature__gte=0, temperature__lte=1),
                 name="allocation_temperature_0_to_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(fallback_cost_ceiling__isnull=True) | Q(fallback_cost_ceiling__gt=0),
+                name="allocation_fallback_cost_ceiling_positive",
             ),
         ]
 
@@ -135,6 +150,19 @@ class ModelAllocation(models.Model):
             if name == self.model:
                 errors["fallback_models"] = f"{name} is the main model; a fallback must differ."
                 break
+        if not errors and self.fallback_cost_ceiling is not None:
+            from allocation.failover_cost import fallbacks_above_ceiling
+
+            above = fallbacks_above_ceiling(
+                self.model.strip(), self.fallbacks, self.fallback_cost_ceiling, self.max_tokens
+            )
+            if above:
+                # A fallback that can never be used only looks like protection.
+                errors["fallback_cost_ceiling"] = (
+                    "Above this ceiling, these fallbacks would never be used: "
+                    + "; ".join(above)
+                    + ". Raise the ceiling or remove them."
+                )
         if errors:
             raise ValidationError(errors)
 

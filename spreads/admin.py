@@ -132,7 +132,7 @@ class SpreadAdmin(admin.ModelAdmin):
             try:
                 config = get_allocator().get_config(task_type, spread=obj)
             except AllocationError as exc:
-                rows.append((task_type.label, str(exc), "", "", ""))
+                rows.append((task_type.label, str(exc), "", "", "", ""))
                 continue
             sources = config.sources
             rows.append(
@@ -142,17 +142,22 @@ class SpreadAdmin(admin.ModelAdmin):
                     f"{config.max_tokens} ({sources['max_tokens']})",
                     f"{config.temperature} ({sources['temperature']})",
                     f"{', '.join(config.fallbacks) or '-'} ({sources['fallbacks']})",
+                    f"{_ceiling(config.fallback_cost_ceiling)} "
+                    f"({sources['fallback_cost_ceiling']})",
                 )
             )
-        body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows
-        )
+        body = format_html_join("", "<tr>" + "<td>{}</td>" * 6 + "</tr>", rows)
         return format_html(
             '<div class="scroll-box" tabindex="0" role="region" aria-label="Models the next '
             'reading will use"><table><thead><tr><th>Task</th><th>Model</th><th>Max tokens</th>'
-            "<th>Temperature</th><th>Fallbacks</th></tr></thead><tbody>{}</tbody></table></div>",
+            "<th>Temperature</th><th>Fallbacks</th><th>Fallback cost ceiling</th></tr></thead>"
+            "<tbody>{}</tbody></table></div>",
             body,
         )
+
+
+def _ceiling(value) -> str:
+    return f"{value}x the model's cost" if value is not None else "none"
 
 
 class PromptTemplateForm(forms.ModelForm):

@@ -196,3 +196,32 @@ def test_it_says_when_a_model_s_limit_has_never_moved(staff_client):
     page = staff_client.get(f"{STATES_URL}{state.pk}/change/").content.decode()
 
     assert "No changes yet" in page
+
+
+def test_staff_set_a_fallback_cost_ceiling_and_see_when_it_rules_a_fallback_out(staff_client):
+    from allocation.models import ModelAllocation, TaskType
+
+    card = ModelAllocation.objects.get(task_type=TaskType.CARD_INTERPRETATION, spread=None)
+    url = f"/admin/allocation/modelallocation/{card.pk}/change/"
+    form = {
+        "task_type": card.task_type,
+        "spread": "",
+        "model": card.model,
+        "max_tokens": card.max_tokens,
+        "temperature": card.temperature,
+        "fallback_models": "claude-haiku-4-5",  # ten times claude-haiku-5-5's price
+        "cache_ttl": "",
+    }
+
+    refused = staff_client.post(url, {**form, "fallback_cost_ceiling": "2"})
+
+    assert refused.status_code == 200
+    assert "claude-haiku-4-5 costs 10.00x claude-haiku-5-5" in refused.content.decode()
+    card.refresh_from_db()
+    assert card.fallback_cost_ceiling is None  # nothing stored
+
+    saved = staff_client.post(url, {**form, "fallback_cost_ceiling": "10"})
+
+    assert saved.status_code == 302
+    card.refresh_from_db()
+    assert str(card.fallback_cost_ceiling) == "10.00"

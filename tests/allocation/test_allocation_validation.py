@@ -74,3 +74,43 @@ def test_it_rejects_a_global_max_tokens_no_spread_allows():
     errors = errors_of(allocation(max_tokens=999_999))
 
     assert "No spread allows calls of more than" in errors["max_tokens"][0]
+
+
+def priced(model, input_per_mtok, output_per_mtok):
+    ModelPrice.objects.create(
+        model=model,
+        input_per_mtok=Decimal(input_per_mtok),
+        output_per_mtok=Decimal(output_per_mtok),
+    )
+
+
+def test_it_refuses_a_fallback_cost_ceiling_that_no_fallback_could_meet():
+    priced("claude-cheap-1", "1", "5")
+    priced("claude-dear-1", "3", "15")  # three times the price, whatever the mix
+
+    errors = errors_of(
+        allocation(
+            model="claude-cheap-1",
+            fallback_models="claude-dear-1",
+            fallback_cost_ceiling=Decimal("2.00"),
+        )
+    )
+
+    message = errors["fallback_cost_ceiling"][0]
+    assert "claude-dear-1 costs 3.00x claude-cheap-1" in message
+    assert "would never be used" in message
+
+
+def test_it_accepts_a_fallback_cost_ceiling_every_fallback_meets():
+    priced("claude-cheap-1", "1", "5")
+    priced("claude-dear-1", "3", "15")
+
+    allocation(
+        model="claude-cheap-1",
+        fallback_models="claude-dear-1",
+        fallback_cost_ceiling=Decimal("3.00"),
+    ).full_clean(validate_constraints=False)
+
+
+def test_it_refuses_a_fallback_cost_ceiling_of_zero():
+    assert "fallback_cost_ceiling" in errors_of(allocation(fallback_cost_ceiling=Decimal("0")))

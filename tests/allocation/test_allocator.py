@@ -2,6 +2,7 @@
 field by field, read afresh for every reading."""
 
 import logging
+from decimal import Decimal
 
 import pytest
 
@@ -26,7 +27,11 @@ def test_it_uses_the_global_allocation_when_nothing_else_is_set(celtic_cross):
 
     assert card.model == "claude-haiku-5-5"
     assert card.fallbacks == ("claude-haiku-4-5",)
-    assert set(card.sources.values()) == {Layer.GLOBAL}
+    assert card.sources == {
+        **dict.fromkeys(["model", "max_tokens", "temperature", "fallbacks"], Layer.GLOBAL),
+        # The seed sets no ceiling: no layer has an opinion.
+        "fallback_cost_ceiling": Layer.DEFAULT,
+    }
 
 
 def test_a_spread_allocation_beats_the_global_one(celtic_cross):
@@ -69,7 +74,46 @@ def test_the_environment_beats_the_spread_field_by_field(celtic_cross, monkeypat
         "max_tokens": Layer.SPREAD,
         # A spread allocation states its whole fallback list, even an empty one.
         "fallbacks": Layer.SPREAD,
+        "fallback_cost_ceiling": Layer.DEFAULT,
     }
+
+
+def test_a_fallback_cost_ceiling_comes_from_the_spread_then_the_global_allocation(celtic_cross):
+    assert config(spread=celtic_cross).fallback_cost_ceiling is None  # the seed sets none
+    ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION, spread=None).update(
+        fallback_cost_ceiling=Decimal("1.50")
+    )
+    assert config(spread=celtic_cross).fallback_cost_ceiling == Decimal("1.50")
+
+    ModelAllocation.objects.create(
+        task_type=TaskType.CARD_INTERPRETATION,
+        spread=celtic_cross,
+        model="claude-haiku-5-5",
+        fallback_models="claude-haiku-4-5",
+        fallback_cost_ceiling=Decimal("12"),
+    )
+    card = config(spread=celtic_cross)
+    assert (card.fallback_cost_ceiling, card.sources["fallback_cost_ceiling"]) == (
+        Decimal("12"),
+        Layer.SPREAD,
+    )
+
+
+def test_the_environment_can_set_the_fallback_cost_ceiling(celtic_cross, monkeypatch):
+    monkeypatch.setenv("CELTIC_CROSS_CARD_FALLBACK_COST_CEILING", "2.5")
+
+    card = config(spread=celtic_cross)
+
+    assert card.fallback_cost_ceiling == Decimal("2.5")
+    assert card.sources["fallback_cost_ceiling"] == Layer.ENVIRONMENT
+
+
+@pytest.mark.parametrize("raw", ["cheap", "0", "-1", "NaN"])
+def test_a_bad_fallback_cost_ceiling_in_the_environment_is_named(celtic_cross, monkeypatch, raw):
+    monkeypatch.setenv("CELTIC_CROSS_CARD_FALLBACK_COST_CEILING", raw)
+
+    with pytest.raises(AllocationError, match="CELTIC_CROSS_CARD_FALLBACK_COST_CEILING"):
+        config(spread=celtic_cross)
 
 
 def test_the_environment_override_names_the_spread(celtic_cross, monkeypatch):

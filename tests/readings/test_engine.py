@@ -160,6 +160,36 @@ def test_an_overloaded_primary_model_is_retried_then_falls_back_and_the_log_show
     assert reading.fallbacks == 1
 
 
+def test_a_fallback_dearer_than_the_allocations_cost_ceiling_is_never_called(emulator):
+    # The seeded card fallback, claude-haiku-4-5, costs ten times claude-haiku-5-5.
+    ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION, spread=None).update(
+        fallback_cost_ceiling=Decimal("2.00")
+    )
+    emulator.configure(overloaded_models=frozenset({"claude-haiku-5-5"}))
+
+    reading = read("three_card")
+
+    assert reading.status == ReadingStatus.FAILED
+    assert "fallback cost ceiling of 2.00x" in reading.error
+    assert "claude-haiku-4-5: skipped, it would cost 10.00x" in reading.error
+    models_called = set(LLMCall.objects.filter(reading=reading).values_list("model", flat=True))
+    assert models_called == {"claude-haiku-5-5"}
+
+
+def test_a_fallback_within_the_cost_ceiling_still_rescues_the_task(emulator):
+    ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION, spread=None).update(
+        fallback_cost_ceiling=Decimal("10.00")
+    )
+    emulator.configure(overloaded_models=frozenset({"claude-haiku-5-5"}))
+
+    reading = read("three_card")
+
+    assert reading.status == ReadingStatus.DONE
+    assert reading.tasks.get(task_type=TaskType.CARD_INTERPRETATION).model_used == (
+        "claude-haiku-4-5"
+    )
+
+
 def test_a_model_that_always_fails_ends_the_reading_failed_and_keeps_finished_work(emulator):
     ModelAllocation.objects.filter(task_type=TaskType.ADVICE, spread=None).update(
         model="claude-opus-4-1", fallback_models="claude-3-haiku-20240307"
