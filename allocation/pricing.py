@@ -77,6 +77,26 @@ def costs_on(models: list[str], usage: TokenUsage) -> dict[str, Decimal | None]:
     return costs
 
 
+class Pricer:
+    """cost_of for many usages on a few models, each model's override read from the database
+    once: a report prices dozens of token sums without a query apiece."""
+
+    def __init__(self, models=()):
+        self._overrides = {
+            price.model: price for price in ModelPrice.objects.filter(model__in=set(models))
+        }
+        self._looked_up = set(models)
+
+    def cost(self, model: str, usage: TokenUsage) -> Decimal:
+        """What `usage` costs on `model`; UnknownModelPrice if nobody can price it."""
+        if model not in self._looked_up:
+            self._looked_up.add(model)
+            override = ModelPrice.objects.filter(model=model).first()
+            if override is not None:
+                self._overrides[model] = override
+        return _priced(model, usage, self._overrides.get(model))
+
+
 def _priced(model: str, usage: TokenUsage, override: ModelPrice | None) -> Decimal:
     if override:
         return override_cost(override, usage)

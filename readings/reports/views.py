@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from allocation.models import TaskType
-from readings.reports import selectors
+from readings.reports import savings, selectors
 from readings.reports.chart import (
     NARROW,
     OTHER_COLOUR,
@@ -143,7 +143,8 @@ def costs_page(request):
     summary = selectors.cost_summary(**args)
     labels = dict(TaskType.choices)
     options = selectors.model_options(start=args["start"], end=args["end"], spread=args["spread"])
-    for row in [*summary["by_task_type"], *options]:
+    saved = savings.savings_summary(**args)
+    for row in [*summary["by_task_type"], *options, *saved["by_task_type"], *saved["failover"]]:
         row["label"] = labels.get(row["task_type"], row["task_type"])
         row["colour"] = TASK_COLOURS.get(row["task_type"], OTHER_COLOUR)
     chart_data = {
@@ -162,11 +163,12 @@ def costs_page(request):
         ],
         csv_links={
             group: f"{reverse('reports:costs_csv')}?{_query(args, group=group)}"
-            for group in selectors.GROUPS
+            for group in CSV_GROUPS
         },
         api_link=f"{reverse('reports:costs_api')}?{_query(args)}",
         limits=_limits(args),
         options=options,
+        savings=saved,
         spread_filter=args["spread"],
         today=timezone.now().date(),
     )
@@ -199,13 +201,31 @@ def _csv_value(value) -> str:
     return text
 
 
+# The summary's groupings, and the calls that failed over with what that cost.
+CSV_GROUPS = [*selectors.GROUPS, "failover"]
+
+
+def _csv_table(group: str, args: dict) -> tuple[list[str], list[dict]]:
+    """The columns and rows of one CSV export; task types and models carry the caching,
+    batch and failover figures after the summary's metrics."""
+    if group == "failover":
+        rows = savings.savings_summary(**args)["failover"]
+        return [*savings.FAILOVER_COLUMNS, "unpriced_calls"], rows
+    rows = selectors.cost_rows(group=group, **args)
+    columns = [*selectors.GROUPS[group], *selectors.METRIC_NAMES]
+    if group in ("task_type", "model"):
+        rows = savings.with_savings(rows, group=group, savings=savings.savings_summary(**args))
+        columns += savings.FIGURES
+    return columns, rows
+
+
 @staff_required
 def costs_csv(request):
     form = CostReportForm(request.GET)
     group = request.GET.get("group", "day")
-    if group not in selectors.GROUPS:
+    if group not in CSV_GROUPS:
         return HttpResponse(
-            f"Unknown group {group!r}: use one of {', '.join(selectors.GROUPS)}.\n",
+            f"Unknown group {group!r}: use one of {', '.join(CSV_GROUPS)}.\n",
             status=400,
             content_type="text/plain; charset=utf-8",
         )
@@ -215,8 +235,7 @@ def costs_csv(request):
             "\n".join(problems) + "\n", status=400, content_type="text/plain; charset=utf-8"
         )
     args = form.selector_args()
-    rows = selectors.cost_rows(group=group, **args)
-    columns = [*selectors.GROUPS[group], *selectors.METRIC_NAMES]
+    columns, rows = _csv_table(group, args)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = (
         f'attachment; filename="costs-{group}-{args["start"]}-to-{args["end"]}.csv"'
@@ -265,7 +284,10 @@ class CostSummaryAPI(APIView):
                 "by_day_task_type and per_reading; money as decimal strings in USD. limits: "
                 "each model's live adaptive limit, configured maximum, calls in flight and "
                 "circuit breaker (models), and the limit changes in the range (history, "
-                "newest first, at most 100).",
+                "newest first, at most 100). savings: the cache hit ratio, the savings "
+                "from caching and from batches and the extra cost of failover, in total, "
+                "by_task_type, by_model, and each failover (task type, fallback model, "
+                "requested model); figures priced now from the token sums.",
             ),
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="errors, by field."),
         },
@@ -277,4 +299,5 @@ class CostSummaryAPI(APIView):
         args = form.selector_args()
         summary = selectors.cost_summary(**args)
         summary["limits"] = _limits(args)
+        summary["savings"] = savings.savings_summary(**args)
         return Response(_jsonable(summary))
