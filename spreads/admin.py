@@ -7,7 +7,7 @@ from django.utils.html import escape, format_html, format_html_join
 
 from allocation.allocator import AllocationError, get_allocator
 from allocation.models import TaskType
-from spreads import prompt_editor
+from spreads import prompt_editor, prompt_engine
 from spreads.models import Card, Position, PromptTemplate, Spread
 
 
@@ -172,6 +172,10 @@ class PromptTemplateForm(forms.ModelForm):
 
     def clean_body(self):
         body = self.cleaned_data["body"]
+        # Before rendering anything: a refused tag ({% debug %}, {% load %}...) is named as such.
+        refused = prompt_engine.refusal(body)
+        if refused:
+            raise forms.ValidationError(refused)
         shown = prompt_editor.preview(
             body,
             spread=prompt_editor.sample_spread_for(
@@ -245,6 +249,8 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             preview_url=reverse("admin:spreads_prompttemplate_preview"),
             sample_spread=spread,
             known_variables=prompt_editor.KNOWN_VARIABLES,
+            allowed_tags=prompt_engine.ALLOWED_TAGS,
+            allowed_filters=prompt_engine.ALLOWED_FILTERS,
             builtin_name=name if prompt_editor.builtin_source(name) is not None else "",
         )
         return super().render_change_form(request, context, add, change, form_url, obj)

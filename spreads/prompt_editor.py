@@ -1,7 +1,8 @@
 """What the prompt template editor shows staff: the built-in templates, and a preview of a
 template rendered against a sample reading with the variables it does not know.
 
-Rendering uses the prompts' own engine settings (spreads.prompts), with one difference: a
+Rendering uses the prompts' own restricted engine (spreads.prompt_engine: a template using a
+tag or filter outside its allow-list is refused, naming it), with one difference: a
 variable that does not resolve renders as a marker instead of nothing, so a misspelt name
 (`{{ qestion }}`, `{{ c.card.nmae }}`) is caught instead of silently leaving a hole in the
 prompt sent to the model.
@@ -9,13 +10,13 @@ prompt sent to the model.
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
 
 from django.conf import settings
-from django.template import Context, Engine, TemplateSyntaxError
+from django.template import Context, TemplateSyntaxError
 
+from spreads import prompt_engine
 from spreads.models import PromptTemplate, Spread
-from spreads.prompts import _engine, sample_context
+from spreads.prompts import sample_context
 
 BUILTIN_DIR = settings.BASE_DIR / "templates" / "reading"
 # What spreads.prompts.PromptContext hands every template.
@@ -24,7 +25,9 @@ KNOWN_VARIABLES = [
     "spread",
     "cards",
     "batch",
+    "positions",
     "card_results",
+    "result_groups",
     "overall",
     "relationships",
 ]
@@ -32,17 +35,8 @@ _MARK = "\x00unknown:{}\x00"
 _MARKED = re.compile("\x00unknown:(.*?)\x00")
 
 
-@cache
-def _checking_engine() -> Engine:
-    engine = _engine()
-    return Engine(
-        dirs=engine.dirs,
-        app_dirs=engine.app_dirs,
-        autoescape=engine.autoescape,
-        libraries=engine.libraries,
-        builtins=[b for b in engine.builtins if b not in Engine.default_builtins],
-        string_if_invalid=_MARK.format("%s"),
-    )
+def _checking_engine() -> prompt_engine.PromptEngine:
+    return prompt_engine.engine(string_if_invalid=_MARK.format("%s"))
 
 
 @dataclass
@@ -85,6 +79,9 @@ def sample_spread_for(name: str) -> Spread | None:
 def preview(body: str, *, spread: Spread | None = None) -> Preview:
     """The template rendered against a sample reading of `spread`, and the variables in it
     that do not resolve there, in order of appearance."""
+    refused = prompt_engine.refusal(body)
+    if refused:
+        return Preview(error=refused)
     try:
         template = _checking_engine().from_string(body)
         rendered = template.render(Context(sample_context(spread).as_dict(), autoescape=False))

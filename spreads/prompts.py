@@ -1,8 +1,11 @@
 """Prompt templates: find them, render them, and check them before staff save them.
 
 A template stored in the database (PromptTemplate, edited in the admin) overrides the file
-of the same name in templates/reading/. Prompts are plain text, so autoescape is off; the
-querent's question reaches a template only as a variable, never as template code.
+of the same name in templates/reading/. Templates render in a restricted engine (an
+allow-list of tags and filters, spreads.prompt_engine) against plain values built from the
+reading in one place (spreads.prompt_data), never against ORM objects. Prompts are plain
+text, so autoescape is off; the querent's question reaches a template only as a variable,
+never as template code.
 
 Every call's prompt is built in the same order, most shared first, so that the provider can
 cache what calls have in common (identical bytes, up to a cache breakpoint):
@@ -13,21 +16,16 @@ cache what calls have in common (identical bytes, up to a cache breakpoint):
 """
 
 from dataclasses import dataclass, field
-from functools import cache
 
-from django.conf import settings
-from django.template import Context, Engine, TemplateDoesNotExist, TemplateSyntaxError
+from django.template import Context, TemplateDoesNotExist, TemplateSyntaxError
 
 from spreads.models import Card, Position, PromptTemplate, Spread
+from spreads.prompt_data import template_data
+from spreads.prompt_engine import engine, refusal
 
 
-@cache
-def _engine() -> Engine:
-    # strict about unknown tags (TemplateSyntaxError) but lenient about missing variables,
-    # so one template serves every phase.
-    return Engine(dirs=[settings.BASE_DIR / "templates" / "reading"], autoescape=False)
-
-
+# A prompt's inputs, as the engine and the estimates hold them (ORM objects). Templates never
+# see these: PromptContext.as_dict hands them spreads.prompt_data's plain copies.
 @dataclass(frozen=True)
 class DrawnCard:
     position: Position
@@ -53,34 +51,6 @@ class CardResult:
     text: str
 
 
-@dataclass(frozen=True)
-class ResultGroup:
-    """Text written about one card, or about several when a batch's answer could not be
-    split by position: it is then shown once under all its cards, never repeated per card."""
-
-    results: tuple[CardResult, ...]
-    text: str
-
-    @property
-    def heading(self) -> str:
-        if len(self.results) == 1:
-            r = self.results[0]
-            return f"{r.position.name}, {r.card.name} ({r.orientation})"
-        # The layout already names each position's card.
-        *first, last = [r.position.name for r in self.results]
-        return f"{', '.join(first)} and {last}, together"
-
-
-def group_results(results: list[CardResult]) -> list[ResultGroup]:
-    groups: list[ResultGroup] = []
-    for result in results:
-        if groups and groups[-1].text == result.text:
-            groups[-1] = ResultGroup(results=(*groups[-1].results, result), text=result.text)
-        else:
-            groups.append(ResultGroup(results=(result,), text=result.text))
-    return groups
-
-
 @dataclass
 class PromptContext:
     question: str
@@ -98,17 +68,8 @@ class PromptContext:
         return [c.position for c in self.cards]
 
     def as_dict(self) -> dict:
-        return {
-            "question": self.question,
-            "spread": self.spread,
-            "positions": self.positions,
-            "cards": self.cards,
-            "batch": self.batch,
-            "card_results": self.card_results,
-            "result_groups": group_results(self.card_results),
-            "overall": self.overall,
-            "relationships": self.relationships,
-        }
+        """What templates see: plain values, never the ORM objects above."""
+        return template_data(self)
 
 
 # The shared parts, most shared first (see the module docstring); each call's own
@@ -184,7 +145,7 @@ def template_exists(name: str) -> bool:
     if PromptTemplate.objects.filter(name=name).exists():
         return True
     try:
-        _engine().get_template(name)
+        engine().get_template(name)
     except TemplateDoesNotExist:
         return False
     except TemplateSyntaxError:
@@ -203,7 +164,7 @@ def template_name_for(spread: Spread, kind: str) -> str:
 
 def render_prompt(name: str, context: PromptContext) -> str:
     stored = PromptTemplate.objects.filter(name=name).values_list("body", flat=True).first()
-    template = _engine().from_string(stored) if stored is not None else _engine().get_template(name)
+    template = engine().from_string(stored) if stored is not None else engine().get_template(name)
     return template.render(Context(context.as_dict(), autoescape=False)).strip()
 
 
@@ -250,12 +211,14 @@ def sample_context(spread: Spread | None = None) -> PromptContext:
 
 
 def render_problem(body: str) -> str | None:
-    """None if the template text renders against a sample reading, else what is wrong."""
+    """None if the template text keeps to the allowed tags and filters and renders against a
+    sample reading, else what is wrong."""
+    refused = refusal(body)
+    if refused:
+        return refused
     try:
         rendered = (
-            _engine()
-            .from_string(body)
-            .render(Context(sample_context().as_dict(), autoescape=False))
+            engine().from_string(body).render(Context(sample_context().as_dict(), autoescape=False))
         )
     except TemplateSyntaxError as exc:
         return f"The template does not compile: {exc}"
@@ -272,7 +235,7 @@ def template_problem(name: str) -> str | None:
     if stored is not None:
         return render_problem(stored)
     try:
-        source = _engine().get_template(name).source
+        source = engine().get_template(name).source
     except TemplateDoesNotExist:
         return (
             f"No prompt template named {name!r}: add it under Prompt templates "
