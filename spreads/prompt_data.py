@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from spreads.question_fence import fence_question
+
 if TYPE_CHECKING:
     from spreads.models import Card, Position, Spread
     from spreads.prompts import CardResult, DrawnCard, PromptContext
@@ -78,7 +80,7 @@ def template_data(context: PromptContext) -> dict[str, object]:
     """The variables every prompt template is rendered with."""
     card_results = tuple(_card_result(r) for r in context.card_results)
     return {
-        "question": str(context.question),
+        "question": fence_question(context.question),
         "spread": _spread(context.spread),
         "positions": tuple(_position(p) for p in context.positions),
         "cards": tuple(_drawn_card(d) for d in context.cards),

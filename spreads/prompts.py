@@ -5,7 +5,7 @@ of the same name in templates/reading/. Templates render in a restricted engine 
 allow-list of tags and filters, spreads.prompt_engine) against plain values built from the
 reading in one place (spreads.prompt_data), never against ORM objects. Prompts are plain
 text, so autoescape is off; the querent's question reaches a template only as a variable,
-never as template code.
+never as template code, fenced so that it cannot close its fence (spreads.question_fence).
 
 Every call's prompt is built in the same order, most shared first, so that the provider can
 cache what calls have in common (identical bytes, up to a cache breakpoint):
