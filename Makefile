@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 ## Set everything up and serve the platform at http://127.0.0.1:8000 (Ctrl-C stops it all).
 run: install
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py ensure_staff
 	$(PY) manage.py serve
 

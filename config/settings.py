@@ -74,6 +74,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, the API docs') from the web server itself, with DEBUG off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything parses the request: size, depth and NUL bytes (operations/request_limits).
     "operations.request_limits.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -105,13 +107,32 @@ TEMPLATES = [
 # SQLite by default so `make run` needs nothing installed; `make test` and production
 # point DATABASE_URL at Postgres.
 try:
-    DATABASES = {
-        "default": dj_database_url.config(
-            default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60
-        )
-    }
+    DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+# Postgres connections come from a pool per process (psycopg_pool, through Django), at most
+# DATABASE_POOL_MAX of them: the web server, each worker process and each bench process can
+# never hold more, however many requests or readings they serve at once. A request or
+# reading step that finds them all busy waits up to DATABASE_POOL_TIMEOUT_S for one.
+# Postgres allows 100 connections for everything (README, "Production" says how to add up).
+DATABASE_POOL_MAX = envint("DATABASE_POOL_MAX", 6)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Which part of the platform holds a connection, in pg_stat_activity: `serve` names its
+    # web server and worker (tarot-web, tarot-worker).
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = os.environ.get(
+        "DB_APPLICATION_NAME", "tarot"
+    )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX:
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 0,
+        "max_size": DATABASE_POOL_MAX,
+        "timeout": envint("DATABASE_POOL_TIMEOUT_S", 10),
+        # A connection idle this long is closed: a quiet process holds none.
+        "max_idle": 60,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 60
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -136,6 +157,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# `collectstatic` fills STATIC_ROOT in production (compressed, with hashed names); without it
+# (`make run`, tests) WhiteNoise finds the files where the apps keep them.
+WHITENOISE_USE_FINDERS = True
 # The project's own files (the favicon); each app keeps its own under <app>/static/.
 STATICFILES_DIRS = [BASE_DIR / "static"]
 

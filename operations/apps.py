@@ -7,3 +7,8 @@ class OperationsConfig(AppConfig):
 
     name = "operations"
     verbose_name = "Operations"
+
+    def ready(self):
+        from operations import connection_pools
+
+        connection_pools.install()

@@ -5,10 +5,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from benchmarks.workers import database_url
 from tests.polling import wait_for
@@ -75,6 +79,64 @@ def test_it_serves_the_admin_and_the_emulator_and_ctrl_c_stops_everything(tmp_pa
     assert not answers(f"http://127.0.0.1:{web}/admin/login/")
     assert not answers(f"http://127.0.0.1:{emulator}/_emulator/stats")
     assert [pid for pid in children if alive(pid)] == [], "a child outlived serve"
+
+
+def web_connections(dbname: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            [dbname, "tarot-web"],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_web_server_takes_a_burst_serves_static_files_and_keeps_its_pool_bound(tmp_path):
+    web = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), "DATABASE_POOL_MAX": "3"}
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        serve = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--no-worker", "--addr", f"127.0.0.1:{web}"],
+            cwd=settings.BASE_DIR,
+            env={**env, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": "x"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{web}"
+            wait_for(
+                lambda: answers(f"{base}/healthz"),
+                timeout=60,
+                what="the web server",
+                explain=log.read_text,
+            )
+            # With DEBUG off (the default): the admin's and the API docs' static files.
+            assert answers(f"{base}/static/admin/css/base.css")
+
+            # 60 requests at once, each of which uses the database.
+            def get(_):
+                try:
+                    with urllib.request.urlopen(f"{base}/healthz", timeout=30) as response:
+                        return response.status
+                except urllib.error.HTTPError as exc:
+                    return exc.code
+                except OSError as exc:
+                    return repr(exc)
+
+            dbname = connection.settings_dict["NAME"]
+            peak = 0
+            with ThreadPoolExecutor(max_workers=60) as pool:
+                results = pool.map(get, range(60))
+                for _ in range(20):
+                    peak = max(peak, web_connections(dbname))
+                    time.sleep(0.02)
+                statuses = list(results)
+        finally:
+            serve.send_signal(signal.SIGINT)
+            serve.wait(timeout=30)
+
+    assert all(isinstance(s, int) for s in statuses), "no connection refused or reset"
+    assert 1 <= peak <= 3, "the web server holds at most DATABASE_POOL_MAX connections"
 
 
 def alive(pid: int) -> bool:

@@ -16,6 +16,37 @@ from django.core.management.base import BaseCommand
 EMULATOR_PORT = 8765
 
 
+# Connections the kernel queues for the web server before it accepts them: a burst of
+# simultaneous readings must wait in line, not be reset (runserver's backlog was 10).
+LISTEN_BACKLOG = 2048
+
+
+def web_server_command(addr: str) -> list[str]:
+    """uvicorn, an ASGI server: it streams responses (a live reading's Server-Sent Events)
+    without holding a thread per open stream. Static files come from WhiteNoise inside the
+    app. WEB_PROCESSES (default 1) adds processes; each has its own DATABASE_POOL_MAX."""
+    host, _, port = addr.rpartition(":")
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        host or "127.0.0.1",
+        "--port",
+        port,
+        "--workers",
+        os.environ.get("WEB_PROCESSES", "1"),
+        "--backlog",
+        str(LISTEN_BACKLOG),
+        "--lifespan",
+        "off",
+        # Open event streams must not keep Ctrl-C waiting for ever.
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+
+
 class Command(BaseCommand):
     help = "Serve the platform at 127.0.0.1:8000 with its worker (and the emulator without a key)."
 
@@ -42,14 +73,15 @@ class Command(BaseCommand):
         if not no_worker:
             children.append(
                 subprocess.Popen(
-                    [sys.executable, "manage.py", "qcluster"], env=env, cwd=settings.BASE_DIR
+                    [sys.executable, "manage.py", "qcluster"],
+                    env={**env, "DB_APPLICATION_NAME": "tarot-worker"},
+                    cwd=settings.BASE_DIR,
                 )
             )
         children.append(
             subprocess.Popen(
-                # --insecure: the admin's static files also when DEBUG is off (the default).
-                [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", addr],
-                env=env,
+                web_server_command(addr),
+                env={**env, "DB_APPLICATION_NAME": "tarot-web"},
                 cwd=settings.BASE_DIR,
             )
         )
