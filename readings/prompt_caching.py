@@ -10,7 +10,7 @@ is marked only where a read can follow:
   then advice). Calls of one phase start together, so none of them could read another's
   write: marking them would pay the write premium for nothing.
 A model choice that puts a reading's later tasks on different models breaks that sharing;
-`sharing_notes` says so for staff.
+readings.cache_sharing says where, for staff in the spread admin.
 """
 
 from dataclasses import dataclass
@@ -83,28 +83,3 @@ def cache_ttls(
         lifted = CacheTTL.ONE_HOUR in ttls.values()
         ttls[GUIDE] = CacheTTL.ONE_HOUR if lifted else guide_ttl
     return ttls
-
-
-def sharing_notes(calls: list[PlannedCall], guide_tokens: int) -> list[str]:
-    """Where the allocation keeps a reading's calls from sharing cached prompt parts."""
-    notes = []
-    later = [c for c in calls if c.phase > 1]
-    models = {c.model for c in later}
-    if len(models) > 1:
-        by_model = ", ".join(
-            f"{', '.join(c.task_type.replace('_', ' ') for c in later if c.model == m)} on {m}"
-            for m in sorted(models)
-        )
-        notes.append(
-            f"The later calls run on {len(models)} models ({by_model}): caches are per model, "
-            "so only calls on the same model share the question, layout and card results."
-        )
-    for model in sorted({c.model for c in calls}):
-        minimum = min_cacheable_tokens(model)
-        if guide_tokens < minimum:
-            tasks = ", ".join(c.task_type.replace("_", " ") for c in calls if c.model == model)
-            notes.append(
-                f"The guide (about {guide_tokens:,} tokens) is shorter than {model}'s minimum "
-                f"cacheable prompt ({minimum:,}): {tasks} cannot cache it on its own."
-            )
-    return notes

@@ -7,6 +7,7 @@ from django.utils.html import escape, format_html, format_html_join
 
 from allocation.allocator import AllocationError, get_allocator
 from allocation.models import TaskType
+from readings import cache_sharing
 from spreads import prompt_editor, prompt_engine
 from spreads.models import Card, Position, PromptTemplate, Spread
 
@@ -111,8 +112,9 @@ class SpreadAdmin(admin.ModelAdmin):
             },
         ),
         ("What the next reading will use", {"fields": ["effective_allocations"]}),
+        ("Prompt cache sharing", {"fields": ["cache_sharing"]}),
     ]
-    readonly_fields = ["effective_allocations"]
+    readonly_fields = ["effective_allocations", "cache_sharing"]
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         # The admin shows help texts as HTML; ours are plain text with <slug> in them.
@@ -153,6 +155,23 @@ class SpreadAdmin(admin.ModelAdmin):
             "<th>Temperature</th><th>Fallbacks</th><th>Fallback cost ceiling</th></tr></thead>"
             "<tbody>{}</tbody></table></div>",
             body,
+        )
+
+    @admin.display(description="Where models break sharing")
+    def cache_sharing(self, obj):
+        """Which tasks cannot read each other's cached prompt parts with the models above,
+        and which cache breakpoints are too short to cache anything (readings.cache_sharing)."""
+        if not obj.pk:
+            return "Save the spread to see how its calls share the prompt cache."
+        problems = cache_sharing.sharing_problems(obj)
+        if not problems:
+            return (
+                "Nothing to warn about: every task that could read another's cached prompt "
+                "parts runs on the same model, and every cached prefix is long enough."
+            )
+        return format_html(
+            '<ul class="cache-sharing">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((problem,) for problem in problems)),
         )
 
 

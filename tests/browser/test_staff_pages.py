@@ -61,7 +61,11 @@ def make_history(owner) -> Reading:
                         model="claude-haiku-4-5" if day % 3 else "claude-sonnet-4-5",
                         outcome=outcome,
                         is_retry=outcome == CallOutcome.RATE_LIMITED,
+                        # Haiku days failed over from the requested model: the failover table.
+                        is_fallback=bool(day % 3),
+                        batched=day % 6 == 0,
                         input_tokens=123_456,
+                        cache_read_tokens=45_678 if outcome == CallOutcome.OK else 0,
                         output_tokens=2_345,
                         cost_usd=Decimal("123.45678901") if outcome == CallOutcome.OK else 0,
                         latency_s=4.50759093399995,
