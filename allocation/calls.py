@@ -238,6 +238,16 @@ def _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallb
     )
 
 
+def request_params(model: str, prompt: Prompt, config: AllocationConfig) -> dict:
+    """The Messages API body of one call, as a Message Batches request's params."""
+    return {
+        "model": model,
+        "max_tokens": config.max_tokens,
+        **prompt.request(),
+        **_sampling(config),
+    }
+
+
 def _sampling(config: AllocationConfig) -> dict:
     """The SDK's 1.x signature dropped temperature, so it travels in the request body. The
     API's default (1.0) is left out: models newer than Opus 4.6 reject any explicit value."""

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from budgets.selectors import quota_for
-from readings.models import Reading, ReadingStatus
+from readings.models import Reading, ReadingMode, ReadingStatus
 from readings.tasks import enqueue_reading
 
 
@@ -43,11 +43,16 @@ def dispatch_waiting(owner_id) -> list:
         # One decision per owner at a time: two web processes must not both fill the last slot.
         # (NO KEY: a reading being created for the owner holds a key-share lock on this row.)
         get_user_model().objects.select_for_update(no_key=True).filter(pk=owner_id).first()
-        busy = Reading.objects.filter(
-            owner_id=owner_id,
-            status__in=[ReadingStatus.QUEUED, ReadingStatus.RUNNING],
-            dispatched_at__gte=now - _slot_lifetime(),
-        ).count()
+        busy = (
+            Reading.objects.filter(
+                owner_id=owner_id,
+                status__in=[ReadingStatus.QUEUED, ReadingStatus.RUNNING],
+                dispatched_at__gte=now - _slot_lifetime(),
+            )
+            # A started economy reading waits for its batches, not in the worker's queue.
+            .exclude(mode=ReadingMode.ECONOMY, status=ReadingStatus.RUNNING)
+            .count()
+        )
         free = settings.READINGS_QUEUED_PER_USER - busy
         if free <= 0:
             return []

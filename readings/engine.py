@@ -224,3 +224,19 @@ def run_reading_sync(reading_id, progress: Progress | None = None) -> Reading:
     """Entry point for sync code (the worker task, commands): runs on the process's LLM
     runtime loop so pooled connections are reused across readings."""
     return runtime.run(run_reading(reading_id, progress))
+
+
+# --- For economy readings (readings/economy.py): the same prompts and the same task runs,
+# outside a reading's job.
+
+
+def task_prompt(state: store.ReadingState, task: ReadingTask):
+    """The prompt `task` sends, exactly as a reading's run renders it."""
+    return store.render(state, task.task_type, ReadingRun(state)._context_for(task))
+
+
+async def run_tasks(state: store.ReadingState, tasks: list[ReadingTask]) -> None:
+    """Run pending `tasks` now as standard calls (an economy reading's fallback); each is
+    saved done or failed, as in a reading's run."""
+    reading_run = ReadingRun(state)
+    await asyncio.gather(*(reading_run._run_task(t) for t in tasks), return_exceptions=True)

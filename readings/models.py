@@ -15,6 +15,14 @@ class ReadingStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class ReadingMode(models.TextChoices):
+    """How a reading's calls are sent: at once, or through the Message Batches API at half
+    price, in minutes to hours (readings/economy.py)."""
+
+    STANDARD = "standard", "Standard"
+    ECONOMY = "economy", "Economy (Message Batches, half price, slower)"
+
+
 class Reading(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -27,6 +35,9 @@ class Reading(models.Model):
     )
     spread = models.ForeignKey("spreads.Spread", on_delete=models.PROTECT, related_name="readings")
     question = models.TextField()
+    mode = models.CharField(
+        max_length=10, choices=ReadingMode.choices, default=ReadingMode.STANDARD
+    )
     status = models.CharField(
         max_length=10, choices=ReadingStatus.choices, default=ReadingStatus.QUEUED
     )
@@ -136,3 +147,79 @@ class ReadingTask(models.Model):
         if self.task_type == TaskType.CARD_INTERPRETATION:
             return f"cards {self.position_indexes}"
         return self.get_task_type_display()
+
+
+class BatchStatus(models.TextChoices):
+    # Its rows are written before the provider is asked, so a crash in between is visible.
+    SUBMITTING = "submitting", "Submitting"
+    IN_PROGRESS = "in_progress", "In progress"
+    ENDED = "ended", "Ended (results stored)"
+    REJECTED = "rejected", "Rejected whole by the provider"
+
+
+class ProviderBatch(models.Model):
+    """One Message Batches API batch: the calls of many economy readings' tasks, on one model.
+
+    The provider's id is stored the moment it answers, so a restarted worker collects the
+    results of the batches it submitted instead of submitting their tasks again.
+    """
+
+    batch_id = models.CharField(
+        max_length=100, blank=True, help_text="The provider's id (msgbatch_...)."
+    )
+    model = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=12, choices=BatchStatus.choices, default=BatchStatus.SUBMITTING
+    )
+    request_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="The provider's message, if it refused it.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "provider batches"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["batch_id"], condition=~Q(batch_id=""), name="one_row_per_provider_batch"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self):
+        return f"{self.batch_id or 'batch (not submitted)'} on {self.model} ({self.status})"
+
+
+class BatchResult(models.TextChoices):
+    WAITING = "", "Waiting"
+    SUCCEEDED = "succeeded", "Succeeded"
+    ERRORED = "errored", "Errored"
+    EXPIRED = "expired", "Expired"
+    CANCELED = "canceled", "Canceled"
+    REJECTED = "rejected", "Batch rejected"
+
+
+class BatchRequest(models.Model):
+    """One request of a batch: custom_id ties the provider's result to its task."""
+
+    batch = models.ForeignKey(ProviderBatch, on_delete=models.CASCADE, related_name="requests")
+    task = models.ForeignKey(ReadingTask, on_delete=models.CASCADE, related_name="batch_requests")
+    custom_id = models.CharField(max_length=64, unique=True)
+    result = models.CharField(
+        max_length=10, choices=BatchResult.choices, default=BatchResult.WAITING, blank=True
+    )
+    error = models.TextField(blank=True)
+    recorded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["batch", "pk"]
+        constraints = [
+            # A task is in at most one batch still waiting for its result: never paid twice.
+            models.UniqueConstraint(
+                fields=["task"], condition=Q(result=""), name="one_waiting_batch_request_per_task"
+            )
+        ]
+
+    def __str__(self):
+        return self.custom_id

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from allocation.allocator import AllocationError, get_allocator
+from allocation.models import TaskType
+from allocation.pricing import price_problem
 from budgets.estimates import EstimateError, ReadingEstimate, estimate_reading
 from budgets.models import CostEstimate
 from budgets.selectors import budgets_applying, quota_for
 from budgets.services import reserve_for_reading
-from readings.models import DrawnCard, Reading
+from readings.models import DrawnCard, Reading, ReadingMode
 from spreads.models import DECK_SIZE, Card, Position, Spread
 from spreads.prompts import DrawnCard as PromptCard
 
@@ -156,13 +159,37 @@ def reading_estimate(request: ReadingRequest) -> ReadingEstimate:
         raise ValidationError({"spread": str(exc)}) from None
 
 
+def validate_mode(mode: str, spread: Spread) -> str:
+    """A known mode; for economy, every allocated model must have a Message Batches price
+    (checked now: a batch's results are paid for before they could be priced)."""
+    if mode not in ReadingMode.values:
+        allowed = ", ".join(f'"{m}"' for m in ReadingMode.values)
+        raise ValidationError({"mode": f"Unknown mode {mode!r}: use one of {allowed}."})
+    if mode == ReadingMode.ECONOMY:
+        allocator = get_allocator()
+        for task_type in TaskType.values:
+            try:
+                model = allocator.get_config(task_type, spread=spread).model
+            except AllocationError:
+                continue  # the reading fails with the allocation's own message, as always
+            if problem := price_problem(model, batched=True):
+                raise ValidationError({"mode": f"Economy is not available: {problem}"})
+    return mode
+
+
 def reading_create(
-    *, owner=None, spread: str | Spread, question: str, cards: list[CardChoice] | None = None
+    *,
+    owner=None,
+    spread: str | Spread,
+    question: str,
+    cards: list[CardChoice] | None = None,
+    mode: str = ReadingMode.STANDARD,
 ) -> Reading:
     """Create a queued reading with its drawn cards, its cost estimate and its reservation
     against every budget that applies, in one transaction: a reading a budget refuses
     (BudgetExceeded) leaves nothing behind. The caller queues it (readings.dispatch)."""
     request = reading_validate(owner=owner, spread=spread, question=question, cards=cards)
+    mode = validate_mode(mode, request.spread)
     exempt = quota_for(owner).exempt_from_budgets
     governed = not exempt and bool(budgets_applying(owner=owner, spread=request.spread))
     try:
@@ -174,7 +201,7 @@ def reading_create(
         estimate = None
     with transaction.atomic():
         reading = Reading.objects.create(
-            owner=owner, spread=request.spread, question=request.question
+            owner=owner, spread=request.spread, question=request.question, mode=mode
         )
         DrawnCard.objects.bulk_create(
             DrawnCard(reading=reading, position=position, card=card, reversed=is_reversed)

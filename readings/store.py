@@ -202,3 +202,22 @@ def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Readi
         # a reading resumed after a crash keeps its reservation.
         release_reading(reading_id)
     return Reading.objects.get(pk=reading_id)
+
+
+def state_for(reading: Reading, *, economy: bool = False) -> ReadingState:
+    """What rendering and calling need, without begin()'s takeover of the reading: economy
+    readings (readings/economy.py) have no job that owns them while their batches wait."""
+    allocator = get_allocator()
+    spread = reading.spread
+    drawn = reading.drawn_cards.select_related("position", "card").order_by("position__index")
+    return ReadingState(
+        reading=reading,
+        spread=spread,
+        cards=[DrawnCard(position=d.position, card=d.card, reversed=d.reversed) for d in drawn],
+        tasks=list(reading.tasks.all()),
+        configs={t: allocator.get_config(t, spread=spread) for t in TaskType.values},
+        templates=template_names(spread, [TaskType(t).kind for t in TaskType.values]),
+        max_concurrent_calls=allocator.max_concurrent_calls(spread),
+        has_reservations=reading.reservations.exists(),
+        economy=economy,
+    )

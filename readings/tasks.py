@@ -1,13 +1,22 @@
 """The worker's job: django-q2 calls run_reading with a reading id. It stays thin: the
 engine reloads the reading and runs only what is unfinished, so a redelivered job resumes."""
 
+from django.db import close_old_connections
 from django_q.tasks import async_task
 
+from readings import economy
 from readings.engine import run_reading_sync
+from readings.models import Reading, ReadingMode
 
 
 def run_reading(reading_id: str) -> str:
-    reading = run_reading_sync(reading_id)
+    close_old_connections()
+    if Reading.objects.filter(pk=reading_id, mode=ReadingMode.ECONOMY).exists():
+        # Its calls wait for batches, which the economy Schedule submits and collects: the
+        # job only starts the reading and frees the worker.
+        reading = economy.start(reading_id)
+    else:
+        reading = run_reading_sync(reading_id)
     if reading.owner_id is not None:
         from readings.dispatch import dispatch_waiting  # it queues through this module
 

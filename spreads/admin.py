@@ -93,7 +93,15 @@ class SpreadAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "slug", "description", "card_count", "is_active"]}),
         (
             "How the reading runs",
-            {"fields": ["supports_parallel", "batch_size", "max_concurrent_calls", "max_tokens"]},
+            {
+                "fields": [
+                    "supports_parallel",
+                    "batch_size",
+                    "max_concurrent_calls",
+                    "max_tokens",
+                    "economy_fallback",
+                ]
+            },
         ),
         (
             "Prompt templates",

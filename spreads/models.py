@@ -49,6 +49,13 @@ class CacheTTL(models.TextChoices):
     ONE_HOUR = "1h", "1 hour (write 2x input)"
 
 
+class EconomyFallback(models.TextChoices):
+    """What happens to an economy reading's task whose batch request expired or errored."""
+
+    STANDARD = "standard", "Run it as a standard call (full price)"
+    FAIL = "fail", "Fail the reading with the provider's message"
+
+
 class TaskKind(models.TextChoices):
     """The four prompts a spread needs; the allocation app maps each to a task type."""
 
@@ -126,6 +133,13 @@ class Spread(models.Model):
         help_text="The question, the layout and the card results, shared by the later calls "
         "of one reading on the same model. Economy readings always keep them an hour, as their "
         "phases are batches that may be an hour apart.",
+    )
+    economy_fallback = models.CharField(
+        max_length=10,
+        choices=EconomyFallback.choices,
+        default=EconomyFallback.STANDARD,
+        help_text="An economy reading's call whose batch request expired or errored: send it "
+        "again at once at the standard price, or fail the reading with the provider's message.",
     )
     is_active = models.BooleanField(default=True, help_text="Inactive spreads accept no readings.")
 

@@ -5,7 +5,8 @@ services.reading_create's, so the API, the `read` command and the bench agree.""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
+from readings import economy
+from readings.models import Reading, ReadingMode, ReadingStatus, ReadingTask, TaskStatus
 from readings.planning import plan_tasks
 from readings.selectors import reading_results
 from spreads.models import DECK_SIZE, Card, Position, Spread
@@ -81,6 +82,18 @@ class ReadingCreateSerializer(serializers.Serializer):
         allow_null=True,
         max_length=MAX_CARDS,
         help_text="One card per position, in position order. Omit it to have the server draw.",
+    )
+    mode = serializers.ChoiceField(
+        choices=ReadingMode.choices,
+        required=False,
+        default=ReadingMode.STANDARD,
+        help_text="standard: calls at once. economy: through the Message Batches API at half "
+        "price; the reading takes minutes to hours (see expected_ready_at).",
+        error_messages={
+            "invalid_choice": "Unknown mode {input!r}: use one of "
+            + ", ".join(f'"{m}"' for m in ReadingMode.values)
+            + "."
+        },
     )
 
 
@@ -173,6 +186,13 @@ class MetricsSerializer(serializers.ModelSerializer):
 class ReadingDetailSerializer(serializers.ModelSerializer):
     spread = SpreadRefSerializer(read_only=True)
     progress = serializers.SerializerMethodField()
+    status_detail = serializers.SerializerMethodField(
+        help_text='"queued for batch" while an economy reading waits for its batches; else empty.'
+    )
+    expected_ready_at = serializers.SerializerMethodField(
+        help_text="When an unfinished economy reading should be done (from recent batches' "
+        "times); null otherwise."
+    )
     results = serializers.SerializerMethodField()
     metrics = MetricsSerializer(source="*", read_only=True)
     # A string, from the Decimal: money is never a float.
@@ -184,7 +204,10 @@ class ReadingDetailSerializer(serializers.ModelSerializer):
             "id",
             "spread",
             "question",
+            "mode",
             "status",
+            "status_detail",
+            "expected_ready_at",
             "error",
             "created_at",
             "started_at",
@@ -204,6 +227,15 @@ class ReadingDetailSerializer(serializers.ModelSerializer):
         done = sum(task.status == TaskStatus.DONE for task in tasks)
         return ProgressSerializer({"done": done, "total": total, "tasks": tasks}).data
 
+    @extend_schema_field(serializers.CharField())
+    def get_status_detail(self, reading) -> str:
+        return economy.STATUS_DETAIL if economy.expected_ready_at(reading) else ""
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_expected_ready_at(self, reading):
+        expected = economy.expected_ready_at(reading)
+        return serializers.DateTimeField().to_representation(expected) if expected else None
+
     @extend_schema_field(ResultsSerializer)
     def get_results(self, reading):
         return ResultsSerializer(reading_results(reading)).data
@@ -216,5 +248,5 @@ class ReadingListSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Reading
-        fields = ["id", "spread", "question", "status", "created_at", "cost_usd", "url"]
+        fields = ["id", "spread", "question", "mode", "status", "created_at", "cost_usd", "url"]
         read_only_fields = fields

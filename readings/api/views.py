@@ -142,6 +142,7 @@ class ReadingCollection(generics.GenericAPIView):
                 spread=data["spread"],
                 question=data["question"],
                 cards=None if cards is None else [CardChoice(**card) for card in cards],
+                mode=data["mode"],
             )
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc

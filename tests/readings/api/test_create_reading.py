@@ -314,3 +314,26 @@ def test_it_reports_every_fields_problem_at_once(as_bob):
     assert response.status_code == 400
     assert set(response.json()) == {"spread", "question"}
     assert not Reading.objects.exists()
+
+
+def test_it_creates_a_standard_reading_unless_asked_otherwise(as_bob):
+    post(as_bob, body())
+
+    assert Reading.objects.get().mode == "standard"
+
+
+def test_it_takes_economy_mode(as_bob):
+    response = post(as_bob, body(mode="economy"))
+
+    assert response.status_code == 202
+    assert Reading.objects.get().mode == "economy"
+
+
+def test_it_refuses_an_unknown_mode_naming_the_allowed_ones(as_bob):
+    response = post(as_bob, body(mode="turbo"))
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "mode": ['Unknown mode \'turbo\': use one of "standard", "economy".']
+    }
+    assert not Reading.objects.exists()

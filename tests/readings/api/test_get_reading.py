@@ -1,8 +1,10 @@
 """GET /api/readings/<id>/: progress while it runs, then the text, the metrics and the cost."""
 
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from allocation.models import TaskType
 from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
@@ -180,3 +182,30 @@ def test_it_answers_404_for_a_reading_that_does_not_exist(as_bob):
 
 def test_it_answers_404_for_an_id_that_is_not_a_uuid(as_bob):
     assert as_bob.get("/api/readings/42/").status_code == 404
+
+
+def test_an_economy_reading_shows_queued_for_batch_with_an_expected_time(as_bob, bob):
+    from readings import economy
+    from readings.services import reading_create
+
+    reading = reading_create(owner=bob, spread="three_card", question="Lisbon?", mode="economy")
+    economy.start(reading.pk)
+
+    data = get(as_bob, reading).json()
+
+    assert data["mode"] == "economy"
+    assert data["status"] == "running"
+    assert data["status_detail"] == "queued for batch"
+    # No batch has ended yet: each of the three phases is expected to take up to an hour.
+    expected = datetime.fromisoformat(data["expected_ready_at"])
+    assert timedelta(hours=2) < expected - timezone.now() < timedelta(hours=4)
+
+
+def test_a_standard_or_finished_reading_has_no_expected_time(as_bob, queued_reading):
+    data = get(as_bob, queued_reading).json()
+
+    assert (data["mode"], data["status_detail"], data["expected_ready_at"]) == (
+        "standard",
+        "",
+        None,
+    )

@@ -30,7 +30,16 @@ def test_it_shows_each_reading_in_brief(as_bob, bob):
 
     item = as_bob.get("/api/readings/").json()["results"][0]
 
-    assert set(item) == {"id", "spread", "question", "status", "created_at", "cost_usd", "url"}
+    assert set(item) == {
+        "id",
+        "spread",
+        "question",
+        "mode",
+        "status",
+        "created_at",
+        "cost_usd",
+        "url",
+    }
     assert item["spread"] == {"slug": "celtic_cross", "name": "Celtic Cross"}
     assert item["question"] == "Will it rain?"
     assert item["status"] == "queued"

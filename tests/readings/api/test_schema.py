@@ -42,6 +42,7 @@ def test_it_documents_the_create_request_and_its_202_answer(schema):
         "spread",
         "question",
         "cards",
+        "mode",
     }
     assert set(components[answer.split("/")[-1]]["properties"]) == {"id", "status", "url"}
     assert "400" in create["responses"]
