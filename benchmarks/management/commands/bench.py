@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from benchmarks import bench, budget_bench
+from benchmarks import bench, budget_bench, cost_modes
 from emulator import Emulator, Knobs
 from spreads.models import Spread
 
@@ -60,6 +60,18 @@ class Command(BaseCommand):
             default=10,
             help="with --budget-usd: unbudgeted readings run first, so estimates have history",
         )
+        parser.add_argument(
+            "--cost-modes",
+            action="store_true",
+            help="run the same readings with prompt caching off, on, and as economy readings "
+            "(Message Batches), and print the cost per reading of each",
+        )
+        parser.add_argument(
+            "--batch-delay-s",
+            type=float,
+            default=1.0,
+            help="the emulator's Message Batches processing delay (Anthropic: minutes to hours)",
+        )
         parser.add_argument("--keep", action="store_true", help="keep the bench readings")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -77,6 +89,7 @@ class Command(BaseCommand):
                 itpm=opts["itpm"] or None,
                 otpm=opts["otpm"] or None,
                 overloaded_rate=opts["fail_rate"],
+                batch_delay_s=opts["batch_delay_s"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -100,6 +113,10 @@ class Command(BaseCommand):
         ):
             settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY = emulator.base_url, ""
             extra, warmup_ids = {}, []
+            if opts["cost_modes"]:
+                summary = cost_modes.run_cost_modes(config, self._progress, emulator=emulator)
+                self._print(summary, opts)
+                return
             if budget_usd is not None:
                 result, extra, warmup_ids = budget_bench.run_with_budget(
                     config,
@@ -127,6 +144,9 @@ class Command(BaseCommand):
                 summary["baseline"] = bench.run_baseline(
                     config, self._progress, base_url=emulator.base_url, emulator=emulator
                 )
+        self._print(summary, opts)
+
+    def _print(self, summary: dict, opts):
         if opts["json"]:
             self.stdout.write(json.dumps(summary))
         else:
