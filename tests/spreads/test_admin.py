@@ -20,6 +20,7 @@ def spread_form(positions: list[tuple[int, str, str]], **fields) -> dict:
         "batch_size": 4,
         "max_concurrent_calls": 6,
         "max_tokens": 4096,
+        "economy_fallback": "standard",
         "card_template": "",
         "overall_template": "",
         "relationships_template": "",
@@ -49,6 +50,13 @@ def test_it_lets_staff_add_a_twelve_card_spread_with_no_code_change(staff_client
     assert spread.positions.count() == 12
     assert (spread.batch_size, spread.max_concurrent_calls) == (4, 6)
     spread.full_clean()
+
+
+def test_staff_choose_whether_a_failed_economy_request_fails_the_reading(staff_client):
+    response = staff_client.post(ADD_URL, spread_form(months(12), economy_fallback="fail"))
+
+    assert response.status_code == 302, response.context["adminform"].errors
+    assert Spread.objects.get(slug="year_ahead").economy_fallback == "fail"
 
 
 def test_it_shows_the_three_seeded_spreads_to_staff(staff_client):
