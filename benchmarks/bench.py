@@ -316,6 +316,7 @@ def provider_limits(*, rpm: int | None, itpm: int | None, otpm: int | None):
     """Tell the platform the emulator's limits, as staff enter their tier's in the admin, and
     start from fresh limiter state; the admin's rows are restored afterwards."""
     from allocation.limiter import get_backend
+    from allocation.limiter.backends import forget_limits
     from allocation.models import ModelLimit
 
     saved = list(ModelLimit.objects.all())
@@ -331,6 +332,7 @@ def provider_limits(*, rpm: int | None, itpm: int | None, otpm: int | None):
     }
     if changes:
         ModelLimit.objects.update(**changes)
+    forget_limits()
     try:
         yield
     finally:

@@ -48,6 +48,15 @@ def close_engine_connections(django_db_setup):
     runtime.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def fresh_limits():
+    """Each test starts with the limits in its own database, not a copy the limiter kept from
+    the test before (tests set limits with update(), which sends no signal)."""
+    from allocation.limiter.backends import forget_limits
+
+    forget_limits()
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user(

@@ -14,10 +14,12 @@ the change is stored.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from django.conf import settings
+from django.db.models.signals import post_delete, post_save
 
 from allocation.adaptive_limit import AimdParams
 from allocation.admission import Limits
@@ -195,8 +197,34 @@ class LimiterBackend:
         raise NotImplementedError
 
 
+# Staff's limits change seldom, yet every admission and release needs them: read from the
+# database at most once per LIMITS_CACHE_S per model and process, so a call costs the limiter
+# two transactions (admission, release), not four. An edit in the admin clears this process's
+# copy at once (signals below) and reaches the other processes within LIMITS_CACHE_S.
+LIMITS_CACHE_S = 2.0
+_limits_cache: dict[str, tuple[float, Limits | None]] = {}
+
+
 def limits_for(model: str) -> Limits | None:
     """The provider's limits for `model`: its own ModelLimit row, else the "*" row."""
+    now = time.monotonic()
+    cached = _limits_cache.get(model)
+    if cached is not None and now - cached[0] < LIMITS_CACHE_S:
+        return cached[1]
+    limits = _read_limits(model)
+    _limits_cache[model] = (now, limits)
+    return limits
+
+
+def forget_limits(**_signal_kwargs) -> None:
+    _limits_cache.clear()
+
+
+post_save.connect(forget_limits, sender=ModelLimit)
+post_delete.connect(forget_limits, sender=ModelLimit)
+
+
+def _read_limits(model: str) -> Limits | None:
     rows = {
         row.model: row for row in ModelLimit.objects.filter(model__in=[model, ModelLimit.DEFAULT])
     }
