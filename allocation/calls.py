@@ -7,14 +7,17 @@ next model in the allocation.
 """
 
 import asyncio
+import dataclasses
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anthropic
+import httpx2
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
@@ -48,12 +51,57 @@ class TaskFailed(Exception):
     """Every model in the allocation failed (or the failure cannot be retried)."""
 
 
+class InvalidAnswer(anthropic.APIError):
+    """The model answered, but not in the form asked for (AnswerFormat.result): a failed
+    attempt, logged as an error and paid for, that the next attempt or model may cure."""
+
+    def __init__(self, message: str):
+        request = httpx2.Request("POST", "/v1/messages")
+        super().__init__(f"Invalid answer: {message}", request, body=None)
+
+
+class AnswerFormat(Protocol):
+    """What a call asks for beyond the prompt, and how its answer is read."""
+
+    def request(self) -> dict: ...  # extra arguments of the Messages API call (tools...)
+
+    def start(self) -> None: ...  # a new attempt begins
+
+    def feed(self, event) -> list[tuple[Any, str]]: ...  # (key, new text) in a stream event
+
+    def result(self, message) -> Any: ...  # the validated answer, or InvalidAnswer
+
+
+class PlainText:
+    """A free-text answer: every text delta as it comes, the text blocks at the end."""
+
+    def request(self) -> dict:
+        return {}
+
+    def start(self) -> None:
+        pass
+
+    def feed(self, event) -> list[tuple[Any, str]]:
+        if event.type == "content_block_delta" and event.delta.type == "text_delta":
+            return [(None, event.delta.text)]
+        return []
+
+    def result(self, message) -> str:
+        return "".join(b.text for b in message.content if b.type == "text")
+
+
+# on_text(key, text): new text of the attempt under way (key: the answer format's, e.g. a
+# position index). Called as the stream arrives; a failed attempt is reported to on_attempt.
+TextHook = Callable[[Any, str], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
     model: str
     attempts: int
     fell_back: bool
+    result: Any = None  # what the answer format made of the answer
 
 
 # gate(model, input_estimate) -> an async context manager held for one HTTP call: the
@@ -70,6 +118,7 @@ class _Sent:
     message: anthropic.types.Message | None = None
     failure: anthropic.APIError | None = None
     headers: dict | None = None
+    result: Any = None
 
 
 def estimate_input_tokens(prompt: Prompt) -> int:
@@ -84,8 +133,12 @@ async def complete(
     on_attempt: AttemptHook,
     params: RetryParams = DEFAULT_RETRY,
     rng: random.Random | None = None,
+    answer: AnswerFormat | None = None,
+    on_text: TextHook | None = None,
 ) -> Completion:
+    """Every attempt streams: on_text hears the answer's text as it arrives."""
     rng = rng or random.Random()
+    answer = answer or PlainText()
     attempts = 0
     last_problem = "no model was tried"
     models, skipped = await _models_within_ceiling(config, prompt)
@@ -101,6 +154,8 @@ async def complete(
                     attempt=attempts + 1,
                     is_retry=attempt_on_model > 1,
                     is_fallback=model_index > 0,
+                    answer=answer,
+                    on_text=on_text,
                 )
             except BreakerOpen:
                 last_problem = f"{model}: circuit open after repeated failures"
@@ -110,7 +165,11 @@ async def complete(
             if sent.failure is None:
                 text = "".join(b.text for b in sent.message.content if b.type == "text")
                 return Completion(
-                    text=text, model=model, attempts=attempts, fell_back=model_index > 0
+                    text=text,
+                    model=model,
+                    attempts=attempts,
+                    fell_back=model_index > 0,
+                    result=sent.result,
                 )
 
             failure, outcome = sent.failure, sent.attempt.outcome
@@ -124,7 +183,9 @@ async def complete(
             # than a fallback that may cost several times as much. Errors and timeouts hand
             # the task on now.
             transient = outcome in (CallOutcome.RATE_LIMITED, CallOutcome.OVERLOADED)
-            if not transient and not is_last_model:
+            # An answer in the wrong form gets one more try on its model: usually a slip.
+            slip = isinstance(failure, InvalidAnswer) and attempt_on_model < 2
+            if not (transient or slip) and not is_last_model:
                 break
             if attempt_on_model == params.max_attempts_per_model:
                 break
@@ -159,7 +220,10 @@ async def _models_within_ceiling(config: AllocationConfig, prompt: Prompt):
     return [m for m in models if m not in skipped], skipped
 
 
-async def _send(*, model, prompt, config, gate, attempt, is_retry, is_fallback) -> _Sent:
+async def _send(
+    *, model, prompt, config, gate, attempt, is_retry, is_fallback, answer=None, on_text=None
+) -> _Sent:
+    answer = answer or PlainText()
     client = runtime.pool.get()
     # Cache reads are not charged to the input-tokens bucket: leave out what is warm.
     input_estimate = max(
@@ -168,18 +232,49 @@ async def _send(*, model, prompt, config, gate, attempt, is_retry, is_fallback) 
     async with gate(model, input_estimate) as permit:
         started_at = timezone.now()  # when the request leaves, not when it began to queue
         t0 = time.monotonic()
+        answer.start()
         try:
-            raw = await client.messages.with_raw_response.create(
+            async with client.messages.stream(
                 model=model,
                 max_tokens=config.max_tokens,
                 **prompt.request(),
+                **answer.request(),
                 extra_body=_sampling(config),
-            )
-            message = await raw.parse()
+            ) as stream:
+                headers = dict(stream.response.headers)
+                status_code = stream.response.status_code
+                request_id = headers.get("request-id", "")
+                try:
+                    async for event in stream:
+                        for key, text in answer.feed(event):
+                            if on_text is not None:
+                                await on_text(key, text)
+                    message = await stream.get_final_message()
+                except httpx2.HTTPError as exc:
+                    # The connection broke or stalled mid-stream: as the SDK reports it when
+                    # that happens before the response.
+                    raise _transport_error(exc) from exc
+            result = answer.result(message)
         except anthropic.APIError as exc:
             latency = time.monotonic() - t0
             sent = _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallback)
-            if sent.attempt.outcome == CallOutcome.RATE_LIMITED:
+            if isinstance(exc, InvalidAnswer):
+                # The provider served the call (and billed it): the limits count its tokens.
+                usage = TokenUsage.from_anthropic(message.usage)
+                sent.attempt = dataclasses.replace(
+                    sent.attempt,
+                    usage=usage,
+                    status_code=status_code,
+                    request_id=request_id,
+                )
+                sent.headers = headers
+                permit.success(
+                    latency_s=latency,
+                    input_tokens=usage.input_tokens + usage.cache_write_tokens,
+                    output_tokens=usage.output_tokens,
+                    headers=headers,
+                )
+            elif sent.attempt.outcome == CallOutcome.RATE_LIMITED:
                 permit.rate_limited(latency_s=latency, headers=sent.headers)
             else:
                 permit.failed(sent.attempt.outcome, latency_s=latency, headers=sent.headers)
@@ -187,7 +282,6 @@ async def _send(*, model, prompt, config, gate, attempt, is_retry, is_fallback) 
         latency = time.monotonic() - t0
         usage = TokenUsage.from_anthropic(message.usage)
         warm_prefixes.saw(model, prompt, usage.cache_read_tokens + usage.cache_write_tokens)
-        headers = dict(raw.headers)
         permit.success(
             latency_s=latency,
             # What counts against an input-tokens-per-minute limit: cache reads do not.
@@ -207,12 +301,20 @@ async def _send(*, model, prompt, config, gate, attempt, is_retry, is_fallback) 
             latency_s=latency,
             started_at=started_at,
             usage=usage,
-            status_code=raw.http_response.status_code,
-            request_id=raw.request_id or "",
+            status_code=status_code,
+            request_id=request_id,
         ),
         message=message,
         headers=headers,
+        result=result,
     )
+
+
+def _transport_error(exc: httpx2.HTTPError) -> anthropic.APIConnectionError:
+    request = httpx2.Request("POST", "/v1/messages")
+    if isinstance(exc, httpx2.TimeoutException):
+        return anthropic.APITimeoutError(request=request)
+    return anthropic.APIConnectionError(message=f"Connection error: {exc}", request=request)
 
 
 def _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallback) -> _Sent:

@@ -29,9 +29,9 @@ class Attempt:
 
 
 def record_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None) -> LLMCall:
-    cost = (
-        cost_of(attempt.model, attempt.usage) if attempt.outcome == CallOutcome.OK else Decimal(0)
-    )
+    # A refused or broken call used nothing; an answer refused as invalid was still paid for.
+    billed = attempt.outcome == CallOutcome.OK or attempt.usage.output_tokens > 0
+    cost = cost_of(attempt.model, attempt.usage) if billed else Decimal(0)
     return LLMCall.objects.create(
         reading_id=reading_id,
         task_id=task_id,

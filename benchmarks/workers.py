@@ -91,3 +91,81 @@ class WorkerCluster:
     def _close_log(self) -> None:
         if self._log:
             self._log.close()
+
+
+class WebServer:
+    """The ASGI app (config/asgi.py) in a real uvicorn process on a free loopback port, on this
+    process's database: what serves event streams in production, not the test client."""
+
+    def __init__(self, *, extra_env: dict | None = None, log_path: Path | None = None):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_until_ready(self, timeout: float = 30.0) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("uvicorn exited while starting")
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1).close()
+                return
+            except urllib.error.HTTPError:
+                return  # it answers
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("uvicorn did not answer within 30 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if self._log:
+            self._log.close()
+
+    def __enter__(self) -> "WebServer":
+        self.wait_until_ready()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

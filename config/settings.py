@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "budgets",
     "operations",
     "benchmarks",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +80,8 @@ MIDDLEWARE = [
     # Before anything parses the request: size, depth and NUL bytes (operations/request_limits).
     "operations.request_limits.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The page's and the API's messages in the browser's language (Accept-Language).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -151,6 +154,9 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 MAX_JSON_BODY_BYTES = envint("MAX_JSON_BODY_BYTES", 64 * 1024)
 
 LANGUAGE_CODE = "en-us"
+# The languages of the page, the API's messages and readings (readings.models.Language).
+LANGUAGES = [("en", "English"), ("ko", "한국어")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -163,7 +169,10 @@ WHITENOISE_USE_FINDERS = True
 # The project's own files (the favicon); each app keeps its own under <app>/static/.
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/admin/login/"  # staff pages; the reading page signs in at /accounts/login/
+
+# Open reading event streams (GET /api/readings/<id>/events/) per user and web process.
+READING_STREAMS_PER_USER = envint("READING_STREAMS_PER_USER", 4)
 
 LOGGING = {
     "version": 1,

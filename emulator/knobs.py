@@ -45,6 +45,9 @@ class Knobs:
     # --- Forced failures, for tests.
     overloaded_models: frozenset[str] = field(default_factory=frozenset)  # always 529
     failing_models: frozenset[str] = field(default_factory=frozenset)  # always 500
+    # A stream from these models breaks halfway: an overloaded_error event after half the
+    # answer (Anthropic sends errors mid-stream on the 200 response).
+    broken_stream_models: frozenset[str] = field(default_factory=frozenset)
     force_429: int = 0  # the next N requests get 429; counts down as they arrive
     retry_after_s: float = 1.0  # retry-after for forced and concurrency 429s
 
@@ -70,7 +73,7 @@ class Knobs:
 
     def __post_init__(self):
         # Accept lists (from JSON) or comma-separated text for the model sets.
-        for name in ("overloaded_models", "failing_models"):
+        for name in ("overloaded_models", "failing_models", "broken_stream_models"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = [part.strip() for part in value.split(",") if part.strip()]
@@ -118,7 +121,7 @@ class Knobs:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the model sets become sorted lists."""
         out = dataclasses.asdict(self)
-        for name in ("overloaded_models", "failing_models"):
+        for name in ("overloaded_models", "failing_models", "broken_stream_models"):
             out[name] = sorted(out[name])
         return out
 

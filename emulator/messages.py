@@ -51,11 +51,30 @@ def message(msg_id: str, model: str, answer: Answer, usage: dict[str, int]) -> d
         "id": msg_id,
         "type": "message",
         "role": "assistant",
-        "content": [{"type": "text", "text": answer.text}],
+        "content": [_block(answer, complete=True)],
         "model": model,
         "stop_reason": answer.stop_reason,
         "stop_sequence": None,
         "usage": usage,
+    }
+
+
+def _block(answer: Answer, *, complete: bool) -> dict[str, Any]:
+    """The answer's content block: text, or a call of the tool the request forced (its
+    input empty at a stream's start, filled by input_json_delta events)."""
+    if not answer.tool_name:
+        return {"type": "text", "text": answer.text if complete else ""}
+    tool_input: Any = {}
+    if complete:
+        try:
+            tool_input = answer.tool_input
+        except ValueError:
+            tool_input = {}  # cut off by max_tokens: what arrived does not parse
+    return {
+        "type": "tool_use",
+        "id": anthropic_id("toolu_"),
+        "name": answer.tool_name,
+        "input": tool_input,
     }
 
 
@@ -67,7 +86,9 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def stream_head(msg_id: str, model: str, usage: dict[str, int]) -> bytes:
+def stream_head(
+    msg_id: str, model: str, usage: dict[str, int], answer: Answer | None = None
+) -> bytes:
     """message_start, content_block_start and ping, sent together before the first token."""
     start = {
         "id": msg_id,
@@ -87,18 +108,22 @@ def stream_head(msg_id: str, model: str, usage: dict[str, int]) -> bytes:
             {
                 "type": "content_block_start",
                 "index": 0,
-                "content_block": {"type": "text", "text": ""},
+                "content_block": _block(answer, complete=False)
+                if answer is not None
+                else {"type": "text", "text": ""},
             },
         )
         + sse("ping", {"type": "ping"})
     )
 
 
-def stream_delta(text: str) -> bytes:
-    return sse(
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+def stream_delta(text: str, *, tool: bool = False) -> bytes:
+    delta = (
+        {"type": "input_json_delta", "partial_json": text}
+        if tool
+        else {"type": "text_delta", "text": text}
     )
+    return sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
 
 
 def stream_tail(answer: Answer, usage: dict[str, int]) -> bytes:

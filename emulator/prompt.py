@@ -37,6 +37,8 @@ class Prompt:
     system_text: str
     conversation_text: str  # the messages' text, where the cards asked about are named
     digest: bytes  # seeds the answer's length and wording: same prompt, same answer
+    # The tool tool_choice forces ({"type": "tool", "name": ...}): the answer calls it.
+    tool: dict | None = None
 
 
 def estimate_tokens(text: str) -> int:
@@ -71,8 +73,10 @@ def parse(body: Any) -> Prompt:
         raise InvalidRequest("temperature: Input should be a number between 0 and 1")
 
     blocks = _Blocks()
-    for tool in _list_or_none(body.get("tools"), "tools"):
+    tools = _list_or_none(body.get("tools"), "tools")
+    for tool in tools:
         blocks.add("tool", _strip_cache_control(tool), tool)
+    forced = _forced_tool(body.get("tool_choice"), tools)
     system = body.get("system")
     system_parts = []
     if isinstance(system, str):
@@ -121,7 +125,23 @@ def parse(body: Any) -> Prompt:
         system_text="\n\n".join(system_parts),
         conversation_text="\n\n".join(conversation_parts),
         digest=blocks.hash.digest(),
+        tool=forced,
     )
+
+
+def _forced_tool(choice: Any, tools: list) -> dict | None:
+    if choice is None:
+        return None
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise InvalidRequest('tool_choice: type must be "auto", "any", "tool" or "none"')
+    if choice["type"] != "tool":
+        return None
+    named = [t for t in tools if isinstance(t, dict) and t.get("name") == choice.get("name")]
+    if not named:
+        raise InvalidRequest(f"tool_choice: no tool named {choice.get('name')!r} in tools")
+    if not isinstance(named[0].get("input_schema"), dict):
+        raise InvalidRequest("tools: each tool needs an input_schema object")
+    return named[0]
 
 
 class _Blocks:

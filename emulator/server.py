@@ -226,14 +226,26 @@ class EmulatorApp:
         )
         await response.prepare(request)
         try:
-            await response.write(messages.stream_head(messages.message_id(), prompt.model, usage))
+            await response.write(
+                messages.stream_head(messages.message_id(), prompt.model, usage, reply)
+            )
             chunk_chars = STREAM_CHUNK_TOKENS * CHARS_PER_TOKEN
+            breaks = prompt.model in self.knobs.broken_stream_models
             for offset in range(0, len(reply.text), chunk_chars):
+                if breaks and offset >= len(reply.text) // 2:
+                    self.stats.count("overloaded", prompt.model)
+                    await response.write(
+                        messages.sse("error", messages.error("overloaded_error", "Overloaded"))
+                    )
+                    await response.write_eof()
+                    return response
                 # Each chunk is due when its first token is: ttft, then ms_per_token per token.
                 # Sleeping to a deadline (not by a fixed step) keeps the total free of drift.
                 await _sleep_until(loop, start + ttft_s + offset / CHARS_PER_TOKEN * per_token_s)
                 await response.write(
-                    messages.stream_delta(reply.text[offset : offset + chunk_chars])
+                    messages.stream_delta(
+                        reply.text[offset : offset + chunk_chars], tool=bool(reply.tool_name)
+                    )
                 )
             await _sleep_until(loop, start + ttft_s + reply.output_tokens * per_token_s)
             await response.write(messages.stream_tail(reply, usage))

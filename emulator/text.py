@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import korean
 from .prompt import CHARS_PER_TOKEN, Prompt, estimate_tokens
 
 DEFAULT_DECK_PATH = Path(__file__).resolve().parent.parent / "spreads" / "data" / "deck.json"
@@ -49,9 +50,14 @@ class Drawn:
 
 @dataclass(frozen=True)
 class Answer:
-    text: str
+    text: str  # for a tool call, its input as JSON (what streams as input_json_delta)
     output_tokens: int
-    stop_reason: str  # "end_turn" or "max_tokens"
+    stop_reason: str  # "end_turn", "tool_use" or "max_tokens"
+    tool_name: str = ""  # the tool the answer calls, if any
+
+    @property
+    def tool_input(self) -> dict:
+        return json.loads(self.text)
 
 
 class Deck:
@@ -117,15 +123,74 @@ def answer(prompt: Prompt, natural_tokens: int, deck: Deck | None) -> Answer:
     drawn = []
     if deck is not None:
         drawn = deck.find(prompt.conversation_text) or deck.find(prompt.system_text)
+    in_korean = korean.wanted(prompt.system_text)
+    positions = _positions_asked(prompt.tool)
+    if positions is not None:
+        return _interpretations(prompt, rng, drawn, positions, natural_tokens, in_korean)
     capped = natural_tokens > prompt.max_tokens
     tokens = min(natural_tokens, prompt.max_tokens)
     limit = tokens * CHARS_PER_TOKEN
-    text = _reading(rng, drawn, limit)
+    if in_korean:
+        text = korean.reading(rng, [(d.card.name, d.is_reversed) for d in drawn], limit)
+    else:
+        text = _reading(rng, drawn, limit)
     if capped:
         # Cut mid-sentence, as a real model stopped by max_tokens is.
         return Answer(text[:limit], tokens, "max_tokens")
     text = _cut_at_sentence(text, limit)
     return Answer(text, estimate_tokens(text), "end_turn")
+
+
+def _positions_asked(tool: dict | None) -> list | None:
+    """The positions a forced tool asks an interpretation of (the platform's card batches:
+    {"interpretations": [{"position": <one of an enum>, "text": ...}]}), else None."""
+    try:
+        items = tool["input_schema"]["properties"]["interpretations"]["items"]
+        return list(items["properties"]["position"]["enum"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _interpretations(prompt, rng, drawn, positions, natural_tokens, in_korean) -> Answer:
+    """A card batch's answer as a tool call: each position's card read under its number.
+
+    The cards the batch names are in position order, as the positions are; a position
+    with no card to pair gets general words rather than another card's."""
+    share = natural_tokens * CHARS_PER_TOKEN // max(1, len(positions))
+    items = []
+    for i, position in enumerate(positions):
+        d = drawn[i] if i < len(drawn) and len(drawn) == len(positions) else None
+        if in_korean:
+            english = d.card.name if d else ""
+            text = korean.card_paragraph(rng, english, bool(d and d.is_reversed), share)
+        else:
+            text = _card_paragraph(rng, d, share)
+        items.append({"position": position, "text": text})
+    text = json.dumps({"interpretations": items}, ensure_ascii=False)
+    tokens = estimate_tokens(text)
+    if tokens > prompt.max_tokens:
+        # Cut mid-JSON, as a real model stopped by max_tokens is: not a valid call.
+        limit = prompt.max_tokens * CHARS_PER_TOKEN
+        return Answer(text[:limit], prompt.max_tokens, "max_tokens", prompt.tool["name"])
+    return Answer(text, tokens, "tool_use", prompt.tool["name"])
+
+
+def _card_paragraph(rng: random.Random, drawn: Drawn | None, min_chars: int) -> str:
+    if drawn is None:
+        keywords = GENERIC_KEYWORDS
+        sentences = ["This position speaks of a quiet lesson of its own."]
+    else:
+        keywords = list(drawn.card.keywords) or GENERIC_KEYWORDS
+        sentences = [
+            rng.choice(CARD_LINES).format(
+                title=drawn.title, keywords=_join(keywords[:3]), meaning=drawn.meaning
+            )
+        ]
+    reflections = _shuffled_forever(rng, REFLECTIONS)
+    sentences.append(next(reflections).format(keyword=rng.choice(keywords)))
+    while len(" ".join(sentences)) < min_chars:
+        sentences.append(next(reflections).format(keyword=rng.choice(keywords)))
+    return " ".join(sentences)
 
 
 OPENINGS = [

@@ -28,12 +28,13 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from allocation.allocator import AllocationError
-from allocation.calls import request_params
+from allocation.calls import InvalidAnswer, request_params
 from allocation.client_pool import endpoint, runtime
 from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage
 from allocation.usage import Attempt
 from readings import engine, store
+from readings.card_answers import CardBatchAnswer, joined
 from readings.models import (
     BatchRequest,
     BatchResult,
@@ -195,7 +196,10 @@ def _stage_due() -> list[tuple[ProviderBatch, list[dict]]]:
             for task in reading_tasks:
                 config = state.configs[task.task_type]
                 prompt = engine.task_prompt(state, task)
-                by_model[config.model].append((task, request_params(config.model, prompt, config)))
+                params = request_params(config.model, prompt, config)
+                if task.phase == 1:  # each position's text under its index, as in a run
+                    params.update(CardBatchAnswer(list(task.position_indexes)).request())
+                by_model[config.model].append((task, params))
         staged = []
         for model, items in by_model.items():
             for chunk in _chunks(items):
@@ -340,29 +344,50 @@ def _store_result(batch: ProviderBatch, result) -> None:
             spread_id=reading.spread_id,
             settle=reading.reservations.exists(),
         )
+        invalid = ""
         if kind == "succeeded":
             message = result.result.message
+            text, texts = "".join(b.text for b in message.content if b.type == "text"), {}
+            if task.phase == 1:
+                try:
+                    texts = CardBatchAnswer(list(task.position_indexes)).result(message)
+                except InvalidAnswer as exc:
+                    invalid = str(exc)  # paid for, but no text for any card: as an error
+                else:
+                    names = {p.index: p.name for p in reading.spread.positions.all()}
+                    text = joined(texts, names)
             store.record_attempt(
                 Attempt(
                     **attempt,
-                    outcome=CallOutcome.OK,
+                    outcome=CallOutcome.ERROR if invalid else CallOutcome.OK,
                     usage=TokenUsage.from_anthropic(message.usage, batched=True),
                     status_code=200,
                     request_id=message.id,
+                    error=invalid,
                 ),
                 **log,
             )
-            text = "".join(b.text for b in message.content if b.type == "text")
-            store.finish_task(task.pk, output=text, model=batch.model, attempts=task.attempts + 1)
-        else:
-            error = _result_error(result.result)
-            problem = CallOutcome.TIMEOUT if kind == "expired" else CallOutcome.ERROR
-            if kind == "errored":
-                problem = _OUTCOMES.get(result.result.error.error.type, CallOutcome.ERROR)
-            store.record_attempt(
-                Attempt(**attempt, outcome=problem, usage=TokenUsage(batched=True), error=error),
-                **log,
-            )
+            if not invalid:
+                store.finish_task(
+                    task.pk,
+                    output=text,
+                    texts=texts,
+                    model=batch.model,
+                    attempts=task.attempts + 1,
+                    reading_id=reading.pk,
+                )
+        if kind != "succeeded" or invalid:
+            error = invalid or _result_error(result.result)
+            if not invalid:
+                problem = CallOutcome.TIMEOUT if kind == "expired" else CallOutcome.ERROR
+                if kind == "errored":
+                    problem = _OUTCOMES.get(result.result.error.error.type, CallOutcome.ERROR)
+                store.record_attempt(
+                    Attempt(
+                        **attempt, outcome=problem, usage=TokenUsage(batched=True), error=error
+                    ),
+                    **log,
+                )
             if reading.spread.economy_fallback == EconomyFallback.FAIL:
                 store.fail_task(
                     task.pk, error=f"{task}: batch request {error}", attempts=task.attempts + 1
@@ -372,7 +397,9 @@ def _store_result(batch: ProviderBatch, result) -> None:
                     status=TaskStatus.PENDING, attempts=task.attempts + 1
                 )
         request.result = kind if kind in BatchResult.values else BatchResult.ERRORED
-        request.error = "" if kind == "succeeded" else error
+        if invalid:
+            request.result = BatchResult.ERRORED
+        request.error = "" if kind == "succeeded" and not invalid else error
         request.recorded_at = timezone.now()
         request.save(update_fields=["result", "error", "recorded_at"])
 

@@ -22,9 +22,10 @@ from allocation.allocator import AllocationError
 from allocation.calls import TaskFailed, complete
 from allocation.client_pool import runtime
 from allocation.limiter import Permit, get_limiter
-from allocation.models import TaskType
+from allocation.models import CallOutcome, TaskType
 from allocation.usage import Attempt
-from readings import store
+from readings import live, store
+from readings.card_answers import CardBatchAnswer, joined
 from readings.card_texts import texts_for_later_phases
 from readings.models import Reading, ReadingTask, TaskStatus
 from spreads.prompts import CardResult, PromptContext
@@ -118,7 +119,16 @@ class ReadingRun:
                     raise outcome
 
     async def _run_task(self, task: ReadingTask) -> None:
-        if not await sync_to_async(store.claim_task)(task.pk):
+        reading_id = self.state.reading.pk
+        announce = {
+            "task": task.pk,
+            "task_type": task.task_type,
+            "phase": task.phase,
+            "positions": task.position_indexes,
+        }
+        if not await sync_to_async(store.claim_task)(
+            task.pk, reading_id=reading_id, announce=announce
+        ):
             return
         self.timings.phase_of[task.pk] = task.phase
         self.progress(task, TaskStatus.RUNNING)
@@ -126,6 +136,10 @@ class ReadingRun:
             self.state, task.task_type, self._context_for(task)
         )
         attempts = 0
+        # What the reading's viewers see of the text as it streams (readings/live.py).
+        text = live.TextPublisher(reading_id, task.pk, sync_to_async(live.publish))
+        # A card batch answers with each position's text under its index, never guessed.
+        answer = CardBatchAnswer(list(task.position_indexes)) if task.phase == 1 else None
 
         async def on_attempt(attempt: Attempt):
             nonlocal attempts
@@ -133,11 +147,15 @@ class ReadingRun:
             self.timings.call_seconds[task.pk] += attempt.latency_s
             await sync_to_async(store.record_attempt)(
                 attempt,
-                reading_id=self.state.reading.pk,
+                reading_id=reading_id,
                 task_id=task.pk,
                 spread_id=self.state.spread.pk,
                 settle=self.state.has_reservations,
             )
+            if attempt.outcome == CallOutcome.OK:
+                await text.flush()
+            else:
+                await text.attempt_failed(f"{attempt.model}: {attempt.outcome}")
 
         try:
             completion = await complete(
@@ -146,20 +164,35 @@ class ReadingRun:
                 # Later phases of older readings first: finish what is started.
                 gate=partial(self.tracker.slot, priority=self._priority(task)),
                 on_attempt=on_attempt,
+                answer=answer,
+                on_text=text.add,
             )
         except TaskFailed as exc:
             error = f"{task}: {exc}"
-            await sync_to_async(store.fail_task)(task.pk, error=error, attempts=attempts)
+            await sync_to_async(store.fail_task)(
+                task.pk, error=error, attempts=attempts, reading_id=reading_id
+            )
             task.status = TaskStatus.FAILED
             self.progress(task, TaskStatus.FAILED)
             raise TaskFailed(error) from exc
+        texts, output = {}, completion.text
+        if answer is not None:
+            texts = completion.result
+            names = {c.position.index: c.position.name for c in self.state.cards}
+            output = joined(texts, names)
         await sync_to_async(store.finish_task)(
-            task.pk, output=completion.text, model=completion.model, attempts=attempts
+            task.pk,
+            output=output,
+            model=completion.model,
+            attempts=attempts,
+            texts=texts,
+            reading_id=reading_id,
         )
-        task.status, task.output, task.model_used = (
+        task.status, task.output, task.model_used, task.texts = (
             TaskStatus.DONE,
-            completion.text,
+            output,
             completion.model,
+            texts,
         )
         self.progress(task, TaskStatus.DONE)
 
@@ -177,8 +210,12 @@ class ReadingRun:
             return context
         by_index = {c.position.index: c for c in state.cards}
         for done in sorted((t for t in state.tasks if t.phase == 1), key=lambda t: t.batch_index):
-            names = [by_index[i].position.name for i in done.position_indexes]
-            texts = texts_for_later_phases(done.output, names)
+            if done.texts:
+                by_position = {int(i): text for i, text in done.texts.items()}
+                texts = [by_position[i] for i in done.position_indexes]
+            else:  # finished before answers were structured: the old split
+                names = [by_index[i].position.name for i in done.position_indexes]
+                texts = texts_for_later_phases(done.output, names)
             for index, text in zip(done.position_indexes, texts, strict=True):
                 card = by_index[index]
                 context.card_results.append(

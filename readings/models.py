@@ -4,15 +4,23 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from allocation.models import TaskType
 
 
+class Language(models.TextChoices):
+    """The languages a reading can be written in; each has its own prompt templates."""
+
+    ENGLISH = "en", "English"
+    KOREAN = "ko", "한국어"
+
+
 class ReadingStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
 
 
 class ReadingMode(models.TextChoices):
@@ -37,6 +45,12 @@ class Reading(models.Model):
     question = models.TextField()
     mode = models.CharField(
         max_length=10, choices=ReadingMode.choices, default=ReadingMode.STANDARD
+    )
+    language = models.CharField(
+        max_length=5,
+        choices=Language.choices,
+        default=Language.ENGLISH,
+        help_text="What the reading is written in: its prompts are this language's templates.",
     )
     status = models.CharField(
         max_length=10, choices=ReadingStatus.choices, default=ReadingStatus.QUEUED
@@ -81,6 +95,11 @@ class Reading(models.Model):
                 fields=["owner", "created_at"],
                 condition=Q(dispatched_at__isnull=True),
                 name="reading_waiting_for_dispatch",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(language__in=Language.values), name="reading_language_known"
             ),
         ]
 
@@ -128,6 +147,12 @@ class ReadingTask(models.Model):
     status = models.CharField(max_length=10, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     model_used = models.CharField(max_length=100, blank=True)
     output = models.TextField(blank=True)
+    texts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A card batch's interpretation of each position, by position index: "
+        "the model's structured answer, so no position is given another card's text.",
+    )
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
@@ -223,3 +248,33 @@ class BatchRequest(models.Model):
 
     def __str__(self):
         return self.custom_id
+
+
+class EventKind(models.TextChoices):
+    TASK_STARTED = "task_started", "Task started"
+    TEXT = "text", "Text delta"
+    TASK_RESTARTED = "task_restarted", "Task restarted"
+    TASK_FINISHED = "task_finished", "Task finished"
+    READING_FINISHED = "reading_finished", "Reading finished"
+
+
+class ReadingEvent(models.Model):
+    """What the worker tells a reading's live viewers, in order (readings/live.py).
+
+    Kept in the database so that a viewer who connects late, or reconnects with
+    Last-Event-ID, is sent what it missed before anything new: the id is the SSE event id.
+    Text deltas arrive here batched (a few per second per task), never one row per token.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    reading = models.ForeignKey(Reading, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["reading", "id"])]
+
+    def __str__(self):
+        return f"{self.kind} #{self.id}"

@@ -11,7 +11,11 @@ def reading_results(reading: Reading) -> dict:
     tasks = list(reading.tasks.all())
     texts: dict[int, str] = {}
     for task in tasks:
-        if task.task_type == TaskType.CARD_INTERPRETATION and task.status == TaskStatus.DONE:
+        if task.task_type != TaskType.CARD_INTERPRETATION or task.status != TaskStatus.DONE:
+            continue
+        if task.texts:  # the model's structured answer: each text is its position's
+            texts.update((int(i), text) for i, text in task.texts.items())
+        else:  # finished before answers were structured
             names = [drawn[i].position.name for i in task.position_indexes]
             parts = split_by_card(task.output, names)
             texts.update(zip(task.position_indexes, parts, strict=True))

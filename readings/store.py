@@ -18,7 +18,8 @@ from allocation.allocator import AllocationConfig, get_allocator
 from allocation.models import CallOutcome, LLMCall, TaskType
 from allocation.usage import Attempt, record_call
 from budgets.services import release_reading, settle_call
-from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
+from readings import live
+from readings.models import EventKind, Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.planning import plan_tasks
 from readings.prompt_caching import PlannedCall, cache_ttls
 from spreads.models import Spread
@@ -60,9 +61,15 @@ def begin(reading_id) -> ReadingState | None:
         spread = reading.spread
         # Only one run of a reading's job is alive at a time (the worker's timeout is below its
         # retry), so a task still marked running now was abandoned by a worker that died.
-        reading.tasks.filter(status__in=[TaskStatus.RUNNING, TaskStatus.FAILED]).update(
-            status=TaskStatus.PENDING, error=""
-        )
+        abandoned = reading.tasks.filter(status__in=[TaskStatus.RUNNING, TaskStatus.FAILED])
+        restarted = list(abandoned.values_list("pk", flat=True))
+        abandoned.update(status=TaskStatus.PENDING, error="")
+        if restarted:
+            # Viewers drop whatever text those tasks had shown: they run again from the start.
+            live.publish(
+                reading.pk,
+                [(EventKind.TASK_RESTARTED, {"task": pk, "reason": "resumed"}) for pk in restarted],
+            )
         ReadingTask.objects.bulk_create(
             [
                 ReadingTask(
@@ -96,14 +103,18 @@ def begin(reading_id) -> ReadingState | None:
     )
 
 
-def claim_task(task_id) -> bool:
-    """True if this run got the task; False if it is done or another run holds it."""
-    return (
+def claim_task(task_id, *, reading_id=None, announce: dict | None = None) -> bool:
+    """True if this run got the task; False if it is done or another run holds it. A
+    claimed task is announced to the reading's viewers (task_started) with `announce`."""
+    claimed = (
         ReadingTask.objects.filter(pk=task_id, status=TaskStatus.PENDING).update(
             status=TaskStatus.RUNNING, started_at=timezone.now(), error=""
         )
         == 1
     )
+    if claimed and announce is not None:
+        live.publish(reading_id, [(EventKind.TASK_STARTED, announce)])
+    return claimed
 
 
 def render(state: ReadingState, task_type: str, context: PromptContext, *, cached=True) -> Prompt:
@@ -143,25 +154,41 @@ def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id, settle=F
         settle_call(reading_id=reading_id, cost_usd=call.cost_usd)
 
 
-def finish_task(task_id, *, output: str, model: str, attempts: int) -> None:
-    ReadingTask.objects.filter(pk=task_id).update(
-        status=TaskStatus.DONE,
-        output=output,
-        model_used=model,
-        attempts=attempts,
-        cost_usd=_task_cost(task_id),
-        finished_at=timezone.now(),
-    )
+def finish_task(
+    task_id, *, output: str, model: str, attempts: int, texts: dict | None = None, reading_id=None
+) -> None:
+    """Save the task's answer; with reading_id, tell its viewers the final text too."""
+    with transaction.atomic():
+        ReadingTask.objects.filter(pk=task_id).update(
+            status=TaskStatus.DONE,
+            output=output,
+            texts=texts or {},
+            model_used=model,
+            attempts=attempts,
+            cost_usd=_task_cost(task_id),
+            finished_at=timezone.now(),
+        )
+        if reading_id is not None:
+            finished = {"task": task_id, "status": TaskStatus.DONE}
+            if texts:
+                finished["texts"] = {str(i): text for i, text in texts.items()}
+            else:
+                finished["text"] = output
+            live.publish(reading_id, [(EventKind.TASK_FINISHED, finished)])
 
 
-def fail_task(task_id, *, error: str, attempts: int) -> None:
-    ReadingTask.objects.filter(pk=task_id).update(
-        status=TaskStatus.FAILED,
-        error=error,
-        attempts=attempts,
-        cost_usd=_task_cost(task_id),
-        finished_at=timezone.now(),
-    )
+def fail_task(task_id, *, error: str, attempts: int, reading_id=None) -> None:
+    with transaction.atomic():
+        ReadingTask.objects.filter(pk=task_id).update(
+            status=TaskStatus.FAILED,
+            error=error,
+            attempts=attempts,
+            cost_usd=_task_cost(task_id),
+            finished_at=timezone.now(),
+        )
+        if reading_id is not None:
+            failed = {"task": task_id, "status": TaskStatus.FAILED}
+            live.publish(reading_id, [(EventKind.TASK_FINISHED, failed)])
 
 
 def _task_cost(task_id) -> Decimal:
@@ -201,6 +228,10 @@ def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Readi
         # What the reading still holds goes back to its budgets as it ends, never before:
         # a reading resumed after a crash keeps its reservation.
         release_reading(reading_id)
+        live.publish(
+            reading_id,
+            [(EventKind.READING_FINISHED, {"status": fields["status"], "error": error})],
+        )
     return Reading.objects.get(pk=reading_id)
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from benchmarks import bench, budget_bench, cost_modes
+from benchmarks import bench, budget_bench, cost_modes, stream_bench
 from emulator import Emulator, Knobs
 from spreads.models import Spread
 
@@ -34,6 +34,12 @@ class Command(BaseCommand):
             "--via-worker",
             action="store_true",
             help="create readings through the REST API and run them on real qcluster workers",
+        )
+        parser.add_argument(
+            "--stream",
+            action="store_true",
+            help="as --via-worker, with an SSE client following each reading's events on a "
+            "uvicorn server: adds first_text_ms_p50 and events_lost",
         )
         parser.add_argument(
             "--workers",
@@ -124,6 +130,10 @@ class Command(BaseCommand):
                     base_url=emulator.base_url,
                     budget_usd=budget_usd,
                     warmup=opts["warmup"],
+                )
+            elif opts["stream"]:
+                result, extra = stream_bench.run_streaming(
+                    config, self._progress, base_url=emulator.base_url
                 )
             elif opts["via_worker"]:
                 result = bench.run_via_worker(config, self._progress, base_url=emulator.base_url)

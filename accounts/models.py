@@ -1,0 +1,31 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from readings.models import Language
+
+
+class Profile(models.Model):
+    """What a reader prefers: the language of their readings when a request names none."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    language = models.CharField(
+        _("reading language"),
+        max_length=5,
+        choices=Language.choices,
+        blank=True,
+        help_text=_("Empty: the browser's language."),
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(language__in=["", *Language.values]), name="profile_language_known"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.user} ({self.language or 'browser'})"

@@ -1,0 +1,198 @@
+"""Live readings: the worker's events reach the web process's event streams.
+
+The worker writes each event as a ReadingEvent row and, in the same transaction, sends
+Postgres a NOTIFY on one channel with the reading's id. Each web process holds one LISTEN
+connection (not one per stream) and wakes the streams of that reading, which read the new rows.
+
+Why Postgres LISTEN/NOTIFY rather than Redis pub/sub: the events must be stored anyway (a
+late or reconnecting client is sent what it missed, from the rows), and a NOTIFY is
+delivered only when the transaction that wrote the rows commits, so a stream never wakes
+before it can read them, and no event exists in one system but not the other. Postgres is
+already required; Redis is optional here. A lost notification (the listener reconnecting)
+costs only latency: streams re-read the table on every wake-up and at least every few seconds.
+Without Postgres (the SQLite default of `make run`), streams poll the table.
+"""
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from readings.models import EventKind, ReadingEvent
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "reading_events"
+# How long a card's text may wait before it is written: a few rows a second per task, not
+# one per token. The first delta of an attempt is written at once (time to first text).
+FLUSH_INTERVAL_S = 0.15
+
+
+# --- The worker's side ------------------------------------------------------------------------
+
+
+def publish(reading_id, events: list[tuple[str, dict]]) -> None:
+    """Store events of one reading, in order, and tell the web processes (on commit)."""
+    with transaction.atomic():
+        ReadingEvent.objects.bulk_create(
+            ReadingEvent(reading_id=reading_id, kind=kind, data=data) for kind, data in events
+        )
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(reading_id)])
+
+
+class TextPublisher:
+    """One task's text as it streams: deltas batched into events, and a restart announced
+    when an attempt that showed text fails (the client drops that text; nothing repeats)."""
+
+    def __init__(self, reading_id, task_id, publish_async, interval: float = FLUSH_INTERVAL_S):
+        self.reading_id, self.task_id = reading_id, task_id
+        self._publish = publish_async  # publish, run off the event loop
+        self._interval = interval
+        self._pending: list[tuple[object, str]] = []
+        self._last_flush = 0.0
+        self.shown = False  # text of the current attempt has been published
+
+    async def add(self, key, text: str) -> None:
+        if not text:
+            return
+        if self._pending and self._pending[-1][0] == key:
+            self._pending[-1] = (key, self._pending[-1][1] + text)
+        else:
+            self._pending.append((key, text))
+        if time.monotonic() - self._last_flush >= self._interval:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        self.shown = True
+        await self._publish(
+            self.reading_id,
+            [
+                (EventKind.TEXT, {"task": self.task_id, "position": key, "text": text})
+                for key, text in pending
+            ],
+        )
+
+    async def attempt_failed(self, reason: str) -> None:
+        """Forget the failed attempt's text; if any was shown, say the task restarts."""
+        self._pending = []
+        self._last_flush = 0.0
+        if self.shown:
+            self.shown = False
+            await self._publish(
+                self.reading_id,
+                [(EventKind.TASK_RESTARTED, {"task": self.task_id, "reason": reason})],
+            )
+
+
+# --- The web process's side -------------------------------------------------------------------
+
+
+def sse(event: ReadingEvent | None, kind: str, data: dict) -> str:
+    head = f"id: {event.id}\n" if event is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class Listener:
+    """The process's one LISTEN connection, waking the streams of the reading notified."""
+
+    def __init__(self):
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected = False
+
+    def subscribe(self, reading_id) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if connection.vendor == "postgresql" and (self._task is None or self._loop is not loop):
+            self._loop = loop
+            self.connected = False
+            self._task = loop.create_task(self._run())
+        waiter = asyncio.Event()
+        self._waiters[str(reading_id)].add(waiter)
+        return waiter
+
+    def unsubscribe(self, reading_id, waiter: asyncio.Event) -> None:
+        waiters = self._waiters.get(str(reading_id))
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del self._waiters[str(reading_id)]
+
+    async def _run(self) -> None:
+        import psycopg
+
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(**_conninfo(), autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.connected = True
+                    self._wake_all()  # whatever was written while it was not listening
+                    async for note in conn.notifies():
+                        for waiter in self._waiters.get(note.payload, ()):
+                            waiter.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - streams poll meanwhile; try again soon
+                logger.warning("reading events listener lost its connection", exc_info=True)
+            self.connected = False
+            self._wake_all()
+            await asyncio.sleep(1.0)
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.set()
+
+
+def _conninfo() -> dict:
+    db = settings.DATABASES["default"]
+    info = {"dbname": db["NAME"], "user": db.get("USER") or None}
+    if db.get("PASSWORD"):
+        info["password"] = db["PASSWORD"]
+    if db.get("HOST"):
+        info["host"] = db["HOST"]
+    if db.get("PORT"):
+        info["port"] = str(db["PORT"])
+    return info
+
+
+listener = Listener()
+
+
+class StreamSlots:
+    """Open event streams per user in this process: each holds a socket, so a user gets a
+    bound (READING_STREAMS_PER_USER), not as many as they care to open."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open: dict[int, int] = defaultdict(int)
+
+    def take(self, user_id: int, limit: int) -> bool:
+        with self._lock:
+            if self._open[user_id] >= limit:
+                return False
+            self._open[user_id] += 1
+            return True
+
+    def give_back(self, user_id: int) -> None:
+        with self._lock:
+            self._open[user_id] = max(0, self._open[user_id] - 1)
+
+    def open_for(self, user_id: int) -> int:
+        with self._lock:
+            return self._open[user_id]
+
+
+stream_slots = StreamSlots()

@@ -1,0 +1,171 @@
+"""GET /api/readings/<id>/events/: a reading as Server-Sent Events, served by uvicorn (the
+ASGI app in its own process, as in production), fed by the engine through Postgres."""
+
+import json
+import threading
+import time
+
+import httpx2
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from benchmarks.workers import WebServer
+from readings.engine import run_reading_sync
+from readings.models import EventKind, Reading, ReadingEvent, ReadingStatus
+from readings.services import reading_create
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture(scope="module")
+def web(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        with WebServer(extra_env={"READING_STREAMS_PER_USER": "2"}) as server:
+            yield server
+        # Its sessions end when Postgres notices the process has gone: wait, so the test
+        # database can be dropped.
+        with connection.cursor() as cursor:
+            for _ in range(50):
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
+                if cursor.fetchone()[0] == 0:
+                    break
+                time.sleep(0.1)
+
+
+def client(web, user) -> httpx2.Client:
+    token, _ = Token.objects.get_or_create(user=user)
+    return httpx2.Client(
+        base_url=web.url, headers={"Authorization": f"Token {token.key}"}, timeout=30
+    )
+
+
+def events(response):
+    """(id, event, data) as they arrive."""
+    event_id, kind, data = None, None, []
+    for line in response.iter_lines():
+        if line == "":
+            if data:
+                yield event_id, kind, json.loads("\n".join(data))
+            event_id, kind, data = None, None, []
+        elif line.startswith("id: "):
+            event_id = int(line[4:])
+        elif line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+
+
+def follow(http, reading, **headers) -> list:
+    with http.stream("GET", f"/api/readings/{reading.pk}/events/", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return list(events(response))
+
+
+def new_reading(owner):
+    return reading_create(owner=owner, spread="three_card", question="Is the river rising?")
+
+
+def test_a_late_client_gets_the_whole_story_then_the_whole_reading(web, bob, emulator):
+    reading = run_reading_sync(new_reading(bob).pk)
+
+    with client(web, bob) as http:
+        received = follow(http, reading)
+
+    stored = list(ReadingEvent.objects.filter(reading=reading).values_list("id", "kind"))
+    assert [(i, kind) for i, kind, _ in received] == stored
+    last_id, last_kind, last = received[-1]
+    assert last_kind == EventKind.READING_FINISHED
+    assert last["reading"]["status"] == ReadingStatus.DONE
+    cards = last["reading"]["results"]["cards"]
+    assert [c["text"] for c in cards] == [
+        "".join(d["text"] for _, k, d in received if k == "text" and d["position"] == c["index"])
+        for c in cards
+    ]
+    assert last["reading"]["results"]["advice"]
+
+
+def test_a_client_watching_live_sees_text_before_the_reading_ends(web, bob, emulator):
+    emulator.configure(ttft_ms=300, ms_per_token=3)
+    reading = new_reading(bob)
+    seen_at = {}
+
+    def watch():
+        url = f"/api/readings/{reading.pk}/events/"
+        with client(web, bob) as http, http.stream("GET", url) as response:
+            for _, kind, _ in events(response):
+                seen_at.setdefault(kind, time.time())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    time.sleep(0.5)  # connected, nothing to see yet
+    run_reading_sync(reading.pk)
+    watcher.join(timeout=30)
+
+    reading.refresh_from_db()
+    assert seen_at[EventKind.TEXT] < reading.finished_at.timestamp()
+    assert EventKind.READING_FINISHED in seen_at
+
+
+def test_a_client_resumes_after_the_last_event_it_saw(web, bob, emulator):
+    reading = run_reading_sync(new_reading(bob).pk)
+    ids = list(ReadingEvent.objects.filter(reading=reading).values_list("id", flat=True))
+
+    with client(web, bob) as http:
+        received = follow(http, reading, **{"Last-Event-ID": str(ids[4])})
+
+    assert [i for i, _, _ in received] == ids[5:]
+
+
+def test_someone_elses_reading_is_not_found(web, bob, charlie, alice, emulator):
+    reading = new_reading(bob)
+
+    with client(web, charlie) as http:
+        assert http.get(f"/api/readings/{reading.pk}/events/").status_code == 404
+    with httpx2.Client(base_url=web.url) as anonymous:
+        assert anonymous.get(f"/api/readings/{reading.pk}/events/").status_code in (401, 403)
+    Reading.objects.filter(pk=reading.pk).update(status=ReadingStatus.FAILED)
+    ReadingEvent.objects.create(reading=reading, kind=EventKind.READING_FINISHED, data={})
+    with client(web, alice) as http:  # staff
+        assert follow(http, reading)[-1][1] == EventKind.READING_FINISHED
+
+
+def test_a_user_has_a_bounded_number_of_open_streams(web, bob, emulator):
+    waiting = [new_reading(bob) for _ in range(3)]  # queued: their streams stay open
+
+    with client(web, bob) as http:
+        first = http.stream("GET", f"/api/readings/{waiting[0].pk}/events/")
+        second = http.stream("GET", f"/api/readings/{waiting[1].pk}/events/")
+        with first as one, second as two:
+            assert one.status_code == two.status_code == 200
+            refused = http.get(f"/api/readings/{waiting[2].pk}/events/")
+            assert refused.status_code == 429
+            assert "2 reading streams open" in refused.json()["detail"]
+        # Closed streams give their places back.
+        time.sleep(0.5)
+        with http.stream("GET", f"/api/readings/{waiting[2].pk}/events/") as again:
+            assert again.status_code == 200
+
+
+def test_a_client_that_hangs_up_costs_the_worker_nothing(web, bob, emulator):
+    emulator.configure(ttft_ms=200, ms_per_token=3)
+    reading = new_reading(bob)
+
+    def hang_up_early():
+        url = f"/api/readings/{reading.pk}/events/"
+        with client(web, bob) as http, http.stream("GET", url) as response:
+            for _, kind, _ in events(response):
+                if kind == EventKind.TEXT:
+                    return  # gone mid-reading
+
+    watcher = threading.Thread(target=hang_up_early)
+    watcher.start()
+    finished = run_reading_sync(reading.pk)
+    watcher.join(timeout=30)
+
+    assert finished.status == ReadingStatus.DONE
+    assert finished.calls == 4  # no retries: the worker never noticed
