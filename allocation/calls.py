@@ -108,6 +108,9 @@ class Completion:
 # per-reading bound and the global limiter. It yields a Permit, left through one of its exits.
 Gate = Callable[[str, int], AbstractAsyncContextManager[Permit]]
 AttemptHook = Callable[[Attempt], Awaitable[None]]
+# on_send(attempt) -> the id of the call's log row, written pending just before the request
+# leaves (allocation/usage.py open_call); the attempt ends with that id in its call_id.
+SendHook = Callable[[Attempt], Awaitable[int]]
 
 
 @dataclass
@@ -131,6 +134,7 @@ async def complete(
     config: AllocationConfig,
     gate: Gate,
     on_attempt: AttemptHook,
+    on_send: SendHook | None = None,
     params: RetryParams = DEFAULT_RETRY,
     rng: random.Random | None = None,
     answer: AnswerFormat | None = None,
@@ -151,6 +155,7 @@ async def complete(
                     prompt=prompt,
                     config=config,
                     gate=gate,
+                    on_send=on_send,
                     attempt=attempts + 1,
                     is_retry=attempt_on_model > 1,
                     is_fallback=model_index > 0,
@@ -221,7 +226,17 @@ async def _models_within_ceiling(config: AllocationConfig, prompt: Prompt):
 
 
 async def _send(
-    *, model, prompt, config, gate, attempt, is_retry, is_fallback, answer=None, on_text=None
+    *,
+    model,
+    prompt,
+    config,
+    gate,
+    attempt,
+    is_retry,
+    is_fallback,
+    answer=None,
+    on_text=None,
+    on_send=None,
 ) -> _Sent:
     answer = answer or PlainText()
     client = runtime.pool.get()
@@ -231,6 +246,23 @@ async def _send(
     )
     async with gate(model, input_estimate) as permit:
         started_at = timezone.now()  # when the request leaves, not when it began to queue
+        call_id = None
+        if on_send is not None:
+            call_id = await on_send(
+                Attempt(
+                    task_type=config.task_type,
+                    requested_model=config.model,
+                    model=model,
+                    outcome=CallOutcome.PENDING,
+                    attempt=attempt,
+                    is_retry=is_retry,
+                    is_fallback=is_fallback,
+                    latency_s=0.0,
+                    started_at=started_at,
+                    # What a lost call is priced from: the whole request, cached parts too.
+                    usage=TokenUsage(input_tokens=estimate_input_tokens(prompt)),
+                )
+            )
         t0 = time.monotonic()
         answer.start()
         try:
@@ -258,6 +290,7 @@ async def _send(
         except anthropic.APIError as exc:
             latency = time.monotonic() - t0
             sent = _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallback)
+            sent.attempt = dataclasses.replace(sent.attempt, call_id=call_id)
             if isinstance(exc, InvalidAnswer):
                 # The provider served the call (and billed it): the limits count its tokens.
                 usage = TokenUsage.from_anthropic(message.usage)
@@ -303,6 +336,7 @@ async def _send(
             usage=usage,
             status_code=status_code,
             request_id=request_id,
+            call_id=call_id,
         ),
         message=message,
         headers=headers,

@@ -305,6 +305,15 @@ class LLMCall(models.Model):
     latency_s = models.FloatField()
     request_id = models.CharField(max_length=100, blank=True)
     error = models.TextField(blank=True)
+    cost_estimated = models.BooleanField(
+        default=False,
+        help_text="A lost call: priced from the request's input tokens, as no usage came back.",
+    )
+    holder = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="host:pid of the process that sent it; recovery reads it while it is pending.",
+    )
     started_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -316,6 +325,8 @@ class LLMCall(models.Model):
             models.Index(fields=["task_type", "created_at"]),
             models.Index(fields=["model", "created_at"]),
             models.Index(fields=["spread", "created_at"]),
+            # Recovery looks for calls in flight every few seconds: a small partial index.
+            models.Index(fields=["holder"], condition=Q(outcome="pending"), name="llmcall_pending"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -2,8 +2,12 @@
 adaptive limit, the circuit breaker and the limiter's permits.
 
 A call that never reached an end the provider decided (cancelled, or our own bug) has no
-outcome: its permit is ignored (`Permit.ignore`), it teaches the limiter nothing, and no
-LLMCall row records it.
+outcome the limiter learns from: its permit is ignored (`Permit.ignore`).
+
+The call log has two more: a row is written as `pending` just before the request leaves
+(so a worker killed mid-call leaves a trace), and recovery turns a dead worker's pending
+rows into `lost` ones, priced from the request's input tokens (readings/recovery.py). Only
+the log uses them: no permit ends with either, so the limiter and the breaker never see them.
 """
 
 from django.db import models
@@ -15,6 +19,8 @@ class CallOutcome(models.TextChoices):
     OVERLOADED = "overloaded", "Overloaded (529)"
     ERROR = "error", "Error"
     TIMEOUT = "timeout", "Timeout"
+    PENDING = "pending", "In flight"
+    LOST = "lost", "Lost (worker died mid-call)"
 
     @property
     def is_failure(self) -> bool:

@@ -1,8 +1,15 @@
-"""The usage log: one LLMCall row per provider attempt, priced as it is written."""
+"""The usage log: one LLMCall row per provider attempt, priced as it is written.
+
+The row is opened as pending just before the request leaves (open_call) and completed when
+the answer comes (record_call): one insert and one update per call, so a worker killed with
+the request in flight leaves a row recovery can book as lost (readings/recovery.py).
+"""
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+
+from django.db import transaction
 
 from allocation.models import LLMCall
 from allocation.outcomes import CallOutcome
@@ -26,16 +33,59 @@ class Attempt:
     status_code: int | None = None
     request_id: str = ""
     error: str = ""
+    # The pending row open_call wrote for this attempt; None: no row yet (one is created).
+    call_id: int | None = None
+
+
+def open_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None, holder="") -> int:
+    """The attempt's row, pending, before the request leaves: the usage says how many input
+    tokens the request is estimated at, what a lost call is priced from."""
+    return LLMCall.objects.create(
+        **_ids(reading_id, task_id, spread_id),
+        **_fields(attempt),
+        cost_usd=Decimal(0),
+        holder=holder,
+    ).pk
 
 
 def record_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None) -> LLMCall:
+    """The attempt's row as it ended. `unsettled_usd` on the result is what budgets are still
+    to be charged: the cost, less an estimate recovery already booked if it took this call
+    for lost (its process looked dead) before the answer came."""
     # A refused or broken call used nothing; an answer refused as invalid was still paid for.
     billed = attempt.outcome == CallOutcome.OK or attempt.usage.output_tokens > 0
     cost = cost_of(attempt.model, attempt.usage) if billed else Decimal(0)
-    return LLMCall.objects.create(
-        reading_id=reading_id,
-        task_id=task_id,
-        spread_id=spread_id,
+    fields = {**_fields(attempt), "cost_usd": cost}
+    ids = _ids(reading_id, task_id, spread_id)
+    if attempt.call_id is None:
+        call = LLMCall.objects.create(**ids, **fields)
+        call.unsettled_usd = cost
+        return call
+    completed = LLMCall.objects.filter(pk=attempt.call_id, outcome=CallOutcome.PENDING)
+    if completed.update(**fields):
+        call = LLMCall(pk=attempt.call_id, **ids, **fields)
+        call.unsettled_usd = cost
+        return call
+    with transaction.atomic():
+        call = LLMCall.objects.select_for_update().filter(pk=attempt.call_id).first()
+        if call is None:  # deleted meanwhile (staff tidying the log): log it again
+            call = LLMCall.objects.create(**ids, **fields)
+            call.unsettled_usd = cost
+            return call
+        booked = call.cost_usd
+        for name, value in {**fields, "cost_estimated": False}.items():
+            setattr(call, name, value)
+        call.save()
+    call.unsettled_usd = cost - booked
+    return call
+
+
+def _ids(reading_id, task_id, spread_id) -> dict:
+    return {"reading_id": reading_id, "task_id": task_id, "spread_id": spread_id}
+
+
+def _fields(attempt: Attempt) -> dict:
+    return dict(
         task_type=attempt.task_type,
         requested_model=attempt.requested_model,
         model=attempt.model,
@@ -51,7 +101,6 @@ def record_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=No
         cache_write_5m_tokens=attempt.usage.cache_write_5m_tokens,
         cache_write_1h_tokens=attempt.usage.cache_write_1h_tokens,
         batched=attempt.usage.batched,
-        cost_usd=cost,
         latency_s=attempt.latency_s,
         request_id=attempt.request_id,
         error=attempt.error[:2000],

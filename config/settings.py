@@ -221,11 +221,14 @@ Q_CLUSTER = {
     "catch_up": False,
     "poll": 0.2,
     "label": "Worker",
+    # The database queue, plus who holds each job: recovery hands a dead worker's job back in
+    # seconds instead of after the retry (readings/broker.py, readings/recovery.py).
+    "broker_class": "readings.broker.ClaimingORM",
 }
 # The scale-out option: a Redis broker instead of the database (readings' state stays in the
 # database either way, so a redelivered job still resumes).
 if os.environ.get("Q_REDIS_URL"):
-    del Q_CLUSTER["orm"]
+    del Q_CLUSTER["orm"], Q_CLUSTER["broker_class"]
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
 
 # --- Spend control (budgets/) -----------------------------------------------------

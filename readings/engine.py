@@ -157,10 +157,19 @@ class ReadingRun:
             else:
                 await text.attempt_failed(f"{attempt.model}: {attempt.outcome}")
 
+        async def on_send(attempt: Attempt) -> int:
+            return await sync_to_async(store.open_attempt)(
+                attempt,
+                reading_id=self.state.reading.pk,
+                task_id=task.pk,
+                spread_id=self.state.spread.pk,
+            )
+
         try:
             completion = await complete(
                 prompt=prompt,
                 config=self.state.configs[task.task_type],
+                on_send=on_send,
                 # Later phases of older readings first: finish what is started.
                 gate=partial(self.tracker.slot, priority=self._priority(task)),
                 on_attempt=on_attempt,

@@ -16,12 +16,13 @@ from django.utils import timezone
 
 from allocation.allocator import AllocationConfig, get_allocator
 from allocation.models import CallOutcome, LLMCall, TaskType
-from allocation.usage import Attempt, record_call
+from allocation.usage import Attempt, open_call, record_call
 from budgets.services import release_reading, settle_call
 from readings import live
 from readings.models import EventKind, Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.planning import plan_tasks
 from readings.prompt_caching import PlannedCall, cache_ttls
+from readings.watchdog import holder
 from spreads.models import Spread
 from spreads.prompts import DrawnCard, Prompt, PromptContext, build_prompt, template_names
 
@@ -60,7 +61,8 @@ def begin(reading_id) -> ReadingState | None:
             return None
         spread = reading.spread
         # Only one run of a reading's job is alive at a time (the worker's timeout is below its
-        # retry), so a task still marked running now was abandoned by a worker that died.
+        # retry, and recovery hands back only a dead worker's job), so a task still marked
+        # running now was abandoned by a worker that died.
         abandoned = reading.tasks.filter(status__in=[TaskStatus.RUNNING, TaskStatus.FAILED])
         restarted = list(abandoned.values_list("pk", flat=True))
         abandoned.update(status=TaskStatus.PENDING, error="")
@@ -142,6 +144,14 @@ def render(state: ReadingState, task_type: str, context: PromptContext, *, cache
     )
 
 
+def open_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> int:
+    """The call's log row, pending, written as the request leaves: if this worker dies before
+    the answer, recovery books it as lost (readings/recovery.py)."""
+    return open_call(
+        attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id, holder=holder()
+    )
+
+
 def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id, settle=False) -> None:
     """Log the call and, for a reading with budget reservations, settle its cost against
     them in the same transaction, so a worker killed in between neither loses the spend nor
@@ -151,7 +161,7 @@ def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id, settle=F
         return
     with transaction.atomic():
         call = record_call(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
-        settle_call(reading_id=reading_id, cost_usd=call.cost_usd)
+        settle_call(reading_id=reading_id, cost_usd=call.unsettled_usd)
 
 
 def finish_task(

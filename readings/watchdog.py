@@ -15,6 +15,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from operations.models import WorkerHeartbeat
+from readings import recovery
+from readings.broker import cluster_holder
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,9 @@ def holder() -> str:
 
 def beat() -> None:
     now = timezone.now()
-    WorkerHeartbeat.objects.update_or_create(holder=holder(), defaults={"beat_at": now})
+    WorkerHeartbeat.objects.update_or_create(
+        holder=holder(), defaults={"beat_at": now, "cluster": cluster_holder()}
+    )
     # Each worker process has its own row; a day later a dead one's is only clutter.
     WorkerHeartbeat.objects.filter(beat_at__lt=now - timedelta(days=1)).delete()
 
@@ -43,6 +47,10 @@ def tick() -> None:
         beat()
     except Exception:  # noqa: BLE001 - the next beat retries; a dead watchdog would be worse
         logger.exception("worker heartbeat failed")
+    try:
+        recovery.recover()
+    except Exception:  # noqa: BLE001 - the next tick retries
+        logger.exception("recovery failed")
 
 
 def _loop(stop: threading.Event) -> None:

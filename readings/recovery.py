@@ -1,0 +1,165 @@
+"""A dead worker's jobs go back on the queue in seconds, and its calls in flight into the
+call log as lost, priced.
+
+Every worker's watchdog runs recover() each beat (readings/watchdog.py). A worker is dead
+once its heartbeat is HEARTBEAT_STALE_S old (three missed beats); a cluster is dead once
+none of its workers beats. Then:
+
+- its calls in flight (LLMCall rows still pending, allocation/usage.py) become `lost`: the
+  request reached the provider, or may have, and no answer will ever say what it cost, so
+  it is priced from the request's input tokens and flagged `cost_estimated`;
+- its jobs (JobClaim rows, readings/broker.py) are unlocked on the queue, so the next
+  cluster to poll takes them: a running reading resumes (the engine runs only what is
+  unfinished), one taken ahead but not started simply starts.
+
+Siblings run this at once: each write is conditional (the pending outcome, the lock the
+dead claim set), so one of them does it and the others find nothing to do. The job is the
+same queue row, not a new one: no second delivery of it is left for later.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from allocation.models import LLMCall
+from allocation.outcomes import CallOutcome
+from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of
+from budgets.services import settle_call
+from operations.health import HEARTBEAT_STALE_S
+from operations.models import JobClaim, WorkerHeartbeat
+
+logger = logging.getLogger(__name__)
+
+STALE = timedelta(seconds=HEARTBEAT_STALE_S)
+# A call pending this long is lost whoever sent it: no request outlives the client's timeout
+# (LLM_TIMEOUT_S, a minute) by this much. It covers processes that never beat (the `read`
+# command) and a call a live worker abandoned (cancelled mid-request).
+PENDING_AT_MOST = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Who is alive now, from the heartbeats."""
+
+    workers: frozenset[str]  # holders that beat within STALE
+    clusters: frozenset[str]  # clusters with at least one such worker
+    stale: frozenset[str]  # holders that beat once, but not within STALE: dead
+
+    def worker_alive(self, holder: str) -> bool:
+        return holder in self.workers
+
+    def cluster_alive(self, cluster: str) -> bool:
+        return cluster in self.clusters
+
+
+@dataclass(frozen=True)
+class Recovered:
+    lost_calls: int = 0
+    released_jobs: int = 0
+
+
+def liveness(now: datetime) -> Liveness:
+    rows = WorkerHeartbeat.objects.values_list("holder", "cluster", "beat_at")
+    fresh = [(holder, cluster) for holder, cluster, beat_at in rows if beat_at >= now - STALE]
+    return Liveness(
+        workers=frozenset(holder for holder, _ in fresh),
+        clusters=frozenset(cluster for _, cluster in fresh),
+        stale=frozenset(holder for holder, _, beat_at in rows if beat_at < now - STALE),
+    )
+
+
+def recover(now: datetime | None = None) -> Recovered:
+    """One round: first the lost calls (so the resumed reading's totals include them), then
+    the jobs."""
+    now = now or timezone.now()
+    live = liveness(now)
+    lost = sum(book_lost(call_id, now) for call_id in lost_call_ids(now, live))
+    released = sum(release(claim, now) for claim in dead_claims(now, live))
+    if lost or released:
+        logger.warning(
+            "recovered from dead workers: %s job(s) back on the queue, %s lost call(s) booked",
+            released,
+            lost,
+        )
+    return Recovered(lost_calls=lost, released_jobs=released)
+
+
+# --- Jobs -----------------------------------------------------------------------------
+
+
+def dead_claims(now: datetime, live: Liveness) -> list[JobClaim]:
+    """Claims whose holder is dead: the worker running the job or, for a job only taken
+    ahead, the cluster that took it. A claim younger than STALE is left alone: a cluster may
+    take a job before its workers' first beat."""
+    claims = JobClaim.objects.filter(claimed_at__lt=now - STALE)
+    return [
+        claim
+        for claim in claims
+        if (claim.worker and not live.worker_alive(claim.worker))
+        or (not claim.worker and not live.cluster_alive(claim.cluster))
+    ]
+
+
+def release(claim: JobClaim, now: datetime) -> bool:
+    """Unlock the claim's job so the next cluster to poll takes it. Only if its lock is still
+    the one this claim set: a sibling that released it first, or a cluster that took it again
+    since, changed it."""
+    with transaction.atomic():
+        released = OrmQ.objects.filter(pk=claim.job_id, lock=claim.lock).update(lock=now)
+        # Gone with it: a claim on a job that no longer exists is only clutter.
+        JobClaim.objects.filter(pk=claim.pk, lock=claim.lock).delete()
+    return bool(released)
+
+
+# --- Lost calls -----------------------------------------------------------------------
+
+
+def lost_call_ids(now: datetime, live: Liveness) -> list[int]:
+    """Calls still pending whose sender is dead, or pending for longer than any call lasts."""
+    pending = LLMCall.objects.filter(outcome=CallOutcome.PENDING)
+    return list(
+        pending.filter(
+            Q(holder__in=live.stale) | Q(started_at__lt=now - PENDING_AT_MOST)
+        ).values_list("pk", flat=True)
+    )
+
+
+def book_lost(call_id: int, now: datetime) -> bool:
+    """Turn a pending call into a lost one, priced from its request, and charge that to the
+    reading's budgets like any call. False if it is no longer pending (a sibling booked it,
+    or its answer came after all)."""
+    with transaction.atomic():
+        call = (
+            LLMCall.objects.select_for_update(skip_locked=True)
+            .filter(pk=call_id, outcome=CallOutcome.PENDING)
+            .first()
+        )
+        if call is None:
+            return False
+        call.cost_usd, priced = estimated_cost(call.model, call.input_tokens)
+        call.outcome = CallOutcome.LOST
+        call.cost_estimated = True
+        call.latency_s = max(0.0, (now - call.started_at).total_seconds())
+        call.error = f"Lost: {call.holder or 'its worker'} died with the request in flight. " + (
+            f"Cost estimated from {call.input_tokens} input tokens; the output is unknown."
+            if priced
+            else f"No price is known for {call.model}: booked at $0."
+        )
+        call.save(update_fields=["outcome", "cost_usd", "cost_estimated", "latency_s", "error"])
+        if call.reading_id:
+            settle_call(reading_id=call.reading_id, cost_usd=call.cost_usd)
+    return True
+
+
+def estimated_cost(model: str, input_tokens: int) -> tuple[Decimal, bool]:
+    """The request's input tokens at the model's input price; (0, False) if it has none."""
+    try:
+        return cost_of(model, TokenUsage(input_tokens=input_tokens)), True
+    except UnknownModelPrice:
+        return Decimal(0), False
