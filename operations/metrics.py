@@ -4,7 +4,8 @@ Calls are made by worker processes and readings run there, so in-process counter
 process would see none of it (and prometheus-client's multiprocess mode needs a shared
 directory every process agrees on). The ledger already holds every call, so a custom collector
 turns one aggregate query per family into metrics: counters stay monotonic because LLMCall
-rows are never deleted by the platform.
+rows are never deleted by the platform, and a call counts once it has ended (not while
+pending: its row is written as the request leaves, see allocation/usage.py).
 """
 
 from django.db.models import Count, Q, Sum
@@ -44,13 +45,15 @@ class LedgerCollector:
             "tarot_llm_tokens", "Tokens by model and kind.", labels=["model", "kind"]
         )
         cost = CounterMetricFamily("tarot_llm_cost_usd", "Spend in USD by model.", labels=["model"])
-        by_outcome = LLMCall.objects.values("model", "outcome").annotate(n=Count("id")).order_by()
+        # A call counts once it has ended: a pending row's outcome and tokens are still to come.
+        ended = LLMCall.objects.exclude(outcome=CallOutcome.PENDING)
+        by_outcome = ended.values("model", "outcome").annotate(n=Count("id")).order_by()
         for row in by_outcome:
             calls.add_metric([row["model"], row["outcome"]], row["n"])
             if row["outcome"] == CallOutcome.RATE_LIMITED:
                 rate_limited.add_metric([row["model"]], row["n"])
         totals = (
-            LLMCall.objects.values("model")
+            ended.values("model")
             .annotate(
                 input=Sum("input_tokens"),
                 output=Sum("output_tokens"),
@@ -65,7 +68,13 @@ class LedgerCollector:
                 tokens.add_metric([row["model"], kind], row[kind] or 0)
             # Prometheus samples are floats; the Decimal stays exact in the ledger.
             cost.add_metric([row["model"]], float(row["cost"] or 0))
-        yield from (calls, rate_limited, tokens, cost)
+        in_flight = GaugeMetricFamily(
+            "tarot_llm_calls_in_flight", "Calls sent and not yet answered.", labels=["model"]
+        )
+        pending = LLMCall.objects.filter(outcome=CallOutcome.PENDING)
+        for row in pending.values("model").annotate(n=Count("id")).order_by():
+            in_flight.add_metric([row["model"]], row["n"])
+        yield from (calls, rate_limited, tokens, cost, in_flight)
 
     def _limiter(self):
         breaker = GaugeMetricFamily(

@@ -1,9 +1,11 @@
 """A dead worker's jobs go back on the queue in seconds, and its calls in flight into the
 call log as lost, priced.
 
-Every worker's watchdog runs recover() each beat (readings/watchdog.py). A worker is dead
-once its heartbeat is HEARTBEAT_STALE_S old (three missed beats); a cluster is dead once
-none of its workers beats. Then:
+Every worker's watchdog runs recover() each beat (readings/watchdog.py) and once as the
+worker starts. A worker is dead once its heartbeat is HEARTBEAT_STALE_S old (three missed
+beats), or at once if it ran on this host and its process is gone (a cluster restarted on
+the same machine recovers as it starts); a cluster is dead once none of its workers beats,
+or its process is gone. Then:
 
 - its calls in flight (LLMCall rows still pending, allocation/usage.py) become `lost`: the
   request reached the provider, or may have, and no answer will ever say what it cost, so
@@ -18,6 +20,8 @@ same queue row, not a new one: no second delivery of it is left for later.
 """
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -90,20 +94,46 @@ def recover(now: datetime | None = None) -> Recovered:
     return Recovered(lost_calls=lost, released_jobs=released)
 
 
+def gone(holder: str) -> bool:
+    """A process of this host ("host:pid") that no longer exists, or is a zombie: dead
+    without waiting for its heartbeat to go stale. Another host's processes cannot be seen
+    from here, and a pid taken again by another process looks alive: both wait for the
+    heartbeat. Like the limiter's leases, this takes host:pid to name one process: workers in
+    separate pid namespaces (containers) need hostnames of their own, Docker's default."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # someone else's process: it exists
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 # --- Jobs -----------------------------------------------------------------------------
 
 
 def dead_claims(now: datetime, live: Liveness) -> list[JobClaim]:
     """Claims whose holder is dead: the worker running the job or, for a job only taken
-    ahead, the cluster that took it. A claim younger than STALE is left alone: a cluster may
-    take a job before its workers' first beat."""
-    claims = JobClaim.objects.filter(claimed_at__lt=now - STALE)
-    return [
-        claim
-        for claim in claims
-        if (claim.worker and not live.worker_alive(claim.worker))
-        or (not claim.worker and not live.cluster_alive(claim.cluster))
-    ]
+    ahead, the cluster that took it. Without a beat, a claim younger than STALE is not judged
+    (a cluster may take a job before its workers' first beat) unless its process is gone."""
+    return [claim for claim in JobClaim.objects.all() if _holder_dead(claim, now, live)]
+
+
+def _holder_dead(claim: JobClaim, now: datetime, live: Liveness) -> bool:
+    if claim.worker:
+        holder, beats = claim.worker, live.worker_alive(claim.worker)
+    else:
+        holder, beats = claim.cluster, live.cluster_alive(claim.cluster)
+    if gone(holder):
+        return True
+    return not beats and claim.claimed_at < now - STALE
 
 
 def release(claim: JobClaim, now: datetime) -> bool:
@@ -123,10 +153,12 @@ def release(claim: JobClaim, now: datetime) -> bool:
 def lost_call_ids(now: datetime, live: Liveness) -> list[int]:
     """Calls still pending whose sender is dead, or pending for longer than any call lasts."""
     pending = LLMCall.objects.filter(outcome=CallOutcome.PENDING)
+    holders = set(pending.order_by().values_list("holder", flat=True).distinct())
+    dead = {holder for holder in holders if holder in live.stale or gone(holder)}
     return list(
-        pending.filter(
-            Q(holder__in=live.stale) | Q(started_at__lt=now - PENDING_AT_MOST)
-        ).values_list("pk", flat=True)
+        pending.filter(Q(holder__in=dead) | Q(started_at__lt=now - PENDING_AT_MOST))
+        .order_by()
+        .values_list("pk", flat=True)
     )
 
 

@@ -57,7 +57,7 @@ def calls_between(
     calls = LLMCall.objects.filter(
         created_at__gte=datetime.combine(start, time.min, tzinfo=UTC),
         created_at__lt=datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
-    )
+    ).exclude(outcome=CallOutcome.PENDING)  # still in flight: its tokens and cost are to come
     if spread:
         calls = calls.filter(spread__slug=spread)
     if task_type:

@@ -1,11 +1,17 @@
 """Recovery from dead workers (readings/recovery.py): whose jobs go back on the queue, and
 which calls in flight are booked as lost. The whole story, with real clusters killed and
-restarted, is in test_recovery_after_a_crash.py."""
+restarted, is the last test."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import Count
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import OrmQ
@@ -14,11 +20,16 @@ from allocation.models import LLMCall
 from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage, cost_of
 from allocation.usage import Attempt, record_call
+from benchmarks.workers import WorkerCluster
 from operations.models import JobClaim, WorkerHeartbeat
 from readings import recovery
 from readings.broker import claim_for_worker, cluster_holder
 from readings.engine import run_reading_sync
+from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
+from readings.reports.selectors import cost_summary
 from readings.services import reading_create
+from readings.tasks import enqueue_reading
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +64,18 @@ def taken_job(*, cluster, worker="", seconds_ago=20, now):
 
 def unlocked(job, now) -> bool:
     return OrmQ.objects.get(pk=job.pk).lock <= now
+
+
+@pytest.fixture
+def gone_pid():
+    """The pid of a process of this host that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def here(pid) -> str:
+    return f"{socket.gethostname()}:{pid}"
 
 
 # --- Jobs -----------------------------------------------------------------------------
@@ -110,6 +133,21 @@ def test_a_claim_younger_than_a_heartbeat_is_not_judged(now):
     assert not unlocked(job, now)
 
 
+def test_a_holder_of_this_host_whose_process_is_gone_is_dead_before_its_beat_is_stale(
+    now, gone_pid
+):
+    # A cluster restarted on the same machine need not wait three beats to recover.
+    beating(here(gone_pid), here(1), seconds_ago=1, now=now)
+    job = taken_job(cluster=here(1), worker=here(gone_pid), seconds_ago=1, now=now)
+
+    recovery.recover(now)
+
+    assert unlocked(job, now)
+    assert recovery.gone(here(gone_pid))
+    assert not recovery.gone(here(os.getpid()))
+    assert not recovery.gone(f"another-host:{gone_pid}")  # not ours to see: the beat decides
+
+
 def test_of_two_siblings_recovering_at_once_only_one_releases_the_job(now):
     beating("h:11", "h:10", seconds_ago=20, now=now)
     job = taken_job(cluster="h:10", worker="h:11", now=now)
@@ -148,7 +186,7 @@ def test_the_queue_names_the_cluster_that_takes_a_job_then_the_worker_running_it
     assert claim.worker == ""
 
     claim_for_worker(task={"ack_id": job_id})
-    assert JobClaim.objects.get(job_id=job_id).worker.endswith(":" + str(__import__("os").getpid()))
+    assert JobClaim.objects.get(job_id=job_id).worker == here(os.getpid())
 
     broker.acknowledge(job_id)
     assert not JobClaim.objects.exists()
@@ -184,6 +222,15 @@ def test_a_dead_workers_call_in_flight_is_booked_lost_at_its_input_tokens_price(
     assert call.cost_usd == cost_of(MODEL, TokenUsage(input_tokens=2_000)) > 0
     assert call.latency_s == pytest.approx(5, abs=0.01)
     assert "h:11 died with the request in flight" in call.error
+
+
+def test_a_call_in_flight_from_a_gone_process_of_this_host_is_lost_at_once(now, gone_pid):
+    call = pending_call(holder=here(gone_pid), seconds_ago=1, now=now)
+
+    recovery.recover(now)
+
+    call.refresh_from_db()
+    assert call.outcome == CallOutcome.LOST
 
 
 def test_a_live_workers_call_in_flight_stays_pending(now):
@@ -247,7 +294,7 @@ def test_an_answer_that_comes_after_all_replaces_the_estimate(now):
     assert LLMCall.objects.count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_reading_run_opens_each_calls_row_before_sending_and_completes_it(emulator):
     reading = reading_create(spread="three_card", question="Which way?")
 
@@ -258,3 +305,106 @@ def test_a_reading_run_opens_each_calls_row_before_sending_and_completes_it(emul
     assert not calls.exclude(outcome=CallOutcome.OK).exists()
     assert calls.filter(holder="").count() == 0
     assert calls.filter(cost_usd__gt=Decimal(0), cost_estimated=False).count() == calls.count()
+
+
+# --- The whole story: a cluster killed mid-reading, another started --------------------
+
+RECOVERY_BOUND_S = 30
+
+
+@pytest.fixture
+def clusters(emulator, tmp_path):
+    """start(workers) -> a real `manage.py qcluster` with production's timeout and retry (300
+    and 360 s): whatever finishes within the bound was not the queue's retry."""
+    started = []
+
+    def start(workers):
+        cluster = WorkerCluster(
+            workers=workers,
+            base_url=emulator.base_url,
+            extra_env={"Q_TIMEOUT_S": "300", "Q_RETRY_S": "360"},
+            log_path=tmp_path / f"qcluster-{len(started)}.log",
+        )
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        if cluster.process.poll() is None:
+            cluster.stop()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_killed_clusters_readings_are_done_within_30_s_of_a_restart_and_every_call_logged(
+    emulator, clusters
+):
+    # Slow first tokens, so the kill finds calls in flight.
+    emulator.configure(ttft_ms=1000, ms_per_token=1)
+    readings = [reading_create(spread="three_card", question=f"Question {i}") for i in range(5)]
+    for reading in readings:
+        enqueue_reading(reading)
+    first = clusters(workers=2)
+
+    def calls_in_flight_and_a_task_done():
+        return (
+            LLMCall.objects.filter(outcome=CallOutcome.PENDING).exists()
+            and ReadingTask.objects.filter(status=TaskStatus.DONE).exists()
+        )
+
+    wait_for(calls_in_flight_and_a_task_done, timeout=60, explain=first.output, what="a reading")
+    first.kill()
+    killed_clusters = set(JobClaim.objects.values_list("cluster", flat=True))
+    # The queue still holds all five: two were running, the rest taken ahead by the cluster.
+    assert Reading.objects.filter(status=ReadingStatus.RUNNING).count() == 2
+    assert OrmQ.objects.filter(lock__gt=timezone.now()).count() == 5
+    time.sleep(5)  # restarted 5 s later, as in the incident
+
+    second = clusters(workers=2)
+    restarted = time.monotonic()
+    wait_for(
+        lambda: not JobClaim.objects.filter(cluster__in=killed_clusters).exists(),
+        timeout=RECOVERY_BOUND_S,
+        explain=second.output,
+        what="the killed cluster's jobs to be handed back",
+    )
+    print(f"\njobs handed back {time.monotonic() - restarted:.1f} s after the restart")
+    wait_for(
+        lambda: Reading.objects.filter(status=ReadingStatus.DONE).count() == 5,
+        timeout=RECOVERY_BOUND_S,
+        explain=second.output,
+        what="every reading of the killed cluster to be done",
+    )
+    print(f"all five readings done {time.monotonic() - restarted:.1f} s after the restart")
+    wait_for(lambda: not OrmQ.objects.exists(), timeout=10, what="every job to be acknowledged")
+
+    calls = LLMCall.objects.all()
+    lost = calls.filter(outcome=CallOutcome.LOST)
+    stats = emulator.stats()
+    print(f"requests seen: {stats['requests']}, logged: {calls.count()}, lost: {lost.count()}")
+    # Every request the provider saw is in the ledger, answered or lost, and none is pending.
+    assert calls.count() >= stats["requests"]
+    assert set(calls.values_list("outcome", flat=True)) == {CallOutcome.OK, CallOutcome.LOST}
+    # (The provider may have finished an answer nobody was left to read: that one is lost.)
+    assert lost.count() >= 1
+    assert all(call.cost_estimated and call.cost_usd > 0 for call in lost)
+    # Nothing ran twice: a task is answered once, and a finished task was not sent again.
+    answered = calls.filter(outcome=CallOutcome.OK).values("task").annotate(n=Count("id"))
+    assert {row["n"] for row in answered} == {1}
+    assert ReadingTask.objects.exclude(status=TaskStatus.DONE).count() == 0
+    for reading in readings:
+        reading.refresh_from_db()
+        assert reading.cost_usd == sum(c.cost_usd for c in calls.filter(reading=reading))
+
+
+def test_a_call_in_flight_counts_once_it_has_ended_in_reports_and_metrics(staff_client, now):
+    pending_call(holder="h:11", now=now)
+    LLMCall.objects.filter(pk=pending_call(holder="h:11", now=now).pk).update(
+        outcome=CallOutcome.OK
+    )
+
+    today = now.date()
+    assert cost_summary(start=today, end=today)["totals"]["calls"] == 1
+    metrics = staff_client.get("/metrics").content.decode()
+    assert 'tarot_llm_calls_in_flight{model="claude-haiku-4-5"} 1.0' in metrics
+    assert 'tarot_llm_calls_total{model="claude-haiku-4-5",outcome="ok"} 1.0' in metrics
+    assert 'outcome="pending"' not in metrics
