@@ -26,7 +26,8 @@ def database_url() -> str:
 
 class WorkerCluster:
     """`manage.py qcluster` in its own process group, on this process's database, sending its
-    LLM calls to `base_url`; its output goes to `log_path` when one is given."""
+    LLM calls to `base_url`; its output goes to `log_path` when one is given. `launcher` is a
+    command that execs the rest (e.g. one that gives the cluster a hostname of its own)."""
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class WorkerCluster:
         base_url: str,
         extra_env: dict | None = None,
         log_path: Path | None = None,
+        launcher: tuple[str, ...] = (),
     ):
         env = {
             **os.environ,
@@ -48,7 +50,7 @@ class WorkerCluster:
         self.log_path = log_path
         self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
+            [*launcher, sys.executable, "manage.py", "qcluster"],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=self._log or subprocess.DEVNULL,

@@ -318,12 +318,13 @@ def clusters(emulator, tmp_path):
     and 360 s): whatever finishes within the bound was not the queue's retry."""
     started = []
 
-    def start(workers):
+    def start(workers, *, launcher=()):
         cluster = WorkerCluster(
             workers=workers,
             base_url=emulator.base_url,
             extra_env={"Q_TIMEOUT_S": "300", "Q_RETRY_S": "360"},
             log_path=tmp_path / f"qcluster-{len(started)}.log",
+            launcher=launcher,
         )
         started.append(cluster)
         return cluster
@@ -408,3 +409,62 @@ def test_a_call_in_flight_counts_once_it_has_ended_in_reports_and_metrics(staff_
     assert 'tarot_llm_calls_in_flight{model="claude-haiku-4-5"} 1.0' in metrics
     assert 'tarot_llm_calls_total{model="claude-haiku-4-5",outcome="ok"} 1.0' in metrics
     assert 'outcome="pending"' not in metrics
+
+
+# A UTS namespace of its own: the cluster's processes are named "elsewhere:pid", so they look
+# like another machine's and only their heartbeats can say they died.
+ON_ANOTHER_HOST = ("unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', "elsewhere")
+
+
+def can_run_on_another_host() -> bool:
+    try:
+        return subprocess.run([*ON_ANOTHER_HOST, "true"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not can_run_on_another_host(), reason="needs unshare --uts (root)")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_cluster_on_another_host_is_recovered_once_its_heartbeats_are_stale(emulator, clusters):
+    emulator.configure(ttft_ms=1000, ms_per_token=1)
+    readings = [reading_create(spread="three_card", question=f"Question {i}") for i in range(3)]
+    for reading in readings:
+        enqueue_reading(reading)
+    elsewhere = clusters(workers=2, launcher=ON_ANOTHER_HOST)
+
+    def calls_in_flight_and_a_task_done():
+        return (
+            LLMCall.objects.filter(outcome=CallOutcome.PENDING).exists()
+            and ReadingTask.objects.filter(status=TaskStatus.DONE).exists()
+        )
+
+    wait_for(calls_in_flight_and_a_task_done, timeout=60, explain=elsewhere.output, what="a call")
+    elsewhere.kill()
+    # Two readings running there, one taken ahead: all three held by the other host.
+    holders = JobClaim.objects.values_list("cluster", flat=True)
+    assert len(holders) == 3 and all(h.startswith("elsewhere:") for h in holders)
+    time.sleep(5)
+
+    here_now = clusters(workers=2)
+    restarted = time.monotonic()
+    wait_for(
+        lambda: not JobClaim.objects.filter(cluster__startswith="elsewhere:").exists(),
+        timeout=RECOVERY_BOUND_S,
+        explain=here_now.output,
+        what="the other host's jobs to be handed back",
+    )
+    print(
+        f"\nanother host's jobs handed back {time.monotonic() - restarted:.1f} s after the restart"
+    )
+    wait_for(
+        lambda: Reading.objects.filter(status=ReadingStatus.DONE).count() == 3,
+        timeout=RECOVERY_BOUND_S - (time.monotonic() - restarted),
+        explain=here_now.output,
+        what="every reading of the other host's cluster to be done",
+    )
+    print(f"all three readings done {time.monotonic() - restarted:.1f} s after the restart")
+    assert not LLMCall.objects.filter(outcome=CallOutcome.PENDING).exists()
+    lost = LLMCall.objects.filter(outcome=CallOutcome.LOST)
+    assert lost.exists()
+    assert all(call.holder.startswith("elsewhere:") for call in lost)
+    assert LLMCall.objects.count() >= emulator.stats()["requests"]
