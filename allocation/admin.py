@@ -232,6 +232,8 @@ class LLMCallAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Cost (USD)", ordering="cost_usd")
     def cost(self, obj):
+        if obj.cost_estimated:  # a lost call: priced from its request, no usage came back
+            return format_html("{}<br><small>estimated</small>", usd_exact(obj.cost_usd))
         return usd_exact(obj.cost_usd)  # one call: every digit
 
     @admin.display(description="Latency (s)", ordering="latency_s")

@@ -60,6 +60,16 @@ def test_it_lists_llm_calls_for_staff(staff_client):
     assert f'/admin/readings/reading/{reading.pk}/change/">{str(reading.pk)[:8]}</a>' in page
 
 
+def test_it_marks_a_lost_calls_cost_as_estimated(staff_client):
+    call = make_call(at("2025-03-02 18:00"), cost="0.0021")
+    LLMCall.objects.filter(pk=call.pk).update(outcome="lost", cost_estimated=True)
+
+    page = staff_client.get(CALLS_URL).content.decode()
+
+    assert "Lost (worker died mid-call)" in page
+    assert "$0.0021<br><small>estimated</small>" in page
+
+
 def test_it_offers_no_way_to_add_change_or_delete_llm_calls(staff_client):
     call = make_call(at("2025-03-02 18:00"))
 
