@@ -414,6 +414,12 @@ def _result_error(result) -> str:
 def run_fallbacks() -> int:
     """Standard calls for the tasks whose batch request expired or errored (staff chose
     that fallback); returns how many were run."""
+    # A fallback still running after the worker's timeout died with its tick: run it again.
+    ReadingTask.objects.filter(
+        _waiting_fallback(),
+        status=TaskStatus.RUNNING,
+        started_at__lt=timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"]),
+    ).exclude(batch_requests__result=BatchResult.WAITING).update(status=TaskStatus.PENDING)
     waiting = ReadingTask.objects.filter(
         _waiting_fallback(),
         status=TaskStatus.PENDING,

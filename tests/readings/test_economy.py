@@ -4,9 +4,11 @@ The Schedule's job (economy.tick) is called here directly, as the worker's sched
 """
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from allocation.allocator import get_allocator
 from allocation.models import CallOutcome, LLMCall, TaskType
@@ -222,3 +224,19 @@ def test_the_job_of_an_economy_reading_only_starts_it(batches):
     assert run_reading(str(reading.pk)) == ReadingStatus.RUNNING
     assert reading.tasks.filter(status=TaskStatus.PENDING).count() == 7
     assert batches.stats()["batch_creates"] == batches.stats()["requests"] == 0
+
+
+def test_a_standard_fallback_left_running_by_a_dead_tick_runs_again(batches):
+    batches.configure(batch_delay_s=5, batch_expiry_s=0.1)
+    reading = economy_reading()
+    economy.submit_due()
+    time.sleep(0.3)
+    economy.collect()  # every card batch expired: each is due a standard call
+    # A tick claimed them and died before its calls returned.
+    stale = timezone.now() - timedelta(hours=1)
+    reading.tasks.filter(phase=1).update(status=TaskStatus.RUNNING, started_at=stale)
+
+    (reading,) = run_ticks(reading)
+
+    assert reading.status == ReadingStatus.DONE, reading.error
+    assert LLMCall.objects.filter(reading=reading, batched=False, task__phase=1).count() == 4
