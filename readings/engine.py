@@ -27,6 +27,7 @@ from allocation.usage import Attempt
 from readings import live, store
 from readings.card_answers import CardBatchAnswer, joined
 from readings.card_texts import texts_for_later_phases
+from readings.guide_writers import guide_writers
 from readings.models import Reading, ReadingTask, TaskStatus
 from spreads.prompts import CardResult, PromptContext
 
@@ -165,17 +166,20 @@ class ReadingRun:
                 spread_id=self.state.spread.pk,
             )
 
+        config = self.state.configs[task.task_type]
         try:
-            completion = await complete(
-                prompt=prompt,
-                config=self.state.configs[task.task_type],
-                on_send=on_send,
-                # Later phases of older readings first: finish what is started.
-                gate=partial(self.tracker.slot, priority=self._priority(task)),
-                on_attempt=on_attempt,
-                answer=answer,
-                on_text=text.add,
-            )
+            # A cold guide is written once, then read (readings/guide_writers.py).
+            async with guide_writers.turn(config.model, prompt):
+                completion = await complete(
+                    prompt=prompt,
+                    config=config,
+                    on_send=on_send,
+                    # Later phases of older readings first: finish what is started.
+                    gate=partial(self.tracker.slot, priority=self._priority(task)),
+                    on_attempt=on_attempt,
+                    answer=answer,
+                    on_text=text.add,
+                )
         except TaskFailed as exc:
             error = f"{task}: {exc}"
             await sync_to_async(store.fail_task)(
