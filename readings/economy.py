@@ -256,6 +256,7 @@ def _rejected(batch: ProviderBatch, exc: Exception) -> None:
                     task.pk,
                     error=f"{task}: the provider refused its batch: {message}",
                     attempts=task.attempts,
+                    reading_id=task.reading_id,
                 )
                 readings.add(task.reading_id)
     for reading_id in readings:
@@ -390,7 +391,10 @@ def _store_result(batch: ProviderBatch, result) -> None:
                 )
             if reading.spread.economy_fallback == EconomyFallback.FAIL:
                 store.fail_task(
-                    task.pk, error=f"{task}: batch request {error}", attempts=task.attempts + 1
+                    task.pk,
+                    error=f"{task}: batch request {error}",
+                    attempts=task.attempts + 1,
+                    reading_id=reading.pk,
                 )
             else:  # a standard call in run_fallbacks(), this tick
                 ReadingTask.objects.filter(pk=task.pk).update(
