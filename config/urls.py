@@ -14,7 +14,9 @@ class FaviconView(RedirectView):
 
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", include("readings.page_urls")),
+    path("accounts/", include("accounts.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),  # the page's language switch
     path("favicon.ico", FaviconView.as_view()),
     path("admin/", admin.site.urls),
     path("api/", include("readings.api.urls")),

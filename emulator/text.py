@@ -23,7 +23,7 @@ DEFAULT_DECK_PATH = Path(__file__).resolve().parent.parent / "spreads" / "data" 
 # How far after a card's name "reversed" may appear and still belong to that card:
 # "The Tower (reversed)", "The Tower, reversed", "The Tower\nOrientation: reversed".
 REVERSED_WINDOW = 24
-REVERSED = re.compile(r"\breversed\b", re.IGNORECASE)
+REVERSED = re.compile(r"\breversed\b|역방향", re.IGNORECASE)  # the Korean prompts say 역방향
 
 
 @dataclass(frozen=True)

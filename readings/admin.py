@@ -8,6 +8,7 @@ from django.utils.http import urlencode
 from allocation.admin import ReadOnlyAdmin
 from allocation.money import usd_exact, usd_total
 from readings.models import DrawnCard, Reading, ReadingTask
+from readings.selectors import reading_results
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -119,11 +120,43 @@ class ReadingAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     inlines = [DrawnCardInline, ReadingTaskInline]
     fieldsets = [
-        (None, {"fields": ["id", "owner", "spread", "question", "status", "error"]}),
+        (None, {"fields": ["id", "owner", "spread", "question", "language", "status", "error"]}),
+        ("Text", {"fields": ["text"]}),
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "attempts"]}),
         ("Metrics", {"fields": ["metrics"]}),
     ]
-    readonly_fields = ["id", "created_at", "metrics"]
+    readonly_fields = ["id", "created_at", "metrics", "text"]
+    # While the reading runs, the page fetches its text again every few seconds
+    # (static/readings/admin_reading.js, from the API's detail of the reading).
+    change_form_template = "admin/readings/reading/change_form.html"
+
+    @admin.display(description="The reading")
+    def text(self, obj):
+        results = reading_results(obj)
+        sections = [
+            (
+                f"{c['index']}. {c['position']}: {c['card']}"
+                + (" (reversed)" if c["orientation"] == "reversed" else ""),
+                c["text"],
+                f"card-{c['index']}",
+            )
+            for c in results["cards"]
+        ]
+        sections += [
+            ("Overall", results["overall"], "overall"),
+            ("How the cards relate", results["relationships"], "relationships"),
+            ("Advice", results["advice"], "advice"),
+        ]
+        return format_html(
+            '<div class="reading-text" data-detail="{}" data-status="{}">{}</div>',
+            reverse("api:reading-detail", kwargs={"pk": obj.pk}),
+            obj.status,
+            format_html_join(
+                "",
+                '<h4>{}</h4><p class="reading-part" data-part="{}">{}</p>',
+                ((title, key, text or "(not written yet)") for title, text, key in sections),
+            ),
+        )
 
     @admin.display(description="Created (UTC)", ordering="created_at")
     def created(self, obj):

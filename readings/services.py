@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from allocation.allocator import AllocationError, get_allocator
 from allocation.models import TaskType
@@ -14,7 +15,8 @@ from budgets.estimates import EstimateError, ReadingEstimate, estimate_reading
 from budgets.models import CostEstimate
 from budgets.selectors import budgets_applying, quota_for
 from budgets.services import reserve_for_reading
-from readings.models import DrawnCard, Reading, ReadingMode
+from readings.languages import validate_language
+from readings.models import DrawnCard, Language, Reading, ReadingMode
 from spreads.models import DECK_SIZE, Card, Position, Spread
 from spreads.prompts import DrawnCard as PromptCard
 
@@ -40,21 +42,23 @@ def draw_cards(count: int, *, reversal_probability: float = 0.5) -> list[CardCho
 def resolve_spread(slug: str) -> Spread:
     spread = Spread.objects.filter(slug=slug).first()
     if spread is None:
-        raise ValidationError({"spread": f"No spread called {slug!r}."})
+        raise ValidationError({"spread": _("No spread called %(slug)s.") % {"slug": repr(slug)}})
     if not spread.is_active:
-        raise ValidationError({"spread": f"The spread {slug!r} is not active."})
+        raise ValidationError(
+            {"spread": _("The spread %(slug)s is not active.") % {"slug": repr(slug)}}
+        )
     return spread
 
 
 def validate_question(question: str) -> str:
     question = (question or "").strip()
     if not question:
-        raise ValidationError({"question": "Ask a question: it cannot be empty."})
+        raise ValidationError({"question": _("Ask a question: it cannot be empty.")})
     if len(question) > MAX_QUESTION_LENGTH:
         raise ValidationError(
             {
-                "question": f"Keep the question under {MAX_QUESTION_LENGTH} characters "
-                f"(it has {len(question)})."
+                "question": _("Keep the question under %(max)d characters (it has %(length)d).")
+                % {"max": MAX_QUESTION_LENGTH, "length": len(question)}
             }
         )
     return question
@@ -63,7 +67,10 @@ def validate_question(question: str) -> str:
 def resolve_cards(spread: Spread, choices: list[CardChoice]) -> list[tuple[Card, bool]]:
     if len(choices) != spread.card_count:
         raise ValidationError(
-            {"cards": f"{spread.name} takes {spread.card_count} cards; {len(choices)} were given."}
+            {
+                "cards": _("%(spread)s takes %(count)d cards; %(given)d were given.")
+                % {"spread": spread.name, "count": spread.card_count, "given": len(choices)}
+            }
         )
     wanted = [c.card.strip() for c in choices]
     by_key = {}
@@ -72,7 +79,9 @@ def resolve_cards(spread: Spread, choices: list[CardChoice]) -> list[tuple[Card,
         by_key[card.name.lower()] = card
     unknown = [w for w in wanted if w.lower() not in by_key and w not in by_key]
     if unknown:
-        raise ValidationError({"cards": f"Unknown cards: {', '.join(unknown)}."})
+        raise ValidationError(
+            {"cards": _("Unknown cards: %(cards)s.") % {"cards": ", ".join(unknown)}}
+        )
     cards = [by_key.get(w) or by_key[w.lower()] for w in wanted]
     seen, duplicates = set(), []
     for card in cards:
@@ -81,7 +90,10 @@ def resolve_cards(spread: Spread, choices: list[CardChoice]) -> list[tuple[Card,
         seen.add(card.pk)
     if duplicates:
         raise ValidationError(
-            {"cards": f"Each card can appear once: {', '.join(duplicates)} repeated."}
+            {
+                "cards": _("Each card can appear once: %(cards)s repeated.")
+                % {"cards": ", ".join(duplicates)}
+            }
         )
     return [(card, choice.reversed) for card, choice in zip(cards, choices, strict=True)]
 
@@ -184,10 +196,12 @@ def reading_create(
     question: str,
     cards: list[CardChoice] | None = None,
     mode: str = ReadingMode.STANDARD,
+    language: str = Language.ENGLISH,
 ) -> Reading:
     """Create a queued reading with its drawn cards, its cost estimate and its reservation
     against every budget that applies, in one transaction: a reading a budget refuses
     (BudgetExceeded) leaves nothing behind. The caller queues it (readings.dispatch)."""
+    validate_language(language)
     request = reading_validate(owner=owner, spread=spread, question=question, cards=cards)
     mode = validate_mode(mode, request.spread)
     exempt = quota_for(owner).exempt_from_budgets
@@ -201,7 +215,11 @@ def reading_create(
         estimate = None
     with transaction.atomic():
         reading = Reading.objects.create(
-            owner=owner, spread=request.spread, question=request.question, mode=mode
+            owner=owner,
+            spread=request.spread,
+            question=request.question,
+            mode=mode,
+            language=language,
         )
         DrawnCard.objects.bulk_create(
             DrawnCard(reading=reading, position=position, card=card, reversed=is_reversed)

@@ -99,7 +99,9 @@ def begin(reading_id) -> ReadingState | None:
         cards=[DrawnCard(position=d.position, card=d.card, reversed=d.reversed) for d in drawn],
         tasks=list(reading.tasks.all()),
         configs={t: allocator.get_config(t, spread=spread) for t in TaskType.values},
-        templates=template_names(spread, [TaskType(t).kind for t in TaskType.values]),
+        templates=template_names(
+            spread, [TaskType(t).kind for t in TaskType.values], reading.language
+        ),
         max_concurrent_calls=allocator.max_concurrent_calls(spread),
         has_reservations=reading.reservations.exists(),
     )
@@ -257,7 +259,9 @@ def state_for(reading: Reading, *, economy: bool = False) -> ReadingState:
         cards=[DrawnCard(position=d.position, card=d.card, reversed=d.reversed) for d in drawn],
         tasks=list(reading.tasks.all()),
         configs={t: allocator.get_config(t, spread=spread) for t in TaskType.values},
-        templates=template_names(spread, [TaskType(t).kind for t in TaskType.values]),
+        templates=template_names(
+            spread, [TaskType(t).kind for t in TaskType.values], reading.language
+        ),
         max_concurrent_calls=allocator.max_concurrent_calls(spread),
         has_reservations=reading.reservations.exists(),
         economy=economy,

@@ -113,9 +113,9 @@ def _block(part: PromptPart) -> dict:
 SHARED_PARTS = (GUIDE, LAYOUT, RESULTS)
 
 
-def template_names(spread: Spread, kinds: list[str]) -> dict[str, str]:
+def template_names(spread: Spread, kinds: list[str], language: str = "en") -> dict[str, str]:
     """The template of each shared part and of each task kind, resolved once per reading."""
-    return {name: template_name_for(spread, name) for name in (*SHARED_PARTS, *kinds)}
+    return {name: template_name_for(spread, name, language) for name in (*SHARED_PARTS, *kinds)}
 
 
 def build_prompt(
@@ -153,13 +153,24 @@ def template_exists(name: str) -> bool:
     return True
 
 
-def template_name_for(spread: Spread, kind: str) -> str:
-    """The spread's chosen template, else <slug>_<kind>.txt, else the generic <kind>.txt."""
+def template_name_for(spread: Spread, kind: str, language: str = "en") -> str:
+    """The spread's chosen template, else <slug>_<kind>.txt, else the generic <kind>.txt.
+
+    English is the base language. Another language's templates carry its code before .txt
+    (card_ko.txt, celtic_cross_card_ko.txt): the spread's own one in that language if it
+    exists, else the generic one in that language, so a reading never changes language."""
     chosen = spread.template_field(kind)
-    if chosen:
-        return chosen
     specific = f"{spread.slug}_{kind}.txt"
-    return specific if template_exists(specific) else f"{kind}.txt"
+    name = chosen or (specific if template_exists(specific) else f"{kind}.txt")
+    if language == "en":
+        return name
+    translated = in_language(name, language)
+    return translated if template_exists(translated) else f"{kind}_{language}.txt"
+
+
+def in_language(name: str, language: str) -> str:
+    """card.txt -> card_ko.txt: the name of a template's version in `language`."""
+    return f"{name.removesuffix('.txt')}_{language}.txt"
 
 
 def render_prompt(name: str, context: PromptContext) -> str:

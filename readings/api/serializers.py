@@ -76,6 +76,13 @@ class ReadingCreateSerializer(serializers.Serializer):
     question = serializers.CharField(allow_blank=True, trim_whitespace=False)
     # A ListField, not many=True: DRF hands many=True's allow_null to the child as well, so
     # `[null]` would pass as a card. Here the list may be null, each card may not.
+    # A plain string: an unsupported language gets the service's message naming the
+    # supported ones.
+    language = serializers.CharField(
+        required=False,
+        max_length=10,
+        help_text="ko or en. Omitted: your preference, else your Accept-Language, else en.",
+    )
     cards = serializers.ListField(
         child=CardChoiceSerializer(),
         required=False,
@@ -205,6 +212,7 @@ class ReadingDetailSerializer(serializers.ModelSerializer):
             "spread",
             "question",
             "mode",
+            "language",
             "status",
             "status_detail",
             "expected_ready_at",
@@ -248,5 +256,15 @@ class ReadingListSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Reading
-        fields = ["id", "spread", "question", "mode", "status", "created_at", "cost_usd", "url"]
+        fields = [
+            "id",
+            "spread",
+            "question",
+            "mode",
+            "language",
+            "status",
+            "created_at",
+            "cost_usd",
+            "url",
+        ]
         read_only_fields = fields

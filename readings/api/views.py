@@ -31,6 +31,7 @@ from readings.api.serializers import (
     SpreadSerializer,
 )
 from readings.dispatch import dispatch
+from readings.languages import reading_language
 from readings.models import Reading, ReadingStatus, ReadingTask
 from readings.services import CardChoice, reading_create, reading_estimate, reading_validate
 from spreads.models import Card, Spread
@@ -143,6 +144,7 @@ class ReadingCollection(generics.GenericAPIView):
                 question=data["question"],
                 cards=None if cards is None else [CardChoice(**card) for card in cards],
                 mode=data["mode"],
+                language=reading_language(request, data.get("language")),
             )
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc

@@ -1,0 +1,20 @@
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Profile
+from readings.models import Language
+
+
+class SignUpForm(UserCreationForm):
+    language = forms.ChoiceField(
+        label=_("Language of your readings"),
+        choices=[("", _("The browser's language")), *Language.choices],
+        required=False,
+    )
+
+    def save(self, commit=True):
+        user = super().save(commit=commit)
+        if commit:
+            Profile.objects.create(user=user, language=self.cleaned_data["language"])
+        return user

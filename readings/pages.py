@@ -1,0 +1,77 @@
+"""The reading page: a signed-in reader asks a question, watches the reading being written
+(readings/static/readings/reading.js follows the API's event stream) and finds it later in
+their history. Costs and model names stay out of it; they are staff business."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from budgets.services import BudgetExceeded
+from readings.dispatch import dispatch
+from readings.languages import reading_language
+from readings.models import Language, Reading, ReadingStatus
+from readings.selectors import reading_results
+from readings.services import MAX_QUESTION_LENGTH, reading_create
+from spreads.models import Spread
+
+HISTORY_LENGTH = 50
+
+
+@login_required(login_url="accounts:login")
+def home(request):
+    errors: dict[str, list[str]] = {}
+    form = {"spread": "", "question": "", "language": reading_language(request)}
+    if request.method == "POST":
+        form.update(
+            spread=request.POST.get("spread", ""),
+            question=request.POST.get("question", ""),
+            language=request.POST.get("language", ""),
+        )
+        try:
+            reading = reading_create(
+                owner=request.user,
+                spread=form["spread"],
+                question=form["question"],
+                language=reading_language(request, form["language"] or None),
+            )
+        except ValidationError as exc:
+            errors = exc.message_dict
+        except BudgetExceeded:
+            errors = {"__all__": [_("No more readings can be made today. Try again tomorrow.")]}
+        else:
+            dispatch(reading)
+            return redirect("pages:reading", pk=reading.pk)
+    return render(
+        request,
+        "pages/home.html",
+        {
+            "spreads": Spread.objects.filter(is_active=True).prefetch_related("positions"),
+            "languages": Language.choices,
+            "form": form,
+            "errors": errors,
+            "max_question_length": MAX_QUESTION_LENGTH,
+            "history": Reading.objects.filter(owner=request.user)
+            .select_related("spread")
+            .order_by("-created_at")[:HISTORY_LENGTH],
+        },
+        status=400 if errors else 200,
+    )
+
+
+@login_required(login_url="accounts:login")
+def reading_page(request, pk):
+    # Someone else's reading is not found, as in the API.
+    reading = get_object_or_404(Reading.objects.select_related("spread"), pk=pk, owner=request.user)
+    finished = reading.status in (ReadingStatus.DONE, ReadingStatus.FAILED)
+    return render(
+        request,
+        "pages/reading.html",
+        {
+            "reading": reading,
+            "results": reading_results(reading),
+            "finished": finished,
+            "events_url": "" if finished else reverse("api:reading-events", kwargs={"pk": pk}),
+        },
+    )

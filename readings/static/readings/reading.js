@@ -1,0 +1,94 @@
+// The reading page: follows GET /api/readings/<id>/events/ (Server-Sent Events) and writes
+// each part's text in place as it arrives. The server replays what was missed, so a page
+// opened late, or a connection that drops (EventSource reconnects with Last-Event-ID), shows
+// the same text; a task that restarts has its text cleared, never written twice.
+(function () {
+  "use strict";
+  const root = document.getElementById("reading");
+  if (!root || !root.dataset.events) return;
+  const status = document.getElementById("status");
+  const tasks = {}; // task id -> {type, positions}
+  const texts = {}; // part -> text shown
+
+  function partsOf(task) {
+    if (!task) return [];
+    if (task.task_type === "card_interpretation") return task.positions.map((i) => "card-" + i);
+    return [{ overall_reading: "overall", relationships: "relationships", advice: "advice" }[task.task_type]];
+  }
+
+  function show(part, text) {
+    const box = root.querySelector('[data-part="' + part + '"]');
+    if (!box) return;
+    texts[part] = text;
+    box.replaceChildren(
+      ...text.split(/\n\s*\n/).filter((p) => p.trim()).map((paragraph) => {
+        const p = document.createElement("p");
+        p.textContent = paragraph;
+        return p;
+      })
+    );
+  }
+
+  function partFor(data) {
+    const task = tasks[data.task];
+    if (data.position !== null && data.position !== undefined) return "card-" + data.position;
+    return partsOf(task)[0];
+  }
+
+  function setBusy(task, busy) {
+    partsOf(task).forEach((part) => {
+      const box = root.querySelector('[data-part="' + part + '"]');
+      if (box) box.setAttribute("aria-busy", busy ? "true" : "false");
+    });
+  }
+
+  const source = new EventSource(root.dataset.events);
+  status.textContent = root.dataset.textWriting;
+
+  source.addEventListener("task_started", (e) => {
+    const data = JSON.parse(e.data);
+    tasks[data.task] = data;
+    partsOf(data).forEach((part) => show(part, ""));
+    setBusy(data, true);
+  });
+  source.addEventListener("text", (e) => {
+    const data = JSON.parse(e.data);
+    const part = partFor(data);
+    if (part) show(part, (texts[part] || "") + data.text);
+  });
+  source.addEventListener("task_restarted", (e) => {
+    const data = JSON.parse(e.data);
+    partsOf(tasks[data.task]).forEach((part) => show(part, ""));
+  });
+  source.addEventListener("task_finished", (e) => {
+    const data = JSON.parse(e.data);
+    const task = tasks[data.task];
+    if (data.texts) Object.entries(data.texts).forEach(([i, text]) => show("card-" + i, text));
+    else if (data.text !== undefined && task) show(partsOf(task)[0], data.text);
+    setBusy(task, false);
+  });
+  source.addEventListener("reading_finished", (e) => {
+    source.close();
+    const data = JSON.parse(e.data);
+    const results = data.reading.results;
+    results.cards.forEach((card) => show("card-" + card.index, card.text));
+    show("overall", results.overall);
+    show("relationships", results.relationships);
+    show("advice", results.advice);
+    root.querySelectorAll("[aria-busy]").forEach((box) => box.setAttribute("aria-busy", "false"));
+    root.dataset.status = data.status;
+    status.textContent = data.status === "done" ? root.dataset.textDone : root.dataset.textFailed;
+  });
+  source.addEventListener("error", (e) => {
+    if (e.data) {
+      // The server refused the stream (e.g. too many open): say so, stop retrying.
+      source.close();
+      status.textContent = root.dataset.textFailed;
+    } else if (source.readyState !== EventSource.CLOSED) {
+      status.textContent = root.dataset.textLost;
+    }
+  });
+  source.addEventListener("open", () => {
+    if (root.dataset.status !== "done") status.textContent = root.dataset.textWriting;
+  });
+})();

@@ -1,0 +1,140 @@
+"""A reader's journey on the reading page, in Debian's headless chromium, with everything real:
+uvicorn serving the ASGI app (the event stream needs it), a `manage.py qcluster` worker and
+the emulator. A new reader signs up, asks in Korean, watches the cards' text arrive while the
+reading is still being written, and finds the Korean reading in their history; no page has a
+serious or critical axe-core finding.
+"""
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+from playwright.sync_api import expect, sync_playwright
+
+from benchmarks.workers import WebServer
+from readings.models import Reading, ReadingStatus
+from tests.browser.test_staff_journey import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_staff_pages import AXE
+from tests.readings.test_worker import qcluster_factory  # noqa: F401 - a fixture
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+QUESTION = "올해 새로운 일을 시작해도 될까요?"
+
+
+def axe_problems(page, where: str) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']}))"
+        ".violations.filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => `${v.impact} ${v.id}: ${v.nodes.slice(0, 3)"
+        ".map(n => n.target.join(' ')).join(', ')}`)"
+    )
+    return [f"{where}: {finding}" for finding in found]
+
+
+def from_db(query):
+    """query() on a thread of its own: Playwright's sync API runs an event loop in this one,
+    where Django refuses database calls."""
+
+    def run():
+        try:
+            return query()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+def wait_for_sessions_to_end() -> None:
+    """The server's database sessions end when Postgres notices it has gone; the test
+    database can be dropped after that."""
+    with connection.cursor() as cursor:
+        for _ in range(50):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.1)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium; .ci/run does)",
+)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
+    emulator,
+    qcluster_factory,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
+    # Slow enough to watch: about a second and a half per answer.
+    emulator.configure(ttft_ms=300, ms_per_token=6)
+    cluster = qcluster_factory()
+    cluster.wait_until_ready()
+    problems = []
+    try:
+        with (
+            WebServer(log_path=tmp_path / "web.log") as web,
+            sync_playwright() as playwright,
+        ):
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            # A Korean browser: the page speaks Korean and readings default to Korean.
+            context = browser.new_context(
+                base_url=web.url, locale="ko-KR", viewport={"width": 1200, "height": 900}
+            )
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+
+            page.goto("/")
+            expect(page).to_have_url(re.compile(r"/accounts/login/"))
+            problems += axe_problems(page, "sign in")
+            page.get_by_role("link", name="가입하기").first.click()
+            problems += axe_problems(page, "sign up")
+            page.fill("#id_username", "minji")
+            page.fill("#id_password1", "a-long-pass-phrase-42")
+            page.fill("#id_password2", "a-long-pass-phrase-42")
+            page.get_by_role("button", name="계정 만들기").click()
+
+            expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+            problems += axe_problems(page, "home")
+            page.get_by_label("Celtic Cross").check()
+            page.get_by_label("질문").fill(QUESTION)
+            expect(page.get_by_label("리딩 언어")).to_have_value("ko")
+            page.get_by_role("button", name="카드 뽑기").click()
+
+            # The cards are laid out at once, in their positions, before any text.
+            expect(page.locator("li.card")).to_have_count(10)
+            first_card = page.locator('[data-part="card-1"]')
+            expect(first_card).not_to_be_empty()
+            reading = from_db(lambda: Reading.objects.get(owner__username="minji"))
+            assert reading.status == ReadingStatus.RUNNING  # arrived while being written
+            assert reading.language == "ko"
+            problems += axe_problems(page, "reading, running")
+
+            expect(page.get_by_role("status")).to_have_text(
+                "리딩이 완성되었습니다.", timeout=60_000
+            )
+            for part in ["card-1", "card-10", "overall", "relationships", "advice"]:
+                text = page.locator(f'[data-part="{part}"]').inner_text()
+                assert HANGUL.search(text), f"{part}: {text[:80]!r}"
+            page_text = page.locator("main").inner_text()
+            assert "claude" not in page_text.lower() and "$" not in page_text
+            problems += axe_problems(page, "reading, done")
+
+            page.get_by_role("link", name="다른 질문하기").click()
+            history = page.locator("#history")
+            expect(history.get_by_role("link", name=QUESTION)).to_be_visible()
+            history.get_by_role("link", name=QUESTION).click()
+            expect(page.get_by_role("heading", name=QUESTION)).to_be_visible()
+            assert HANGUL.search(page.locator('[data-part="advice"]').inner_text())
+            browser.close()
+    finally:
+        wait_for_sessions_to_end()
+
+    assert not problems, "\n".join(problems)

@@ -1,0 +1,102 @@
+"""The reading page for signed-in readers: sign up, ask, watch, find it in the history."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from accounts.models import Profile
+from readings.models import Reading, ReadingStatus
+from readings.services import reading_create
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_page_asks_visitors_to_sign_in(client):
+    response = client.get("/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/")
+
+
+def test_a_new_reader_signs_up_and_lands_on_the_page(client):
+    response = client.post(
+        "/accounts/signup/",
+        {
+            "username": "dana",
+            "password1": "a-long-pass-phrase-42",
+            "password2": "a-long-pass-phrase-42",
+            "language": "ko",
+        },
+    )
+
+    assert response.status_code == 302 and response["Location"] == "/"
+    dana = get_user_model().objects.get(username="dana")
+    assert Profile.objects.get(user=dana).language == "ko"
+    page = client.get("/")
+    assert page.status_code == 200
+    assert 'option value="ko" lang="ko" selected' in page.content.decode()
+
+
+def test_asking_a_question_starts_a_reading_and_shows_it(client, bob, monkeypatch):
+    queued = []
+    monkeypatch.setattr("readings.pages.dispatch", queued.append)
+    client.force_login(bob)
+
+    response = client.post(
+        "/", {"spread": "three_card", "question": "이사를 가도 될까요?", "language": "ko"}
+    )
+
+    reading = Reading.objects.get(owner=bob)
+    assert queued == [reading]
+    assert reading.language == "ko" and reading.question == "이사를 가도 될까요?"
+    assert response.status_code == 302 and response["Location"] == f"/readings/{reading.pk}/"
+    page = client.get(response["Location"]).content.decode()
+    assert f'data-events="/api/readings/{reading.pk}/events/"' in page
+    assert page.count('class="card"') == 3
+    for card in reading.drawn_cards.select_related("card", "position"):
+        assert card.card.name in page and card.position.name in page
+
+
+def test_a_bad_question_is_answered_on_the_page(client, bob):
+    client.force_login(bob)
+
+    response = client.post("/", {"spread": "three_card", "question": "  ", "language": "en"})
+
+    assert response.status_code == 400
+    assert "Ask a question: it cannot be empty." in response.content.decode()
+    assert not Reading.objects.exists()
+
+
+def test_the_history_lists_only_the_readers_own_readings(client, bob, charlie):
+    mine = reading_create(owner=bob, spread="three_card", question="Mine?")
+    theirs = reading_create(owner=charlie, spread="three_card", question="Theirs?")
+    client.force_login(bob)
+
+    page = client.get("/").content.decode()
+
+    assert "Mine?" in page and "Theirs?" not in page
+    assert client.get(f"/readings/{mine.pk}/").status_code == 200
+    assert client.get(f"/readings/{theirs.pk}/").status_code == 404
+
+
+def test_costs_and_model_names_stay_off_the_page(client, bob):
+    from tests.readings.api.conftest import finish
+
+    reading = finish(reading_create(owner=bob, spread="three_card", question="Will I move?"))
+    client.force_login(bob)
+
+    page = client.get(f"/readings/{reading.pk}/").content.decode()
+
+    assert reading.status == ReadingStatus.DONE
+    assert "claude" not in page.lower()
+    assert "0.012345" not in page and "0.01" not in page and "cost" not in page.lower()
+    assert "Go, but pack your own tools." in page
+    assert 'data-events=""' in page  # finished: nothing to follow
+
+
+def test_the_page_speaks_korean_to_a_korean_browser(client, bob):
+    client.force_login(bob)
+
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+
+    assert '<html lang="ko">' in page
+    assert "카드에게 묻기" in page and "나의 리딩" in page
