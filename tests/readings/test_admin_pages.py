@@ -135,3 +135,26 @@ def test_it_keeps_readings_from_non_staff(client, bob, reading):
     response = client.get(f"{URL}{reading.pk}/change/")
 
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_the_reading_page_shows_each_positions_text_and_follows_a_running_reading(
+    staff_client, bob
+):
+    running = reading_create(owner=bob, spread="three_card", question="Will it rain?")
+    Reading.objects.filter(pk=running.pk).update(status=ReadingStatus.RUNNING)
+    ReadingTask.objects.create(
+        reading=running,
+        task_type=TaskType.CARD_INTERPRETATION,
+        phase=1,
+        position_indexes=[1, 2, 3],
+        status=TaskStatus.DONE,
+        texts={"1": "Past text.", "2": "Present text.", "3": "Future text."},
+    )
+
+    html = staff_client.get(f"{URL}{running.pk}/change/").content.decode()
+
+    for position, text in [(1, "Past text."), (2, "Present text."), (3, "Future text.")]:
+        assert f'data-part="card-{position}">{text}</p>' in html
+    assert 'data-part="advice">(not written yet)</p>' in html
+    assert 'data-status="running"' in html
+    assert "readings/admin_reading.js" in html  # fetches the text again until it is done

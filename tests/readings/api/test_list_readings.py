@@ -35,6 +35,7 @@ def test_it_shows_each_reading_in_brief(as_bob, bob):
         "spread",
         "question",
         "mode",
+        "language",
         "status",
         "created_at",
         "cost_usd",

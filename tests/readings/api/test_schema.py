@@ -43,6 +43,7 @@ def test_it_documents_the_create_request_and_its_202_answer(schema):
         "question",
         "cards",
         "mode",
+        "language",
     }
     assert set(components[answer.split("/")[-1]]["properties"]) == {"id", "status", "url"}
     assert "400" in create["responses"]
