@@ -7,7 +7,7 @@ from django.utils.http import urlencode
 
 from allocation.admin import ReadOnlyAdmin
 from allocation.money import usd_exact, usd_total
-from readings.models import DrawnCard, Reading, ReadingTask
+from readings.models import BatchRequest, DrawnCard, ProviderBatch, Reading, ReadingTask
 from readings.selectors import reading_results
 
 
@@ -114,13 +114,27 @@ class ReadingAdmin(ReadOnlyAdmin):
         "rate_limit_hits",
         "fallbacks",
     ]
-    list_filter = ["status", "spread"]
+    list_filter = ["status", "mode", "spread"]
     list_select_related = ["spread", "owner"]
     search_fields = ["question", "id"]
     date_hierarchy = "created_at"
     inlines = [DrawnCardInline, ReadingTaskInline]
     fieldsets = [
-        (None, {"fields": ["id", "owner", "spread", "question", "language", "status", "error"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "owner",
+                    "spread",
+                    "question",
+                    "language",
+                    "mode",
+                    "status",
+                    "error",
+                ]
+            },
+        ),
         ("Text", {"fields": ["text"]}),
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "attempts"]}),
         ("Metrics", {"fields": ["metrics"]}),
@@ -195,3 +209,44 @@ class ReadingAdmin(ReadOnlyAdmin):
             reverse("admin:allocation_llmcall_changelist"),
             urlencode({"reading__id__exact": obj.pk}),
         )
+
+
+class BatchRequestInline(ReadOnlyInline):
+    model = BatchRequest
+    fields = ["custom_id", "task", "result", "recorded", "error"]
+    readonly_fields = fields
+
+    @admin.display(description="Recorded (UTC)")
+    def recorded(self, obj):
+        return _moment(obj.recorded_at)
+
+
+@admin.register(ProviderBatch)
+class ProviderBatchAdmin(ReadOnlyAdmin):
+    """Economy readings' Message Batches (readings/economy.py): what was submitted, what
+    the provider answered, and which task each request belongs to."""
+
+    list_display = ["batch_id", "model", "status", "request_count", "submitted", "ended"]
+    list_filter = ["status", "model"]
+    search_fields = ["batch_id", "requests__custom_id"]
+    date_hierarchy = "created_at"
+    inlines = [BatchRequestInline]
+    fields = [
+        "batch_id",
+        "model",
+        "status",
+        "request_count",
+        "created_at",
+        "submitted_at",
+        "ended_at",
+        "error",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="Submitted (UTC)", ordering="submitted_at")
+    def submitted(self, obj):
+        return _moment(obj.submitted_at)
+
+    @admin.display(description="Ended (UTC)", ordering="ended_at")
+    def ended(self, obj):
+        return _moment(obj.ended_at)

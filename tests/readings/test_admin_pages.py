@@ -158,3 +158,28 @@ def test_the_reading_page_shows_each_positions_text_and_follows_a_running_readin
     assert 'data-part="advice">(not written yet)</p>' in html
     assert 'data-status="running"' in html
     assert "readings/admin_reading.js" in html  # fetches the text again until it is done
+
+
+def test_it_shows_an_economy_batch_with_each_request_and_its_task(staff_client, reading):
+    from readings.models import BatchRequest, BatchStatus, ProviderBatch
+
+    task = reading.tasks.get(phase=1)
+    batch = ProviderBatch.objects.create(
+        batch_id="msgbatch_01abc",
+        model="claude-haiku-4-5",
+        status=BatchStatus.REJECTED,
+        request_count=1,
+        error="400 Forced batch rejection.",
+    )
+    BatchRequest.objects.create(
+        batch=batch, task=task, custom_id=f"task-{task.pk}-1", result="rejected"
+    )
+
+    listing = staff_client.get("/admin/readings/providerbatch/").content.decode()
+    page = staff_client.get(f"/admin/readings/providerbatch/{batch.pk}/change/")
+
+    assert "msgbatch_01abc" in listing
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f"task-{task.pk}-1" in text and "400 Forced batch rejection." in text
+    assert "Save" not in text  # staff only look

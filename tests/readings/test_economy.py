@@ -240,3 +240,16 @@ def test_a_standard_fallback_left_running_by_a_dead_tick_runs_again(batches):
 
     assert reading.status == ReadingStatus.DONE, reading.error
     assert LLMCall.objects.filter(reading=reading, batched=False, task__phase=1).count() == 4
+
+
+def test_the_worker_ticks_every_minute_from_a_schedule():
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name="economy-batches")
+
+    assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) == (
+        "readings.economy.tick",
+        Schedule.MINUTES,
+        1,
+        -1,
+    )
