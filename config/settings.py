@@ -173,6 +173,8 @@ LOGIN_URL = "/admin/login/"  # staff pages; the reading page signs in at /accoun
 
 # Open reading event streams (GET /api/readings/<id>/events/) per user and web process.
 READING_STREAMS_PER_USER = envint("READING_STREAMS_PER_USER", 4)
+# Seconds before the server ends an event stream (the client resumes with Last-Event-ID).
+READING_STREAM_MAX_S = envint("READING_STREAM_MAX_S", 300)
 
 LOGGING = {
     "version": 1,

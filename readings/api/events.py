@@ -13,6 +13,7 @@ an asyncio task, no thread and no database connection (readings/live.py wakes it
 
 import asyncio
 import json
+import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -107,10 +108,14 @@ def _last_event_id(request) -> int:
 
 async def _stream(reading_id, last_id: int, release):
     waiter = listener.subscribe(reading_id)
+    # A stream ends after a while even if its reading has not (a reading may wait in the
+    # queue for long): the client reconnects with Last-Event-ID and misses nothing, and a
+    # server that is shutting down is not held open by streams that never end.
+    ends_at = time.monotonic() + settings.READING_STREAM_MAX_S
     try:
         yield "retry: 1000\n\n"
         idle_s = 0.0
-        while True:
+        while time.monotonic() < ends_at:
             waiter.clear()  # before reading: a NOTIFY from now on wakes the wait below
             events = await _events_after(reading_id, last_id)
             for event in events:
@@ -123,6 +128,7 @@ async def _stream(reading_id, last_id: int, release):
             if len(events) == BATCH:
                 continue
             timeout = KEEPALIVE_S if listener.connected else POLL_S
+            timeout = max(0.0, min(timeout, ends_at - time.monotonic()))
             try:
                 await asyncio.wait_for(waiter.wait(), timeout)
                 idle_s = 0.0

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.fixture(scope="module")
 def web(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        with WebServer(extra_env={"READING_STREAMS_PER_USER": "2"}) as server:
+        with WebServer(
+            extra_env={"READING_STREAMS_PER_USER": "2", "READING_STREAM_MAX_S": "8"}
+        ) as server:
             yield server
         # Its sessions end when Postgres notices the process has gone: wait, so the test
         # database can be dropped.
@@ -169,3 +171,16 @@ def test_a_client_that_hangs_up_costs_the_worker_nothing(web, bob, emulator):
 
     assert finished.status == ReadingStatus.DONE
     assert finished.calls == 4  # no retries: the worker never noticed
+
+
+def test_a_long_wait_ends_the_stream_and_the_client_resumes_where_it_was(web, bob, emulator):
+    reading = new_reading(bob)  # queued: nothing happens for a while
+    started = time.monotonic()
+
+    with client(web, bob) as http:
+        assert follow(http, reading) == []  # ended by the server, not by the reading
+        assert 7 < time.monotonic() - started < 12
+        run_reading_sync(reading.pk)
+        received = follow(http, reading, **{"Last-Event-ID": "0"})
+
+    assert received[-1][1] == EventKind.READING_FINISHED
