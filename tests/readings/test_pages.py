@@ -100,3 +100,21 @@ def test_the_page_speaks_korean_to_a_korean_browser(client, bob):
 
     assert '<html lang="ko">' in page
     assert "카드에게 묻기" in page and "나의 리딩" in page
+    assert "켈틱 크로스" in page  # the seeded spreads' names, and the deck's, are translated
+
+
+def test_a_korean_reader_sees_the_cards_and_positions_in_korean(client, bob):
+    from readings.services import CardChoice
+
+    cards = [
+        CardChoice("the-tower"),
+        CardChoice("the-star", reversed=True),
+        CardChoice("ace-of-cups"),
+    ]
+    reading = reading_create(owner=bob, spread="three_card", question="?", cards=cards)
+    client.force_login(bob)
+
+    page = client.get(f"/readings/{reading.pk}/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+
+    for korean in ["1. 과거", "2. 현재", "3. 미래", "탑", "별", "컵 에이스", "(역방향)"]:
+        assert korean in page, korean
