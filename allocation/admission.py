@@ -8,7 +8,7 @@ unknown until the call ends, so they are charged then, and a bucket in debt admi
 until it has refilled.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,13 @@ class Buckets:
 @dataclass(frozen=True)
 class Decision:
     admitted: bool
+    # Refused: how long to wait before asking again. Admitted: how long the call must wait
+    # before it goes (a reserved request token, see admit()).
     wait_s: float = 0.0
     reason: str = ""
+    # Admitted: how long until asking again could admit (or reserve) another call. Advice
+    # derived from the buckets, not part of the decision itself.
+    next_in_s: float = field(default=0.0, compare=False)
 
 
 def capacity(per_minute: int, burst_s: float) -> float:
@@ -72,16 +77,19 @@ def admit(
     paused_until: float,
     burst_s: float,
     now: float,
+    reserve_within_s: float = 0.0,
 ) -> Decision:
     """Admit (and charge) one call, or say how long to wait before asking again."""
     if now < paused_until:
         return Decision(False, paused_until - now, "paused")
     if in_flight >= min(concurrency_limit, limits.max_concurrent_calls):
         return Decision(False, 0.0, "concurrency")
-    if buckets.requests < 1:
-        return Decision(
-            False, (1 - buckets.requests) / per_second(limits.requests_per_minute), "rpm"
-        )
+    # The next request token, if it is due within `reserve_within_s`, is taken now and the
+    # call waits for it (golang.org/x/time/rate's Reserve): whoever asks when a token is due
+    # gets it in one step instead of being refused and asking again.
+    delay = max(0.0, (1 - buckets.requests) / per_second(limits.requests_per_minute))
+    if delay > reserve_within_s:
+        return Decision(False, delay - reserve_within_s, "rpm")
     # A prompt larger than the bucket waits for a full bucket, then leaves a debt.
     needed = min(input_estimate, capacity(limits.input_tokens_per_minute, burst_s))
     if buckets.input_tokens < needed:
@@ -92,7 +100,8 @@ def admit(
         return Decision(False, deficit / per_second(limits.output_tokens_per_minute), "otpm")
     buckets.requests -= 1
     buckets.input_tokens -= input_estimate
-    return Decision(True)
+    next_in = (1 - buckets.requests) / per_second(limits.requests_per_minute) - reserve_within_s
+    return Decision(True, wait_s=delay, reason="reserved" if delay else "", next_in_s=next_in)
 
 
 def settle(buckets: Buckets, *, input_estimate: int, input_used: int, output_used: int) -> None:

@@ -354,6 +354,9 @@ class ModelState(models.Model):
     paused_until = models.FloatField(default=0, help_text="Unix time; the provider said wait.")
     adaptive = models.JSONField(default=dict, blank=True)
     breaker = models.JSONField(default=dict, blank=True)
+    transactions = models.PositiveBigIntegerField(
+        default=0, help_text="The limiter's round trips to its store for this model."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -45,6 +45,7 @@ def decide_admission(
         paused_until=max(state.paused_until, controller.paused_until),
         burst_s=params.burst_s,
         now=now,
+        reserve_within_s=params.reserve_s,
     )
     _store_buckets(state, buckets)
     return decision

@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 
 from asgiref.sync import sync_to_async
@@ -28,6 +29,28 @@ from allocation.limiter.state import CallReport
 from allocation.outcomes import FAILURES, CallOutcome
 
 logger = logging.getLogger(__name__)
+
+
+_executors: dict[int, ThreadPoolExecutor] = {}
+
+
+def on_limiter_thread(fn):
+    """`fn` run on this process's limiter thread. Not on the thread that serves the rest of
+    the process's database work (sync_to_async's default): a burst of readings setting up
+    would queue admissions and releases behind their set-up, and the provider would sit
+    idle while slots are free. One thread (one database connection) per process; created
+    after a fork, never inherited."""
+    executor = _executors.get(os.getpid())
+    if executor is None:
+        executor = _executors[os.getpid()] = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="limiter"
+        )
+    return sync_to_async(fn, thread_sensitive=False, executor=executor)
+
+
+# Waiting callers of one model asked for in one step: one transaction admits as many of them
+# as the limits allow (the rest learn how long to wait).
+ASK_AT_ONCE = 8
 
 
 class BreakerOpen(Exception):
@@ -100,7 +123,7 @@ class SharedClock:
         local = time.monotonic()
         if local - self._measured_at > params.clock_refresh_s:
             before = time.time()
-            server = await sync_to_async(backend.clock)()
+            server = await on_limiter_thread(backend.clock)()
             after = time.time()
             self._offset = server - (before + after) / 2
             self._measured_at = local
@@ -115,15 +138,25 @@ class ModelQueue:
         self.entries: list = []
         self.wakeup = asyncio.Event()
         self.poller: asyncio.Task | None = None
+        # Why the poller sleeps: only a wait for a concurrency slot ends early on a release.
+        # Waiting for the buckets to refill, a release changes nothing, and asking anyway
+        # would cost a refused transaction per release.
+        self.waiting_for_slot = True
+        # Asking before this (time.monotonic()) would be refused; for_slot: what it waits for.
+        self.not_before = 0.0
+        self.for_slot = True
 
-    async def wait(self, timeout: float) -> None:
-        """Sleep until notified or `timeout` seconds have passed."""
+    async def wait(self, timeout: float, *, for_slot: bool = True) -> None:
+        """Sleep until notified (if waiting for a slot) or `timeout` seconds have passed."""
+        self.waiting_for_slot = for_slot
         with suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
+        self.waiting_for_slot = True
 
     def notify(self) -> None:
-        """A slot may be free: let the poller ask again now."""
-        self.wakeup.set()
+        """A slot may be free: let the poller ask again now, if a slot is what it waits for."""
+        if self.waiting_for_slot:
+            self.wakeup.set()
 
     def remove(self, entry: tuple) -> None:
         self.entries.remove(entry)
@@ -145,9 +178,11 @@ class GlobalLimiter:
         """Wait for a slot (raises BreakerOpen if the model's circuit is open), hold it for
         the block, give it back with what the block's exit reported."""
         params, backend = get_params(), get_backend()
-        lease_id = await self._acquire(model, input_estimate, priority, params, backend)
+        lease_id, delay_s = await self._acquire(model, input_estimate, priority, params, backend)
         permit = Permit()
         try:
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)  # the request token it reserved is due then
             yield permit
         finally:
             # Shielded: a cancelled caller must still give its slot back.
@@ -157,10 +192,10 @@ class GlobalLimiter:
 
     async def _release(self, backend, lease_id, model, report, params) -> None:
         now = await self._clock.now(params, backend)
-        await sync_to_async(backend.release)(lease_id, model, report, params=params, now=now)
+        await on_limiter_thread(backend.release)(lease_id, model, report, params=params, now=now)
         self._queue(model).notify()
 
-    async def _acquire(self, model, input_estimate, priority, params, backend) -> int:
+    async def _acquire(self, model, input_estimate, priority, params, backend) -> tuple[int, float]:
         self._ensure_renewer()
         future = asyncio.get_running_loop().create_future()
         queue = self._queue(model)
@@ -171,40 +206,57 @@ class GlobalLimiter:
 
     async def _poll(self, model: str, queue: ModelQueue, params, backend):
         while queue.entries:
-            entry = queue.entries[0]
-            future, input_estimate = entry[3], entry[2]
-            if future.done():  # its caller was cancelled
+            # What the last answer said about asking again holds for a caller that joins an
+            # empty queue too: it waits like the others instead of being refused first.
+            pause = queue.not_before - time.monotonic()
+            if pause > 0:
+                await queue.wait(min(params.max_wait_s, pause), for_slot=queue.for_slot)
+                queue.not_before = 0.0
+            # The waiting callers in priority order, asked for in one step; a cancelled
+            # caller's entry is dropped on the way.
+            entries = [e for e in heapq.nsmallest(ASK_AT_ONCE, queue.entries)]
+            for entry in [e for e in entries if e[3].done()]:
                 queue.remove(entry)
+            entries = [e for e in entries if not e[3].done()]
+            if not entries:
                 continue
             # Cleared before asking, so a release that lands while we ask is not missed.
             queue.wakeup.clear()
             try:
-                admission = await sync_to_async(backend.try_acquire)(
+                answers = await on_limiter_thread(backend.try_acquire_many)(
                     model,
-                    input_estimate=input_estimate,
+                    input_estimates=[entry[2] for entry in entries],
                     params=params,
                     now=await self._clock.now(params, backend),
                 )
             except Exception as exc:  # noqa: BLE001 - hand the backend's error to the caller
-                admission = exc
-            # A caller with a higher priority may have joined meanwhile: settle the entry we
+                answers = [exc]
+            # Callers with a higher priority may have joined meanwhile: settle the entries we
             # asked for, not whatever is at the head now.
-            if isinstance(admission, Exception):
-                queue.remove(entry)
-                if not future.done():
-                    future.set_exception(admission)
-            elif admission.lease_id is not None:
-                queue.remove(entry)
-                if future.done():  # cancelled while we asked: give the slot straight back
-                    await self._release(backend, admission.lease_id, model, None, params)
+            wait_s, for_slot = 0.0, True
+            for entry, answer in zip(entries, answers, strict=False):
+                future = entry[3]
+                if isinstance(answer, Exception):
+                    queue.remove(entry)
+                    if not future.done():
+                        future.set_exception(answer)
+                elif answer.lease_id is not None:
+                    queue.remove(entry)
+                    if future.done():  # cancelled while we asked: give the slot back
+                        await self._release(backend, answer.lease_id, model, None, params)
+                    else:
+                        future.set_result((answer.lease_id, answer.delay_s))
+                    # The buckets say when another call could go: asking sooner is refused.
+                    wait_s, for_slot = answer.next_in_s, False
+                elif answer.breaker_open:
+                    queue.remove(entry)
+                    if not future.done():
+                        future.set_exception(BreakerOpen(model))
                 else:
-                    future.set_result(admission.lease_id)
-            elif admission.breaker_open:
-                queue.remove(entry)
-                if not future.done():
-                    future.set_exception(BreakerOpen(model))
-            else:
-                await queue.wait(min(params.max_wait_s, max(admission.wait_s, 0.001)))
+                    wait_s = max(answer.wait_s, 0.001)
+                    for_slot = answer.reason == "concurrency"
+            if wait_s > 0:
+                queue.not_before, queue.for_slot = time.monotonic() + wait_s, for_slot
 
     def _queue(self, model: str) -> ModelQueue:
         queue = self._queues.get(model)
@@ -223,7 +275,7 @@ class GlobalLimiter:
             params, backend = get_params(), get_backend()
             try:
                 now = await self._clock.now(params, backend)
-                await sync_to_async(backend.renew)(params, now)
+                await on_limiter_thread(backend.renew)(params, now)
             except Exception:  # noqa: BLE001 - try again next round; leases outlive one miss
                 logger.exception("could not renew leases")
 

@@ -19,8 +19,12 @@ class LimiterParams:
     burst_s: float = 0.9
     # A killed worker's calls stop counting after this long; live workers renew every third.
     lease_ttl_s: float = 15.0
-    # Waiting for a free slot held by another process: how often the queue head asks again.
-    poll_s: float = 0.05
+    # A request token due within this long is reserved on asking, and the call waits for it
+    # (admission.admit): enough for each of a few processes asking at once to get one.
+    reserve_s: float = 0.5
+    # Waiting for a free slot held by another process: how often the queue head asks again
+    # (a release in this process wakes it at once).
+    poll_s: float = 0.5
     # Never sleep longer than this between asks, whatever the buckets say: limits may change.
     max_wait_s: float = 1.0
     # How often a process re-measures its clock against the shared server's.

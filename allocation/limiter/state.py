@@ -21,6 +21,10 @@ class LimiterState:
     paused_until: float = 0.0
     adaptive: dict = field(default_factory=dict)
     breaker: dict = field(default_factory=dict)
+    # The limiter's own round trips to its store for this model, across every process: each
+    # sequence, plus the limit reads, lease renewals and clock reads a process made since its
+    # last sequence. What the limiter costs per call (`manage.py bench` reports it).
+    transactions: int = 0
 
     def stored_fields(self) -> dict:
         """Everything but the model's name, as a backend stores it."""
@@ -38,8 +42,11 @@ class Admission:
     """The answer to one request for a slot: a lease, or how long to wait, or "breaker open"."""
 
     lease_id: int | None = None
-    wait_s: float = 0.0
+    wait_s: float = 0.0  # refused: ask again after this long
+    reason: str = ""  # refused: what is short ("concurrency", "rpm", "itpm", ...)
     breaker_open: bool = False
+    delay_s: float = 0.0  # admitted: the call goes after this long (a reserved token)
+    next_in_s: float = 0.0  # admitted: another call could be admitted after this long
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def ask(
     input_estimate: int = 0,
     paused_until: float = 0.0,
     burst_s: float = BURST_S,
+    reserve_within_s: float = 0.0,
 ) -> Decision:
     return admit(
         buckets,
@@ -38,6 +39,7 @@ def ask(
         paused_until=paused_until,
         burst_s=burst_s,
         now=now,
+        reserve_within_s=reserve_within_s,
     )
 
 
@@ -308,3 +310,34 @@ def test_it_never_keeps_a_refund_above_capacity_after_the_next_refill():
     settle(buckets, input_estimate=300, input_used=100, output_used=0)
     refill(buckets, LIMITS, burst_s=BURST_S, now=NOW + 3.0)
     assert buckets.input_tokens == 300.0
+
+
+def test_a_request_token_due_soon_is_reserved_and_the_call_waits_for_it():
+    per_second = LIMITS.requests_per_minute / 60
+    buckets = Buckets(requests=0.5, input_tokens=1e9, output_tokens=1e9, refilled_at=NOW)
+
+    decision = ask(buckets, reserve_within_s=1.0)
+
+    assert decision.admitted and decision.reason == "reserved"
+    assert decision.wait_s == pytest.approx(0.5 / per_second)
+    assert buckets.requests == pytest.approx(-0.5)  # the token is taken: the next asker waits
+
+
+def test_a_token_further_away_than_the_reservation_window_is_refused_with_the_rest_to_wait():
+    per_second = LIMITS.requests_per_minute / 60
+    buckets = Buckets(requests=-2.0, input_tokens=1e9, output_tokens=1e9, refilled_at=NOW)
+
+    decision = ask(buckets, reserve_within_s=0.1)
+
+    assert not decision.admitted and decision.reason == "rpm"
+    assert decision.wait_s == pytest.approx(3.0 / per_second - 0.1)
+
+
+def test_an_admission_says_when_the_next_call_could_be_admitted():
+    per_second = LIMITS.requests_per_minute / 60
+    buckets = Buckets(requests=1.0, input_tokens=1e9, output_tokens=1e9, refilled_at=NOW)
+
+    decision = ask(buckets)
+
+    assert decision.admitted and decision.wait_s == 0
+    assert decision.next_in_s == pytest.approx(1.0 / per_second)

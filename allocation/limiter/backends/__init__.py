@@ -16,6 +16,7 @@ the change is stored.
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from django.conf import settings
@@ -44,7 +45,7 @@ class Locked:
         self.lease = lease
         self._count = count
         self._in_flight: int | None = None
-        self.new_lease: LeaseInfo | None = None  # set: store this lease, return its id
+        self.new_leases: list[LeaseInfo] = []  # store these leases, return their ids
         self.drop_lease = False  # set: delete the named lease
 
     def in_flight(self) -> int:
@@ -65,44 +66,69 @@ class LimiterBackend:
     def try_acquire(
         self, model: str, *, input_estimate: int, params: LimiterParams, now: float
     ) -> Admission:
-        """Ask for one slot for a call to `model` now: the breaker, then the buckets and the
-        concurrency limit decide, in one atomic step shared by every process. Admitted: a
-        lease held by this process until `release` (renewed by `renew`, else it expires
-        after params.lease_ttl_s)."""
+        """Ask for one slot for a call to `model` now (try_acquire_many for one call)."""
+        return self.try_acquire_many(
+            model, input_estimates=[input_estimate], params=params, now=now
+        )[0]
+
+    def try_acquire_many(
+        self, model: str, *, input_estimates: list[int], params: LimiterParams, now: float
+    ) -> list[Admission]:
+        """Ask for slots for calls to `model` now, in order: the breaker, then the buckets and
+        the concurrency limit decide, in one atomic step shared by every process. Returns an
+        Admission per call admitted (a lease held by this process until `release`, renewed
+        by `renew`, else expiring after params.lease_ttl_s), then, if one was refused, its
+        refusal (how long to wait): calls after a refused one are not asked for. One step
+        for the waiting calls of a process instead of one each."""
         limits = limits_for(model)  # staff's configuration: read before taking the lock
         self.register(model)
+        round_trips = 1 + take_uncounted()
 
         def decide(locked: Locked):
+            locked.state.transactions += round_trips
+            locked.new_leases = []
             allowed, change = decisions.ask_breaker(locked.state, params, now)
             if not allowed:
-                return Admission(breaker_open=True), change, locked.state
-            if limits is not None:  # no limits configured: count the call, admit it
-                decision = decisions.decide_admission(
-                    locked.state,
-                    limits,
-                    in_flight=locked.in_flight(),
-                    input_estimate=input_estimate,
-                    params=params,
-                    now=now,
+                return [Admission(breaker_open=True)], change, locked.state
+            answers = []
+            for input_estimate in input_estimates:
+                if limits is not None:  # no limits configured: count the call, admit it
+                    decision = decisions.decide_admission(
+                        locked.state,
+                        limits,
+                        in_flight=locked.in_flight() + len(locked.new_leases),
+                        input_estimate=input_estimate,
+                        params=params,
+                        now=now,
+                    )
+                    if not decision.admitted:
+                        answers.append(
+                            Admission(
+                                wait_s=decision.wait_s or params.poll_s, reason=decision.reason
+                            )
+                        )
+                        break
+                    answers.append(Admission(delay_s=decision.wait_s, next_in_s=decision.next_in_s))
+                else:
+                    answers.append(Admission())
+                locked.new_leases.append(
+                    LeaseInfo(
+                        holder=current_holder(),
+                        expires_at=now + params.lease_ttl_s,
+                        input_estimate=input_estimate,
+                    )
                 )
-                if not decision.admitted:
-                    wait_s = decision.wait_s or params.poll_s
-                    return Admission(wait_s=wait_s), change, locked.state
-            locked.new_lease = LeaseInfo(
-                holder=current_holder(),
-                expires_at=now + params.lease_ttl_s,
-                input_estimate=input_estimate,
-            )
-            return Admission(), change, locked.state
+            return answers, change, locked.state
 
-        (admission, change, state), lease_id = self.atomically(
+        (answers, change, state), lease_ids = self.atomically(
             model, now=now, lease_id=None, decide=decide
         )
         if change:
             log_change(model, state, reason=change)
-        if lease_id is not None:
-            return Admission(lease_id=lease_id)
-        return admission
+        return [
+            replace(answer, lease_id=lease_id)
+            for answer, lease_id in zip(answers, lease_ids, strict=False)
+        ] + answers[len(lease_ids) :]
 
     def release(
         self,
@@ -118,8 +144,10 @@ class LimiterBackend:
         call is ignored (cancelled, or our own bug): the slot returns and nothing is learned,
         as Netflix's Listener.onIgnore."""
         limits = limits_for(model) if report is not None else None
+        round_trips = 1 + take_uncounted()
 
         def decide(locked: Locked):
+            locked.state.transactions += round_trips
             locked.drop_lease = True
             if report is None:
                 return None, locked.state
@@ -141,6 +169,7 @@ class LimiterBackend:
     def renew(self, params: LimiterParams, now: float) -> int:
         """Extend every lease this process holds by params.lease_ttl_s from `now`, so that
         only a dead process's calls stop counting. Returns how many were renewed."""
+        count_round_trip()
         return self.renew_held(current_holder(), expires_at=now + params.lease_ttl_s, now=now)
 
     def reset(self) -> None:
@@ -154,6 +183,7 @@ class LimiterBackend:
 
     def clock(self) -> float:
         """Unix time on the backend's server: one clock for every machine sharing limits."""
+        count_round_trip()
         return self.server_time()
 
     def register(self, model: str) -> None:
@@ -168,10 +198,10 @@ class LimiterBackend:
         """Load `model`'s state (a fresh LimiterState if none), the lease `lease_id` if given
         and still there, and a way to count unexpired leases at `now`; call decide(locked);
         then store locked.state, delete the named lease if locked.drop_lease, and store
-        locked.new_lease if set, all as one atomic step: no other process may act on the
+        locked.new_leases, all as one atomic step: no other process may act on the
         model between the load and the store. `decide` may be called again if the step has
         to be retried, so it must only read and change `locked`. Returns what decide
-        returned and the new lease's id (None if none was stored)."""
+        returned and the new leases' ids, in order."""
         raise NotImplementedError
 
     def renew_held(self, holder: str, *, expires_at: float, now: float) -> int:
@@ -212,8 +242,25 @@ def limits_for(model: str) -> Limits | None:
     if cached is not None and now - cached[0] < LIMITS_CACHE_S:
         return cached[1]
     limits = _read_limits(model)
+    count_round_trip()
     _limits_cache[model] = (now, limits)
     return limits
+
+
+# Round trips made outside a sequence (limit reads, renewals, clock reads), added to the
+# model's count by this process's next sequence.
+_uncounted = 0
+
+
+def count_round_trip() -> None:
+    global _uncounted
+    _uncounted += 1
+
+
+def take_uncounted() -> int:
+    global _uncounted
+    taken, _uncounted = _uncounted, 0
+    return taken
 
 
 def forget_limits(**_signal_kwargs) -> None:

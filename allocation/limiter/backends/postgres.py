@@ -45,15 +45,19 @@ class PostgresBackend(LimiterBackend):
             row.save()
             if locked.drop_lease and lease is not None:
                 lease.delete()
-            new_id = None
-            if locked.new_lease is not None:
-                new_id = Lease.objects.create(
-                    model=model,
-                    holder=locked.new_lease.holder,
-                    expires_at=locked.new_lease.expires_at,
-                    input_estimate=locked.new_lease.input_estimate,
-                ).pk
-        return result, new_id
+            new_ids = [
+                lease.pk
+                for lease in Lease.objects.bulk_create(
+                    Lease(
+                        model=model,
+                        holder=new.holder,
+                        expires_at=new.expires_at,
+                        input_estimate=new.input_estimate,
+                    )
+                    for new in locked.new_leases
+                )
+            ]
+        return result, new_ids
 
     def renew_held(self, holder, *, expires_at, now):
         return Lease.objects.filter(holder=holder).update(expires_at=expires_at)

@@ -62,7 +62,7 @@ class RedisBackend(LimiterBackend):
             )
             result = decide(locked)
             # The counter is not watched: an id spent on a failed EXEC is only skipped.
-            new_id = pipe.incr(_key("lease_seq")) if locked.new_lease is not None else None
+            new_ids = [pipe.incr(_key("lease_seq")) for _ in locked.new_leases]
             pipe.multi()
             pipe.set(_state_key(model), json.dumps(locked.state.stored_fields()))
             pipe.sadd(_key("models"), model)
@@ -72,9 +72,9 @@ class RedisBackend(LimiterBackend):
                 pipe.delete(_lease_key(lease_id))
                 if lease:
                     pipe.srem(_holder_key(lease["holder"]), lease_id)
-            if new_id is not None:
-                _add_lease(pipe, new_id, model, locked.new_lease, now)
-            return result, new_id
+            for new_id, new_lease in zip(new_ids, locked.new_leases, strict=True):
+                _add_lease(pipe, new_id, model, new_lease, now)
+            return result, new_ids
 
         return self._transact(keys, attempt)
 
