@@ -7,6 +7,7 @@ and 529, honours retry-after and feeds the limiter.
 """
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -84,8 +85,11 @@ class LLMRuntime:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the runtime loop and wait for its result (from sync code)."""
-        loop = self._ensure_started()
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return self.submit(coro).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start a coroutine on the runtime loop without waiting for it (from sync code)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_started())
 
     def shutdown(self):
         with self._lock:

@@ -212,16 +212,30 @@ LLM_LIMITER_REDIS_URL = os.environ.get("LLM_LIMITER_REDIS_URL", "")
 # --- The worker (django-q2) -------------------------------------------------------
 # The ORM broker keeps the queue in the same database, so readings survive a restart
 # without another service. Why each number is what it is: README, "The worker".
+# Readings one worker process runs at once, side by side on its event loop
+# (readings/concurrent_readings.py). A reading mostly waits on the provider, so one process
+# can keep a whole tier's rate limit busy; each reading in flight costs about 1 MB. The
+# spread's max_concurrent_calls still bounds each reading, and the shared limiter all of them.
+WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 40)
+if WORKER_CONCURRENCY < 1:
+    raise ImproperlyConfigured("WORKER_CONCURRENCY must be at least 1.")
+# How long a job waits for a full worker process to have room before it goes back to the
+# queue (readings/concurrent_readings.py); well under Q_TIMEOUT_S.
+WORKER_SLOT_WAIT_S = envint("WORKER_SLOT_WAIT_S", 60)
 Q_CLUSTER = {
     "name": "tarot",
     "orm": "default",
-    "workers": envint("Q_WORKERS", 2),
+    # One process runs WORKER_CONCURRENCY readings at once; a second process adds a core.
+    "workers": envint("Q_WORKERS", 1),
     "timeout": envint("Q_TIMEOUT_S", 300),
     "retry": envint("Q_RETRY_S", 360),
     "max_attempts": 5,
     "ack_failures": True,
     "catch_up": False,
     "poll": 0.2,
+    # A worker process runs many readings at once (WORKER_CONCURRENCY): recycling it after
+    # django-q2's default of 500 jobs would cut them all off mid-reading.
+    "recycle": 1_000_000,
     "label": "Worker",
     # The database queue, plus who holds each job: recovery hands a dead worker's job back in
     # seconds instead of after the retry (readings/broker.py, readings/recovery.py).
@@ -230,8 +244,9 @@ Q_CLUSTER = {
 # The scale-out option: a Redis broker instead of the database (readings' state stays in the
 # database either way, so a redelivered job still resumes).
 if os.environ.get("Q_REDIS_URL"):
-    del Q_CLUSTER["orm"], Q_CLUSTER["broker_class"]
+    del Q_CLUSTER["orm"]
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
+    Q_CLUSTER["broker_class"] = "readings.broker.ClaimingRedis"
 
 # --- Spend control (budgets/) -----------------------------------------------------
 # A reservation whose reading never ends (its job given up, its row deleted) is released

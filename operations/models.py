@@ -36,6 +36,11 @@ class JobClaim(models.Model):
     )
     lock = models.DateTimeField(help_text="The lock the cluster set: a later claim changes it.")
     claimed_at = models.DateTimeField()
+    until_done = models.BooleanField(
+        default=False,
+        help_text="The job returned but its reading runs on in the worker: the worker keeps "
+        "the job locked and acknowledges it when the reading ends.",
+    )
 
     class Meta:
         ordering = ["claimed_at"]

@@ -33,6 +33,23 @@ from spreads.prompts import CardResult, PromptContext
 
 logger = logging.getLogger(__name__)
 
+LAST_PHASE = 3
+# About one phase's time under load: a call of a reading created this much later may go
+# first if it has one more phase still to run.
+PHASE_LOOKAHEAD_S = 5.0
+
+
+def call_priority(created_at: float, phase: int) -> tuple:
+    """When a call may go, against every other call waiting for the same model in this
+    process (smaller first): its reading's age, brought forward by the work left after it.
+    Older readings finish first; but among readings created within a few phases of each
+    other, earlier phases go first, so every reading's later phases are ready before the
+    provider runs out of work (a burst ends with the provider busy until its last advice
+    call, not idle behind the last readings' card batches)."""
+    phases_left = LAST_PHASE - phase + 1
+    return (created_at - phases_left * PHASE_LOOKAHEAD_S,)
+
+
 # progress(task, status) is called as each task starts and ends (the `read` command's bar).
 Progress = Callable[[ReadingTask, str], None]
 
@@ -142,10 +159,18 @@ class ReadingRun:
         # A card batch answers with each position's text under its index, never guessed.
         answer = CardBatchAnswer(list(task.position_indexes)) if task.phase == 1 else None
 
+        answered_by: Attempt | None = None
+
         async def on_attempt(attempt: Attempt):
-            nonlocal attempts
+            nonlocal attempts, answered_by
             attempts += 1
             self.timings.call_seconds[task.pk] += attempt.latency_s
+            if attempt.outcome == CallOutcome.OK:
+                # Logged with the task's answer, in one transaction (store.finish_task): a
+                # worker killed in between must not leave a paid answer its task never got.
+                answered_by = attempt
+                await text.flush()
+                return
             await sync_to_async(store.record_attempt)(
                 attempt,
                 reading_id=reading_id,
@@ -153,10 +178,7 @@ class ReadingRun:
                 spread_id=self.state.spread.pk,
                 settle=self.state.has_reservations,
             )
-            if attempt.outcome == CallOutcome.OK:
-                await text.flush()
-            else:
-                await text.attempt_failed(f"{attempt.model}: {attempt.outcome}")
+            await text.attempt_failed(f"{attempt.model}: {attempt.outcome}")
 
         async def on_send(attempt: Attempt) -> int:
             return await sync_to_async(store.open_attempt)(
@@ -200,6 +222,9 @@ class ReadingRun:
             attempts=attempts,
             texts=texts,
             reading_id=reading_id,
+            answered_by=answered_by,
+            spread_id=self.state.spread.pk,
+            settle=self.state.has_reservations,
         )
         task.status, task.output, task.model_used, task.texts = (
             TaskStatus.DONE,
@@ -210,7 +235,7 @@ class ReadingRun:
         self.progress(task, TaskStatus.DONE)
 
     def _priority(self, task: ReadingTask) -> tuple:
-        return (-task.phase, self.state.reading.created_at.timestamp())
+        return call_priority(self.state.reading.created_at.timestamp(), task.phase)
 
     def _context_for(self, task: ReadingTask) -> PromptContext:
         state = self.state
@@ -248,10 +273,26 @@ class ReadingRun:
         return context
 
 
+# Readings set up (store.begin) at most this many at a time per event loop. Database work
+# from the loop runs on one thread, first come first served: a burst of new readings would
+# otherwise queue dozens of set-ups in front of the calls of readings already running.
+STARTING_AT_ONCE = 2
+_starting: dict[int, asyncio.Semaphore] = {}
+
+
+def _starting_gate() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    gate = _starting.get(id(loop))
+    if gate is None:
+        gate = _starting[id(loop)] = asyncio.Semaphore(STARTING_AT_ONCE)
+    return gate
+
+
 async def run_reading(reading_id, progress: Progress | None = None) -> Reading:
     """Run (or resume) a reading to the end; returns it, done or failed with a clear error."""
     try:
-        state = await sync_to_async(store.begin)(reading_id)
+        async with _starting_gate():
+            state = await sync_to_async(store.begin)(reading_id)
     except AllocationError as exc:
         return await sync_to_async(store.finish)(reading_id, error=str(exc))
     if state is None:

@@ -63,6 +63,12 @@ class Reading(models.Model):
         help_text="When the reading joined the worker's queue; empty while it waits for its "
         "owner's earlier readings (fair queuing, readings/dispatch.py).",
     )
+    held_by = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="host:pid of the worker process running it, where the queue cannot say "
+        "(the Redis broker): recovery requeues it if that process dies.",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(

@@ -37,6 +37,7 @@ from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of
 from budgets.services import settle_call
 from operations.health import HEARTBEAT_STALE_S
 from operations.models import JobClaim, WorkerHeartbeat
+from readings.models import Reading, ReadingStatus
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def recover(now: datetime | None = None) -> Recovered:
     live = liveness(now)
     lost = sum(book_lost(call_id, now) for call_id in lost_call_ids(now, live))
     released = sum(release(claim, now) for claim in dead_claims(now, live))
+    released += sum(requeue(reading) for reading in dead_held_readings(live))
     if lost or released:
         logger.warning(
             "recovered from dead workers: %s job(s) back on the queue, %s lost call(s) booked",
@@ -145,6 +147,41 @@ def release(claim: JobClaim, now: datetime) -> bool:
         # Gone with it: a claim on a job that no longer exists is only clutter.
         JobClaim.objects.filter(pk=claim.pk, lock=claim.lock).delete()
     return bool(released)
+
+
+# --- Readings the queue cannot account for (the Redis broker) ----------------------------
+
+
+def dead_held_readings(live: Liveness) -> list[Reading]:
+    """Unfinished readings whose holder (Reading.held_by, set only when the queue keeps no
+    job: the cluster that took it, then the worker running it) is dead: gone from this host,
+    or neither a live worker nor a live cluster in the heartbeats for STALE."""
+    unfinished = Reading.objects.filter(status__in=[ReadingStatus.QUEUED, ReadingStatus.RUNNING])
+    cutoff = timezone.now() - STALE
+    return [
+        reading
+        for reading in unfinished.exclude(held_by="").only(
+            "pk", "held_by", "dispatched_at", "created_at"
+        )
+        if gone(reading.held_by)
+        or reading.held_by in live.stale
+        or (
+            not live.worker_alive(reading.held_by)
+            and not live.cluster_alive(reading.held_by)
+            and (reading.dispatched_at or reading.created_at) < cutoff
+        )
+    ]
+
+
+def requeue(reading: Reading) -> bool:
+    """Queue the reading again, once: only if it is still held by the dead worker (a sibling
+    that requeued it first cleared that)."""
+    from readings.tasks import enqueue_reading
+
+    if not Reading.objects.filter(pk=reading.pk, held_by=reading.held_by).update(held_by=""):
+        return False
+    enqueue_reading(reading)
+    return True
 
 
 # --- Lost calls -----------------------------------------------------------------------

@@ -167,10 +167,30 @@ def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id, settle=F
 
 
 def finish_task(
-    task_id, *, output: str, model: str, attempts: int, texts: dict | None = None, reading_id=None
+    task_id,
+    *,
+    output: str,
+    model: str,
+    attempts: int,
+    texts: dict | None = None,
+    reading_id=None,
+    answered_by: Attempt | None = None,
+    spread_id=None,
+    settle: bool = False,
 ) -> None:
-    """Save the task's answer; with reading_id, tell its viewers the final text too."""
+    """Save the task's answer, with the call that answered it (`answered_by`) logged in the
+    same transaction: a worker killed in between leaves neither, so the resumed task is sent
+    again and its first request is booked as lost, never a paid answer with no task done.
+    With reading_id, tell its viewers the final text too."""
     with transaction.atomic():
+        if answered_by is not None:
+            record_attempt(
+                answered_by,
+                reading_id=reading_id,
+                task_id=task_id,
+                spread_id=spread_id,
+                settle=settle,
+            )
         ReadingTask.objects.filter(pk=task_id).update(
             status=TaskStatus.DONE,
             output=output,

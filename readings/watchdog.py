@@ -15,7 +15,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from operations.models import WorkerHeartbeat
-from readings import recovery
+from readings import broker, recovery
 from readings.broker import cluster_holder
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,10 @@ def tick() -> None:
         beat()
     except Exception:  # noqa: BLE001 - the next beat retries; a dead watchdog would be worse
         logger.exception("worker heartbeat failed")
+    try:
+        broker.renew_held()
+    except Exception:  # noqa: BLE001 - the next beat retries, long before the lock expires
+        logger.exception("could not renew the locks of held jobs")
     try:
         recovery.recover()
     except Exception:  # noqa: BLE001 - the next tick retries
