@@ -18,6 +18,7 @@ three characters a token.
 
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -96,12 +97,32 @@ class ReadingEstimate:
         }
 
 
+HISTORY_TTL_S = 30.0
+_recent: "History | None" = None
+
+
 class History:
-    """What recent calls and readings say, each figure read once per estimate."""
+    """What recent calls and readings say, each figure read once and kept for HISTORY_TTL_S:
+    medians over hundreds of calls barely move in that time, and reading them afresh for
+    every new reading cost most of the API's time in a burst of them."""
 
     def __init__(self):
         self._medians: dict[tuple[str, str], int | None] = {}
         self._ratios: dict[int, dict[str, float]] = {}
+        self.read_at = time.monotonic()
+
+    @classmethod
+    def recent(cls) -> "History":
+        """This process's history, read again once it is HISTORY_TTL_S old."""
+        global _recent
+        if _recent is None or time.monotonic() - _recent.read_at > HISTORY_TTL_S:
+            _recent = cls()
+        return _recent
+
+    @staticmethod
+    def forget() -> None:
+        global _recent
+        _recent = None
 
     def median_output(self, task_type: str, model: str) -> int | None:
         key = (task_type, model)
@@ -165,7 +186,7 @@ def estimate_reading(
     *, spread: Spread, question: str, cards: list[DrawnCard], history: History | None = None
 ) -> ReadingEstimate:
     """Raises EstimateError when the allocation cannot be resolved or priced."""
-    history = history or History()
+    history = history or History.recent()
     try:
         configs = {t: get_allocator().get_config(t, spread=spread) for t in TaskType.values}
     except AllocationError as exc:

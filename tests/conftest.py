@@ -50,11 +50,14 @@ def close_engine_connections(django_db_setup):
 
 @pytest.fixture(autouse=True)
 def fresh_limits():
-    """Each test starts with the limits in its own database, not a copy the limiter kept from
-    the test before (tests set limits with update(), which sends no signal)."""
+    """Each test starts with the limits and cost history in its own database, not a copy a
+    process kept from the test before (tests set limits with update(), which sends no
+    signal)."""
     from allocation.limiter.backends import forget_limits
+    from budgets.estimates import History
 
     forget_limits()
+    History.forget()
 
 
 @pytest.fixture
