@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from benchmarks import bench, budget_bench, cost_modes, stream_bench
+from benchmarks import bench, budget_bench, cost_modes, service_bench, stream_bench
 from emulator import Emulator, Knobs
 from spreads.models import Spread
 
@@ -33,7 +33,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--via-worker",
             action="store_true",
-            help="create readings through the REST API and run them on real qcluster workers",
+            help="start the platform as `make run` does (manage.py serve: web server and "
+            "worker, default settings) and post the readings over HTTP to its REST API",
+        )
+        parser.add_argument(
+            "--one-model",
+            action="store_true",
+            help="every task of the spread on its card model (through the environment "
+            "overrides), so one model's rate limit binds the whole reading",
         )
         parser.add_argument(
             "--stream",
@@ -136,7 +143,15 @@ class Command(BaseCommand):
                     config, self._progress, base_url=emulator.base_url
                 )
             elif opts["via_worker"]:
-                result = bench.run_via_worker(config, self._progress, base_url=emulator.base_url)
+                env = service_bench.one_model_env(config.spread) if opts["one_model"] else {}
+                service = service_bench.run_service(
+                    config, self._progress, base_url=emulator.base_url, extra_env=env
+                )
+                result = service.result
+                extra = service_bench.service_figures(
+                    service,
+                    ceiling=service_bench.ceiling_readings_per_min(config.spread, knobs.rpm, env),
+                )
             elif opts["workers"] > 1:
                 result = bench.run_in_processes(
                     config, self._progress, workers=opts["workers"], base_url=emulator.base_url

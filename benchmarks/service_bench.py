@@ -1,0 +1,379 @@
+"""The service path, measured from outside: readings posted over HTTP to the REST API of the
+web server and worker that `make run` starts (`manage.py serve`, default settings), each
+API client posting a reading, waiting for it to finish, then posting the next.
+
+What it reports beyond the readings' own figures: POSTs that got no 202, finished readings
+per minute from the first POST to the last finish against the provider's ceiling for this
+spread, every Postgres connection the platform held (pg_stat_activity, by the
+application_name `serve` gives its web server and worker), the worker tree's memory, and
+what the shared limiter cost per LLM call (its round trips, counted with its state).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
+from rest_framework.authtoken.models import Token
+
+from allocation.allocator import get_allocator
+from allocation.limiter import get_backend
+from allocation.models import LLMCall, TaskType
+from benchmarks.bench import BenchConfig, BenchResult
+from benchmarks.workers import database_url
+from budgets.models import QuotaOverride
+from readings.models import Reading
+from readings.planning import plan_tasks
+from spreads.models import Spread
+
+SAMPLE_EVERY_S = 0.2
+PLATFORM_CONNECTIONS = ("tarot-web", "tarot-worker")
+
+
+@dataclass
+class ServiceRun:
+    result: BenchResult
+    requests_dropped: int = 0
+    first_post: float = 0.0
+    db_connections_peak: int = 0
+    worker_rss_mb: float = 0.0
+    dropped_reasons: Counter = field(default_factory=Counter)
+
+
+def one_model_env(spread_slug: str) -> dict[str, str]:
+    """Every task of the spread on the card model, through the platform's own environment
+    overrides (the admin's allocations stay as they are)."""
+    spread = Spread.objects.get(slug=spread_slug)
+    model = get_allocator().get_config(TaskType.CARD_INTERPRETATION, spread=spread).model
+    return {
+        f"{spread_slug.upper()}_{TaskType(task).kind.upper()}_MODEL": model for task in TaskType
+    }
+
+
+def ceiling_readings_per_min(spread_slug: str, rpm: int | None, env: dict[str, str]) -> float:
+    """Readings a minute the provider's request limit allows: each model has its own limit,
+    so the model that carries the most calls of a reading binds."""
+    if not rpm:
+        return 0.0
+    spread = Spread.objects.get(slug=spread_slug)
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        models = Counter(
+            get_allocator().get_config(task.task_type, spread=spread).model
+            for task in plan_tasks(spread.card_count, spread.batch_size)
+        )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return round(rpm / max(models.values()), 1)
+
+
+def run_service(
+    config: BenchConfig,
+    progress: Callable[[int, int], None],
+    *,
+    base_url: str,
+    extra_env: dict[str, str],
+) -> ServiceRun:
+    token = _bench_token()
+    port = _free_port()
+    log = Path(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": "",
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        **extra_env,
+    }
+    with open(log, "wb") as out:
+        serve = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--addr", f"127.0.0.1:{port}"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    sampler = Sampler(connection.settings_dict["NAME"], serve.pid)
+    run = ServiceRun(result=BenchResult(wall_s=0.0))
+    try:
+        _wait_until_serving(f"http://127.0.0.1:{port}", serve, log)
+        sampler.start()
+        run = _post_and_wait(config, progress, f"http://127.0.0.1:{port}", token, run)
+    finally:
+        sampler.stop()
+        _stop(serve)
+        connections.close_all()
+    run.db_connections_peak = sampler.connections_peak
+    run.worker_rss_mb = round(sampler.worker_rss_peak_kb / 1024, 1)
+    if os.environ.get("BENCH_KEEP_LOG"):
+        sys.stderr.write(f"serve's log: {log}\n")
+    else:
+        log.unlink(missing_ok=True)
+    return run
+
+
+def service_figures(run: ServiceRun, *, ceiling: float) -> dict:
+    ids = run.result.reading_ids
+    finished = [
+        at.timestamp()
+        for at in Reading.objects.filter(pk__in=ids, status="done").values_list(
+            "finished_at", flat=True
+        )
+    ]
+    minutes = (max(finished) - run.first_post) / 60 if finished else 0.0
+    per_min = round(len(finished) / minutes, 1) if minutes else 0.0
+    calls = LLMCall.objects.filter(reading_id__in=ids).count()
+    transactions = sum(
+        snapshot.state.transactions
+        for snapshot in get_backend().snapshots(now=time.time()).values()
+    )
+    return {
+        "requests_dropped": run.requests_dropped,
+        "readings_per_min": per_min,
+        "ceiling_readings_per_min": ceiling,
+        "share_of_ceiling": round(per_min / ceiling, 3) if ceiling else None,
+        "db_connections_peak": run.db_connections_peak,
+        "limiter_xacts_per_call": round(transactions / calls, 2) if calls else None,
+        "worker_rss_mb": run.worker_rss_mb,
+        **({"dropped_reasons": dict(run.dropped_reasons)} if run.dropped_reasons else {}),
+    }
+
+
+def _post_and_wait(config, progress, base, token, run: ServiceRun) -> ServiceRun:
+    shares = [
+        config.readings // config.concurrency + (i < config.readings % config.concurrency)
+        for i in range(config.concurrency)
+    ]
+    finished: dict[str, threading.Event] = {}
+    lock = threading.Lock()
+    done = 0
+    stop_watching = threading.Event()
+
+    def watch():
+        # One reader of the database for every client, instead of each polling the API.
+        while not stop_watching.wait(0.1):
+            with lock:
+                waiting = [pk for pk, event in finished.items() if not event.is_set()]
+            if not waiting:
+                continue
+            for pk in Reading.objects.filter(pk__in=waiting, finished_at__isnull=False).values_list(
+                "pk", flat=True
+            ):
+                finished[str(pk)].set()
+        connections.close_all()
+
+    def client(count: int):
+        nonlocal done
+        for _ in range(count):
+            posted = time.monotonic()
+            run.first_post = run.first_post or time.time()
+            reading_id = _post(base, token, config)
+            if reading_id is None or reading_id.startswith("!"):
+                with lock:
+                    run.requests_dropped += 1
+                    run.dropped_reasons[reading_id or "?"] += 1
+                continue
+            event = threading.Event()
+            with lock:
+                finished[reading_id] = event
+                run.result.reading_ids.append(reading_id)
+            event.wait()
+            run.result.e2e_s.append(time.monotonic() - posted)
+            with lock:
+                done += 1
+                progress(done, config.readings)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+            list(pool.map(client, shares))
+    finally:
+        stop_watching.set()
+        watcher.join(timeout=5)
+    run.result.wall_s = time.monotonic() - started
+    run.result.queue_delay_s = [
+        (r.started_at - r.created_at).total_seconds()
+        for r in Reading.objects.filter(pk__in=run.result.reading_ids, started_at__isnull=False)
+    ]
+    return run
+
+
+def _post(base: str, token: str, config: BenchConfig) -> str | None:
+    """The new reading's id, or "!<why>" when the API did not take it."""
+    body = json.dumps({"spread": config.spread, "question": config.question}).encode()
+    request = urllib.request.Request(
+        f"{base}/api/readings/",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            if response.status != 202:
+                return f"!{response.status}"
+            return json.loads(response.read())["id"]
+    except urllib.error.HTTPError as exc:
+        return f"!{exc.code}"
+    except OSError as exc:
+        return f"!{type(exc).__name__}"
+
+
+class Sampler(threading.Thread):
+    """Every SAMPLE_EVERY_S: the platform's Postgres connections, and the resident memory of
+    the worker's whole process tree."""
+
+    def __init__(self, dbname: str, serve_pid: int):
+        super().__init__(daemon=True)
+        self.dbname, self.serve_pid = dbname, serve_pid
+        self.connections_peak = 0
+        self.worker_rss_peak_kb = 0
+        self._halt = threading.Event()
+
+    def run(self):
+        try:
+            while not self._halt.wait(SAMPLE_EVERY_S):
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = %s AND application_name = ANY(%s)",
+                        [self.dbname, list(PLATFORM_CONNECTIONS)],
+                    )
+                    self.connections_peak = max(self.connections_peak, cursor.fetchone()[0])
+                self.worker_rss_peak_kb = max(self.worker_rss_peak_kb, self._worker_rss_kb())
+        finally:
+            connections.close_all()
+
+    def stop(self):
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=5)
+
+    def _worker_rss_kb(self) -> int:
+        tree = _process_tree()
+        workers = [
+            pid
+            for pid in tree.get(self.serve_pid, [])
+            if "qcluster" in _cmdline(pid) or "worker" in _cmdline(pid)
+        ]
+        total, todo = 0, list(workers)
+        while todo:
+            pid = todo.pop()
+            total += _rss_kb(pid)
+            todo.extend(tree.get(pid, []))
+        return total
+
+
+def _process_tree() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _rss_kb(pid: int) -> int:
+    """The process's proportional share of resident memory (Pss): pages the cluster's forked
+    processes share count once across them, not once in each, as plain RSS would."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _bench_token() -> str:
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    # Throttles, fair queuing and budgets are not what this bench measures; staff can exempt
+    # any user the same way.
+    QuotaOverride.objects.update_or_create(
+        user=user,
+        defaults={
+            "exempt_from_throttles": True,
+            "exempt_from_budgets": True,
+            "note": "The bench's API client.",
+        },
+    )
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_serving(base: str, serve: subprocess.Popen, log: Path) -> None:
+    from operations.models import WorkerHeartbeat
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if serve.poll() is not None:
+            raise RuntimeError(f"manage.py serve exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                pass
+        except urllib.error.HTTPError:
+            pass  # it answers; the worker may not have beaten yet
+        except OSError:
+            time.sleep(0.2)
+            continue
+        if WorkerHeartbeat.objects.filter(beat_at__gte=_since(10)).exists():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"manage.py serve did not start within 90 s: {log.read_text()[-2000:]}")
+
+
+def _since(seconds: float):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def _stop(serve: subprocess.Popen) -> None:
+    if serve.poll() is None:
+        serve.send_signal(signal.SIGINT)
+        try:
+            serve.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=10)
