@@ -43,8 +43,10 @@ def close_engine_connections(django_db_setup):
     from django.db import connections
 
     from allocation.client_pool import runtime
+    from allocation.limiter.gate import close_limiter_connections
 
     runtime.run(sync_to_async(connections.close_all)())
+    close_limiter_connections()
     runtime.shutdown()
 
 

@@ -53,6 +53,16 @@ def on_limiter_thread(fn):
 ASK_AT_ONCE = 8
 
 
+def close_limiter_connections() -> None:
+    """Close the database connection of this process's limiter thread (tests, before the
+    test database is dropped)."""
+    from django.db import connections
+
+    executor = _executors.get(os.getpid())
+    if executor is not None:
+        executor.submit(connections.close_all).result(timeout=10)
+
+
 class BreakerOpen(Exception):
     """The model's circuit is open: its calls go to the next model until it is probed."""
 
