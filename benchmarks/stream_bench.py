@@ -14,13 +14,11 @@ import time
 from dataclasses import dataclass, field
 
 import httpx2
-from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from allocation.models import LLMCall, TaskType
 from benchmarks.bench import BenchConfig, BenchResult, percentile
 from benchmarks.workers import WebServer, WorkerCluster
-from budgets.models import QuotaOverride
 from readings.models import EventKind, Reading, ReadingEvent, ReadingTask
 
 
@@ -125,15 +123,9 @@ def first_text_ms(seen: Followed) -> float | None:
 
 
 def run_streaming(config: BenchConfig, progress, *, base_url: str) -> tuple[BenchResult, dict]:
-    user, _ = get_user_model().objects.get_or_create(username="bench")
-    QuotaOverride.objects.update_or_create(
-        user=user,
-        defaults={
-            "exempt_from_throttles": True,
-            "exempt_from_budgets": True,
-            "note": "The bench's API client.",
-        },
-    )
+    from benchmarks.service_bench import bench_user
+
+    user = bench_user()
     token, _ = Token.objects.get_or_create(user=user)
     result = BenchResult(wall_s=0.0)
     followed: list[Followed] = []

@@ -91,20 +91,7 @@ def begin(reading_id) -> ReadingState | None:
         reading.error = ""
         reading.save(update_fields=["status", "attempts", "started_at", "error"])
 
-    allocator = get_allocator()
-    drawn = reading.drawn_cards.select_related("position", "card").order_by("position__index")
-    return ReadingState(
-        reading=reading,
-        spread=spread,
-        cards=[DrawnCard(position=d.position, card=d.card, reversed=d.reversed) for d in drawn],
-        tasks=list(reading.tasks.all()),
-        configs={t: allocator.get_config(t, spread=spread) for t in TaskType.values},
-        templates=template_names(
-            spread, [TaskType(t).kind for t in TaskType.values], reading.language
-        ),
-        max_concurrent_calls=allocator.max_concurrent_calls(spread),
-        has_reservations=reading.reservations.exists(),
-    )
+    return state_for(reading)
 
 
 def claim_task(task_id, *, reading_id=None, announce: dict | None = None) -> bool:
