@@ -31,7 +31,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from rest_framework.authtoken.models import Token
 
-from allocation.allocator import get_allocator
+from allocation.allocator import env_name, get_allocator
 from allocation.limiter import get_backend
 from allocation.models import LLMCall, TaskType
 from benchmarks.bench import BenchConfig, BenchResult
@@ -60,30 +60,22 @@ def one_model_env(spread_slug: str) -> dict[str, str]:
     overrides (the admin's allocations stay as they are)."""
     spread = Spread.objects.get(slug=spread_slug)
     model = get_allocator().get_config(TaskType.CARD_INTERPRETATION, spread=spread).model
-    return {
-        f"{spread_slug.upper()}_{TaskType(task).kind.upper()}_MODEL": model for task in TaskType
-    }
+    return {env_name(spread_slug, task, "MODEL"): model for task in TaskType}
 
 
 def ceiling_readings_per_min(spread_slug: str, rpm: int | None, env: dict[str, str]) -> float:
     """Readings a minute the provider's request limit allows: each model has its own limit,
-    so the model that carries the most calls of a reading binds."""
+    so the model that carries the most calls of a reading binds. `env`: the model overrides
+    the platform under test runs with."""
     if not rpm:
         return 0.0
     spread = Spread.objects.get(slug=spread_slug)
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        models = Counter(
-            get_allocator().get_config(task.task_type, spread=spread).model
-            for task in plan_tasks(spread.card_count, spread.batch_size)
-        )
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    allocator = get_allocator()
+    models = Counter(
+        env.get(env_name(spread_slug, task.task_type, "MODEL"))
+        or allocator.get_config(task.task_type, spread=spread).model
+        for task in plan_tasks(spread.card_count, spread.batch_size)
+    )
     return round(rpm / max(models.values()), 1)
 
 

@@ -224,10 +224,10 @@ class GlobalLimiter:
                 queue.not_before = 0.0
             # The waiting callers in priority order, asked for in one step; a cancelled
             # caller's entry is dropped on the way.
-            entries = [e for e in heapq.nsmallest(ASK_AT_ONCE, queue.entries)]
+            entries = heapq.nsmallest(ASK_AT_ONCE, queue.entries)
             for entry in [e for e in entries if e[3].done()]:
                 queue.remove(entry)
-            entries = [e for e in entries if not e[3].done()]
+                entries.remove(entry)
             if not entries:
                 continue
             # Cleared before asking, so a release that lands while we ask is not missed.

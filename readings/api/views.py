@@ -133,16 +133,10 @@ class ReadingCollection(generics.GenericAPIView):
         },
     )
     def post(self, request):
-        body = ReadingCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        cards = data.get("cards")
+        data, reading_fields = reading_body(request)
         try:
             reading = reading_create(
-                owner=request.user,
-                spread=data["spread"],
-                question=data["question"],
-                cards=None if cards is None else [CardChoice(**card) for card in cards],
+                **reading_fields,
                 mode=data["mode"],
                 language=reading_language(request, data.get("language")),
             )
@@ -154,6 +148,21 @@ class ReadingCollection(generics.GenericAPIView):
         url = request.build_absolute_uri(reverse("api:reading-detail", kwargs={"pk": reading.pk}))
         queued = ReadingQueuedSerializer({"id": reading.pk, "status": reading.status, "url": url})
         return Response(queued.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+def reading_body(request) -> tuple[dict, dict]:
+    """A create (or estimate) body, validated (a 400 with a message per field otherwise): the
+    validated data, and the fields every reading is made of, for the services."""
+    body = ReadingCreateSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    data = body.validated_data
+    cards = data.get("cards")
+    return data, {
+        "owner": request.user,
+        "spread": data["spread"],
+        "question": data["question"],
+        "cards": None if cards is None else [CardChoice(**card) for card in cards],
+    }
 
 
 class ReadingEstimateView(generics.GenericAPIView):
@@ -172,17 +181,9 @@ class ReadingEstimateView(generics.GenericAPIView):
         responses={200: ReadingEstimateSerializer, 400: OpenApiResponse(description="As create.")},
     )
     def post(self, request):
-        body = ReadingCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        cards = data.get("cards")
+        _, reading_fields = reading_body(request)
         try:
-            reading_request = reading_validate(
-                owner=request.user,
-                spread=data["spread"],
-                question=data["question"],
-                cards=None if cards is None else [CardChoice(**card) for card in cards],
-            )
+            reading_request = reading_validate(**reading_fields)
             estimate = reading_estimate(reading_request)
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc
