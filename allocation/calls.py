@@ -124,8 +124,12 @@ class _Sent:
     result: Any = None
 
 
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
 def estimate_input_tokens(prompt: Prompt) -> int:
-    return math.ceil(len(prompt.text) / CHARS_PER_TOKEN)
+    return estimate_tokens(prompt.text)
 
 
 async def complete(

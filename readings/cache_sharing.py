@@ -29,9 +29,17 @@ from allocation.models import CallOutcome, LLMCall, TaskType
 from allocation.money import usd_exact
 from allocation.pricing import Pricer, TokenUsage, UnknownModelPrice
 from readings.planning import plan_tasks
-from readings.prompt_caching import PlannedCall, cache_ttls, min_cacheable_tokens
+from readings.prompt_caching import PlannedCall, cache_ttls, guide_steps, min_cacheable_tokens
 from spreads.models import CacheTTL, Spread
-from spreads.prompts import GUIDE, LAYOUT, RESULTS, render_prompt, sample_context, template_names
+from spreads.prompts import (
+    GUIDE,
+    LAYOUT,
+    RESULTS,
+    render_guide,
+    render_prompt,
+    sample_context,
+    template_names,
+)
 
 # What allocation.calls.estimate_input_tokens assumes: about four characters a token.
 CHARS_PER_TOKEN = 4
@@ -103,6 +111,26 @@ def shared_part_tokens(spread: Spread) -> dict[str, int] | None:
     return tokens
 
 
+def guide_tokens_by_model(spread: Spread, calls: list[Call]) -> dict[str, int] | None:
+    """About how many tokens the guide sent on each model takes: it carries the rules of the
+    steps run on that model (prompt_caching.guide_steps). None if the guide does not render."""
+    names = template_names(spread, [])
+    context = sample_context(spread)
+    rendered: dict[str, str] = {}
+    planned = [call.planned for call in calls]
+
+    def size(steps: tuple[str, ...]) -> int:
+        return math.ceil(len(render_guide(names, context, steps, rendered)) / CHARS_PER_TOKEN)
+
+    try:
+        return {
+            call.model: size(guide_steps(call.planned, planned, guide_tokens=size))
+            for call in calls
+        }
+    except Exception:  # noqa: BLE001 - a broken template is reported where it is edited
+        return None
+
+
 def _recorded_card_answer_tokens(spread: Spread) -> int:
     average = (
         LLMCall.objects.filter(
@@ -132,7 +160,7 @@ def sharing_problems(spread: Spread) -> list[str]:
     return [
         *_broken_sharing(spread, calls, tokens, pricer),
         *_guide_copies(spread, calls),
-        *_too_short(spread, calls, tokens),
+        *_too_short(spread, calls, tokens, guide_tokens_by_model(spread, calls)),
     ]
 
 
@@ -191,10 +219,11 @@ def _guide_copies(spread, calls) -> list[str]:
     ]
 
 
-def _too_short(spread, calls, tokens) -> list[str]:
-    if tokens is None:
+def _too_short(spread, calls, tokens, guides) -> list[str]:
+    if tokens is None or guides is None:
         return []
     found: dict[tuple[str, str], list[Call]] = {}
+    by_model = {model: {**tokens, GUIDE: guide} for model, guide in guides.items()}
     for call in calls:
         ttls = cache_ttls(
             call.planned,
@@ -203,13 +232,13 @@ def _too_short(spread, calls, tokens) -> list[str]:
             reading_ttl=spread.reading_cache_ttl,
         )
         for part in ttls:
-            if _prefix(part, tokens) < min_cacheable_tokens(call.model):
+            if _prefix(part, by_model[call.model]) < min_cacheable_tokens(call.model):
                 found.setdefault((call.model, part), []).append(call)
     notes = []
     for (model, part), short in sorted(found.items(), key=lambda i: (i[0][0], _order(i[0][1]))):
         notes.append(
             f"On {model} the prompt up to the end of the {PART_NAMES[part]} ({UPTO[part]}, "
-            f"about {_prefix(part, tokens):,} tokens) is shorter than the model's minimum "
+            f"about {_prefix(part, by_model[model]):,} tokens) is shorter than the model's minimum "
             f"cacheable prompt ({min_cacheable_tokens(model):,} tokens): "
             f"{' and '.join(c.who for c in short)} cannot cache it there, so it is sent as "
             "plain input on every call."

@@ -11,12 +11,17 @@ is marked only where a read can follow:
   write: marking them would pay the write premium for nothing.
 A model choice that puts a reading's later tasks on different models breaks that sharing;
 readings.cache_sharing says where, for staff in the spread admin.
+
+And since each model keeps its own copy of the guide, the guide sent on a model carries the
+rules of the steps that model runs, not the others' (guide_steps).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from allocation.models import TaskType
 from spreads.models import CacheTTL
-from spreads.prompts import GUIDE, LAYOUT, RESULTS
+from spreads.prompts import GUIDE, LAYOUT, RESULTS, STEPS
 
 # Anthropic's minimum cacheable prompt length, by model family (the longest id prefix wins).
 # The 5.x ids (claude-haiku-5-5, claude-sonnet-5, claude-sonnet-5-5...) are not documented
@@ -35,6 +40,10 @@ MIN_CACHEABLE_TOKENS = {
     "claude-opus": 4096,
 }
 DEFAULT_MIN_CACHEABLE_TOKENS = 1024
+
+# Of the input price: what a cache write costs on top, by TTL, and what a cache read saves.
+WRITE_PREMIUM = {CacheTTL.FIVE_MINUTES: 0.25, CacheTTL.ONE_HOUR: 1.0}
+READ_SAVING = 0.9
 
 
 def min_cacheable_tokens(model: str) -> int:
@@ -68,14 +77,11 @@ def cache_ttls(
     reading_ttl = call.cache_ttl or reading_ttl
     if reading_ttl != CacheTTL.OFF and economy:
         reading_ttl = CacheTTL.ONE_HOUR  # the next phase's batch may be an hour away
-    readers = [
-        other
-        for other in reading_calls
-        if other.model == call.model and other.phase != call.phase and other.task_type
-    ]
-    if reading_ttl != CacheTTL.OFF and readers:
-        ttls[LAYOUT] = reading_ttl
-        if call.phase > 1 and any(other.phase > 1 for other in readers):
+    if reading_ttl != CacheTTL.OFF:
+        same_model = [other for other in reading_calls if other.model == call.model]
+        if _write_pays(reading_ttl, _reads(same_model, first_phase=1)):
+            ttls[LAYOUT] = reading_ttl
+        if call.phase > 1 and _write_pays(reading_ttl, _reads(same_model, first_phase=2)):
             ttls[RESULTS] = reading_ttl
     if guide_ttl != CacheTTL.OFF:
         # Anthropic wants longer-lived breakpoints before shorter ones: a 5-minute guide
@@ -83,3 +89,42 @@ def cache_ttls(
         lifted = CacheTTL.ONE_HOUR in ttls.values()
         ttls[GUIDE] = CacheTTL.ONE_HOUR if lifted else guide_ttl
     return ttls
+
+
+def _reads(same_model: list[PlannedCall], *, first_phase: int) -> int:
+    """How many calls on one model read a part that the earliest of its calls sending it
+    (those in phase first_phase or later) writes: the calls of the phases after that one."""
+    phases = [c.phase for c in same_model if c.phase >= first_phase]
+    return sum(phase > min(phases) for phase in phases) if phases else 0
+
+
+def _write_pays(ttl: str, reads: int) -> bool:
+    """Whether a write at `ttl` costs less than it saves: a read saves 0.9 of the input price,
+    a write costs 0.25 more for 5 minutes and 1.0 more for an hour. So one read pays for a
+    5-minute write, and an hour's write needs two."""
+    return reads * READ_SAVING > WRITE_PREMIUM[ttl]
+
+
+def guide_steps(
+    call: PlannedCall,
+    reading_calls: list[PlannedCall],
+    *,
+    guide_tokens: Callable[[tuple[str, ...]], int],
+) -> tuple[str, ...]:
+    """The steps whose rules the guide sent with `call` carries.
+
+    Caches are per model, so the calls on one model share one guide (across readings, and
+    as the prefix of the layout and card results within one), and a step no call on that
+    model runs is text every call pays for (as a cache read, or in full where the guide is
+    too short to cache) and never uses. So the guide carries the steps of the calls on
+    `call`'s model. Except that a guide long enough to cache whole is never cut below the
+    model's minimum (guide_tokens estimates a guide's length): that would turn cheap cache
+    reads into plain input. The choice does not depend on whether caching is on, so that
+    switching it off changes the breakpoints only, never the prompts."""
+    own = TaskType(call.task_type).kind
+    kinds = {TaskType(c.task_type).kind for c in reading_calls if c.model == call.model} | {own}
+    steps = tuple(step for step in STEPS if step in kinds)
+    minimum = min_cacheable_tokens(call.model)
+    if steps != STEPS and guide_tokens(steps) < minimum <= guide_tokens(STEPS):
+        return STEPS
+    return steps

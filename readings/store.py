@@ -15,16 +15,24 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from allocation.allocator import AllocationConfig, get_allocator
+from allocation.calls import estimate_tokens
 from allocation.models import CallOutcome, LLMCall, TaskType
 from allocation.usage import Attempt, open_call, record_call
 from budgets.services import release_reading, settle_call
 from readings import live
 from readings.models import EventKind, Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.planning import plan_tasks
-from readings.prompt_caching import PlannedCall, cache_ttls
+from readings.prompt_caching import PlannedCall, cache_ttls, guide_steps
 from readings.watchdog import holder
 from spreads.models import Spread
-from spreads.prompts import DrawnCard, Prompt, PromptContext, build_prompt, template_names
+from spreads.prompts import (
+    DrawnCard,
+    Prompt,
+    PromptContext,
+    build_prompt,
+    render_guide,
+    template_names,
+)
 
 
 @dataclass
@@ -111,10 +119,17 @@ def claim_task(task_id, *, reading_id=None, announce: dict | None = None) -> boo
 def render(state: ReadingState, task_type: str, context: PromptContext, *, cached=True) -> Prompt:
     """The task's prompt, with cache breakpoints where a later call can read them (unless
     prompt caching is off: LLM_PROMPT_CACHING, or cached=False)."""
+    calls = state.planned_calls()
+    call = next(c for c in calls if c.task_type == task_type)
+    steps = guide_steps(
+        call,
+        calls,
+        guide_tokens=lambda steps: estimate_tokens(
+            render_guide(state.templates, context, steps, state.rendered_parts)
+        ),
+    )
     ttls = {}
     if cached:
-        calls = state.planned_calls()
-        call = next(c for c in calls if c.task_type == task_type)
         ttls = cache_ttls(
             call,
             calls,
@@ -130,6 +145,7 @@ def render(state: ReadingState, task_type: str, context: PromptContext, *, cache
         later_phase=task_type != TaskType.CARD_INTERPRETATION,
         cache_ttls=ttls,
         rendered=state.rendered_parts,
+        guide_steps=steps,
     )
 
 

@@ -89,6 +89,7 @@ def template_data(context: PromptContext) -> dict[str, object]:
         "result_groups": _result_groups(card_results),
         "overall": str(context.overall),
         "relationships": str(context.relationships),
+        "steps": tuple(str(step) for step in context.steps),
     }
 
 
@@ -153,9 +154,10 @@ def _result_groups(results: tuple[PromptCardResult, ...]) -> tuple[PromptResultG
 
 
 def _heading(group: list[PromptCardResult]) -> str:
-    if len(group) == 1:
-        r = group[0]
-        return f"{r.position.name}, {r.card.name} ({r.orientation})"
-    # The layout already names each position's card.
-    *first, last = [r.position.name for r in group]
+    """The positions a text is about, by number: the layout, sent just before the results,
+    names each numbered position and its card, so the heading does not repeat them."""
+    numbers = [str(r.position.index) for r in group]
+    if len(numbers) == 1:
+        return numbers[0]
+    *first, last = numbers
     return f"{', '.join(first)} and {last}, together"

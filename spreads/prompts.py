@@ -9,13 +9,14 @@ never as template code, fenced so that it cannot close its fence (spreads.questi
 
 Every call's prompt is built in the same order, most shared first, so that the provider can
 cache what calls have in common (identical bytes, up to a cache breakpoint):
-1. the spread's guide (system): the same for every call of every reading of the spread;
+1. the spread's guide (system): the same for every call on one model, in every reading of
+   the spread (it carries the rules of the steps that model runs: readings.prompt_caching);
 2. the layout (user): the question and the cards, the same for every call of one reading;
 3. the card results (user, phases 2 and 3): the same for the later calls of one reading;
 4. the call's own instruction (user), last: its cards, or the earlier texts it builds on.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.template import Context, TemplateDoesNotExist, TemplateSyntaxError
 
@@ -51,6 +52,11 @@ class CardResult:
     text: str
 
 
+# The steps of a reading, by the kind word of their task type, in the order they run. A
+# guide can carry the rules of only some of them (guide_steps below).
+STEPS = ("card", "overall", "relationships", "advice")
+
+
 @dataclass
 class PromptContext:
     question: str
@@ -60,6 +66,7 @@ class PromptContext:
     card_results: list[CardResult] = field(default_factory=list)
     overall: str = ""
     relationships: str = ""
+    steps: tuple[str, ...] = STEPS  # the steps whose rules the guide carries
 
     @property
     def positions(self) -> list[Position]:
@@ -126,19 +133,36 @@ def build_prompt(
     later_phase: bool,
     cache_ttls: dict[str, str] | None = None,
     rendered: dict[str, str] | None = None,
+    guide_steps: tuple[str, ...] = STEPS,
 ) -> Prompt:
     """Render a call's prompt from the templates `names` gives; cache_ttls maps a shared
-    part's name to the TTL of the cache breakpoint that ends it. `rendered` keeps the shared
-    parts of one reading once rendered (they are the same for all its calls)."""
+    part's name to the TTL of the cache breakpoint that ends it, guide_steps says whose rules
+    the guide carries. `rendered` keeps the shared parts of one reading once rendered (they
+    are the same for all its calls)."""
     cache_ttls = cache_ttls or {}
     rendered = {} if rendered is None else rendered
-    shared = [GUIDE, LAYOUT, *([RESULTS] if later_phase else [])]
-    for name in shared:
+    guide = render_guide(names, context, guide_steps, rendered)
+    parts = [PromptPart(GUIDE, guide, cache_ttls.get(GUIDE, ""))]
+    for name in [LAYOUT, *([RESULTS] if later_phase else [])]:
         if name not in rendered:
             rendered[name] = render_prompt(names[name], context)
-    parts = [PromptPart(name, rendered[name], cache_ttls.get(name, "")) for name in shared]
+        parts.append(PromptPart(name, rendered[name], cache_ttls.get(name, "")))
     own = PromptPart(kind, render_prompt(names[kind], context))
     return Prompt(system=(parts[0],), user=(*parts[1:], own))
+
+
+def render_guide(
+    names: dict[str, str],
+    context: PromptContext,
+    steps: tuple[str, ...] = STEPS,
+    rendered: dict[str, str] | None = None,
+) -> str:
+    """The spread's guide with the rules of `steps` (kept in `rendered`, per set of steps)."""
+    rendered = {} if rendered is None else rendered
+    key = GUIDE if steps == STEPS else f"{GUIDE}:{'+'.join(steps)}"
+    if key not in rendered:
+        rendered[key] = render_prompt(names[GUIDE], replace(context, steps=steps))
+    return rendered[key]
 
 
 def template_exists(name: str) -> bool:

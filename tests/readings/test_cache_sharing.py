@@ -51,6 +51,11 @@ def allocate(**models):
 
 def pin_tokens(monkeypatch, tokens):
     monkeypatch.setattr(cache_sharing, "shared_part_tokens", lambda spread: dict(tokens))
+    monkeypatch.setattr(
+        cache_sharing,
+        "guide_tokens_by_model",
+        lambda spread, calls: {call.model: tokens[GUIDE] for call in calls},
+    )
 
 
 def test_one_model_for_every_task_shares_everything(spread, monkeypatch):

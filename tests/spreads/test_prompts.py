@@ -8,6 +8,7 @@ from spreads.prompts import (
     RESULTS,
     CardResult,
     build_prompt,
+    render_guide,
     render_prompt,
     sample_context,
     template_name_for,
@@ -124,8 +125,37 @@ def test_a_batch_text_that_could_not_be_split_is_sent_once_under_all_its_cards()
     text = prompt_for(spread, "overall", context).text
 
     assert text.count(whole) == 1
-    first, second, third = (d.position.name for d in context.cards[:3])
+    first, second, third = (d.position.index for d in context.cards[:3])
     assert f"{first}, {second} and {third}, together: {whole}" in text
+
+
+def test_each_card_result_is_headed_by_its_position_number_named_in_the_layout_above():
+    spread = Spread.objects.get(slug="celtic_cross")
+    context = sample_context(spread)
+
+    prompt = prompt_for(spread, "overall", context)
+    layout, results = prompt.user[0].text, prompt.user[1].text
+
+    for drawn, result in zip(context.cards, context.card_results, strict=True):
+        number = drawn.position.index
+        assert f"{number}. {drawn.position.name}: {drawn.card.name}, {drawn.orientation}" in layout
+        assert f"\n{number}: {result.text}" in results
+
+
+@pytest.mark.parametrize("slug", ["three_card", "celtic_cross", "horoscope"])
+def test_a_guide_carries_the_rules_of_the_steps_asked_for_and_what_all_steps_share(slug):
+    spread = Spread.objects.get(slug=slug)
+    names = template_names(spread, KINDS)
+    context = sample_context(spread)
+
+    whole = render_guide(names, context)
+    card = render_guide(names, context, ("card",))
+
+    assert "Step: card interpretations" in whole and "Step: advice" in whole
+    assert "Step: card interpretations" in card and "Step: advice" not in card
+    assert "Rules for every step:" in card
+    assert all(p.meaning in card for p in spread.positions.all())
+    assert len(card) < len(whole)
 
 
 def test_a_template_stored_in_the_admin_overrides_the_file():
