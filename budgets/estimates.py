@@ -183,9 +183,16 @@ def tokens(text: str, chars_per_token: int = CHARS_PER_TOKEN) -> int:
 
 
 def estimate_reading(
-    *, spread: Spread, question: str, cards: list[DrawnCard], history: History | None = None
+    *,
+    spread: Spread,
+    question: str,
+    cards: list[DrawnCard],
+    history: History | None = None,
+    batched: bool = False,
 ) -> ReadingEstimate:
-    """Raises EstimateError when the allocation cannot be resolved or priced."""
+    """Raises EstimateError when the allocation cannot be resolved or priced. A `batched`
+    (economy) reading is expected at the Message Batches price; its worst case stays at the
+    standard price, since an expired or errored request may fall back to a standard call."""
     history = history or History.recent()
     try:
         configs = {t: get_allocator().get_config(t, spread=spread) for t in TaskType.values}
@@ -224,7 +231,7 @@ def estimate_reading(
                 model=config.model,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
-                expected_usd=_cost(config.model, input_tokens, output_tokens),
+                expected_usd=_cost(config.model, input_tokens, output_tokens, batched=batched),
                 worst_case_usd=_worst(
                     config, tokens(bare, WORST_CHARS_PER_TOKEN) + quoted_at_worst
                 ),
@@ -242,9 +249,10 @@ def _expected_output(config: AllocationConfig, history: History) -> tuple[int, s
     return math.ceil(config.max_tokens * DEFAULT_OUTPUT_SHARE), "max_tokens share"
 
 
-def _cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:
+def _cost(model: str, input_tokens: int, output_tokens: int, *, batched=False) -> Decimal:
+    usage = TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens, batched=batched)
     try:
-        return cost_of(model, TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens))
+        return cost_of(model, usage)
     except UnknownModelPrice:
         raise EstimateError(
             f"No price is known for {model!r}: add a model price override."

@@ -160,12 +160,16 @@ def reading_validate(
     )
 
 
-def reading_estimate(request: ReadingRequest) -> ReadingEstimate:
-    """What the reading is expected to cost and its worst case; ValidationError when it
-    cannot be priced."""
+def reading_estimate(request: ReadingRequest, mode: str = ReadingMode.STANDARD) -> ReadingEstimate:
+    """What the reading is expected to cost in `mode` and its worst case; ValidationError
+    when it cannot be priced (or the mode is not available)."""
+    mode = validate_mode(mode, request.spread)
     try:
         return estimate_reading(
-            spread=request.spread, question=request.question, cards=request.prompt_cards
+            spread=request.spread,
+            question=request.question,
+            cards=request.prompt_cards,
+            batched=mode == ReadingMode.ECONOMY,
         )
     except EstimateError as exc:
         raise ValidationError({"spread": str(exc)}) from None

@@ -174,17 +174,18 @@ class ReadingEstimateView(generics.GenericAPIView):
     @extend_schema(
         summary="Estimate a reading's cost",
         description="The same body as creating a reading. Returns the expected cost (from the "
-        "recent history of each task type on its model, else prices x token estimates), the "
+        "recent history of each task type on its model, else prices x token estimates; an "
+        "economy reading's at the Message Batches price), the "
         "worst case a creation would reserve, and whether each budget that applies would "
         "allow it now.",
         request=ReadingCreateSerializer,
         responses={200: ReadingEstimateSerializer, 400: OpenApiResponse(description="As create.")},
     )
     def post(self, request):
-        _, reading_fields = reading_body(request)
+        data, reading_fields = reading_body(request)
         try:
             reading_request = reading_validate(**reading_fields)
-            estimate = reading_estimate(reading_request)
+            estimate = reading_estimate(reading_request, data["mode"])
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc
         answer = estimate_answer(reading_request, estimate)

@@ -55,3 +55,27 @@ def test_it_refuses_a_bad_body_as_create_does(bob):
 
 def test_it_needs_a_login(api):
     assert api.post("/api/readings/estimate/", BODY, format="json").status_code in (401, 403)
+
+
+def test_an_economy_reading_is_expected_at_the_batch_price_and_reserves_the_standard_worst(bob):
+    # BODY names its cards, so both estimates are of the same reading.
+    standard = client_for(bob).post("/api/readings/estimate/", BODY, format="json").json()
+    economy = (
+        client_for(bob)
+        .post("/api/readings/estimate/", {**BODY, "mode": "economy"}, format="json")
+        .json()
+    )
+
+    # The Message Batches API halves every price; an expired request may still fall back
+    # to a standard call, so the worst case a creation reserves does not change.
+    for task, halved in zip(standard["tasks"], economy["tasks"], strict=True):
+        assert Decimal(halved["expected_usd"]) == Decimal(task["expected_usd"]) / 2
+    assert economy["worst_case_usd"] == standard["worst_case_usd"]
+
+
+def test_an_unknown_mode_is_refused_naming_the_allowed_ones(bob):
+    response = client_for(bob).post(
+        "/api/readings/estimate/", {**BODY, "mode": "cheap"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["mode"] == ['Unknown mode \'cheap\': use one of "standard", "economy".']
