@@ -2,13 +2,14 @@
 
 Caches are per model, a cache write costs more than plain input (1.25x for 5 minutes, 2x for
 an hour) and an entry is readable only once the response that wrote it has begun. So a part
-is marked only where a read can follow:
+is marked only where reads can follow and pay for the write:
 - the spread's guide, always (at the spread's guide TTL): every reading of the spread sends
   the same guide, so the next reading on the same model reads it;
-- the layout and the card results, only for a task whose model also runs a task of another
-  phase of the same reading: the earlier phase writes, the later one reads (relationships
-  then advice). Calls of one phase start together, so none of them could read another's
-  write: marking them would pay the write premium for nothing.
+- the layout and the card results, only for a task whose model also runs a task of a later
+  phase of the same reading, and only if those reads outweigh the write premium (one read
+  for a 5-minute write, two for an hour's: _write_pays): the earlier phase writes, the later
+  one reads (relationships then advice). Calls of one phase start together, so none of them
+  could read another's write: marking them would pay the write premium for nothing.
 A model choice that puts a reading's later tasks on different models breaks that sharing;
 readings.cache_sharing says where, for staff in the spread admin.
 
