@@ -25,6 +25,7 @@ from django.db.models import Avg
 from django.utils import timezone
 
 from allocation.allocator import AllocationError, get_allocator
+from allocation.calls import estimate_tokens
 from allocation.models import CallOutcome, LLMCall, TaskType
 from allocation.money import usd_exact
 from allocation.pricing import Pricer, TokenUsage, UnknownModelPrice
@@ -41,8 +42,6 @@ from spreads.prompts import (
     template_names,
 )
 
-# What allocation.calls.estimate_input_tokens assumes: about four characters a token.
-CHARS_PER_TOKEN = 4
 # How far back the card calls' answers count towards the size of the card results.
 HISTORY = timedelta(days=30)
 PART_NAMES = {GUIDE: "guide", LAYOUT: "layout", RESULTS: "card results"}
@@ -105,7 +104,7 @@ def shared_part_tokens(spread: Spread) -> dict[str, int] | None:
         text = {part: render_prompt(names[part], context) for part in PARTS_IN_ORDER}
     except Exception:  # noqa: BLE001 - a broken template is reported where it is edited
         return None
-    tokens = {part: math.ceil(len(body) / CHARS_PER_TOKEN) for part, body in text.items()}
+    tokens = {part: estimate_tokens(body) for part, body in text.items()}
     # The sample's card results are a line each; a real one is a card call's whole answer.
     tokens[RESULTS] += _recorded_card_answer_tokens(spread)
     return tokens
@@ -120,7 +119,7 @@ def guide_tokens_by_model(spread: Spread, calls: list[Call]) -> dict[str, int] |
     planned = [call.planned for call in calls]
 
     def size(steps: tuple[str, ...]) -> int:
-        return math.ceil(len(render_guide(names, context, steps, rendered)) / CHARS_PER_TOKEN)
+        return estimate_tokens(render_guide(names, context, steps, rendered))
 
     try:
         return {
