@@ -1,8 +1,13 @@
 """Which model does a task, with which max_tokens and temperature, and what falls back.
 
-Precedence, field by field: environment variable > spread allocation > global allocation >
-built-in default. Nothing is cached, so an admin edit applies to the next reading without a
-restart. Every resolved allocation is logged with the layer each value came from.
+Precedence, field by field: environment variable > scope allocation > global allocation >
+built-in default. The caller names the task type by its string and the scope (a spread) as
+any object with `pk`, `slug` and `max_tokens`; the task types themselves, with their
+environment word and built-in default, come from settings.LLM_TASK_TYPES
+(allocation/task_types.py), so this layer holds no list of the domain's tasks.
+
+Nothing is cached, so an admin edit applies to the next reading without a restart. Every
+resolved allocation is logged with the layer each value came from.
 """
 
 import logging
@@ -12,8 +17,9 @@ from decimal import Decimal, InvalidOperation
 
 from django.db.models import Q
 
-from allocation.models import ModelAllocation, TaskType, parse_model_list
+from allocation.models import ModelAllocation, parse_model_list
 from allocation.pricing import price_problem
+from allocation.task_types import task_type_of
 
 logger = logging.getLogger(__name__)
 
@@ -28,19 +34,6 @@ class BuiltinDefault:
     max_tokens: int
     temperature: float
     fallbacks: tuple[str, ...]
-
-
-# Used only when the database has no allocation at all (the seed migration creates them).
-BUILTIN_DEFAULTS = {
-    TaskType.CARD_INTERPRETATION: BuiltinDefault(
-        "claude-haiku-4-5", 1024, 0.7, ("claude-3-5-haiku-latest",)
-    ),
-    TaskType.OVERALL_READING: BuiltinDefault(
-        "claude-sonnet-4-5", 2048, 0.8, ("claude-sonnet-4-0",)
-    ),
-    TaskType.RELATIONSHIPS: BuiltinDefault("claude-sonnet-5", 1536, 1.0, ("claude-haiku-5-5",)),
-    TaskType.ADVICE: BuiltinDefault("claude-sonnet-5", 1024, 1.0, ("claude-haiku-5-5",)),
-}
 
 
 class Layer:
@@ -72,7 +65,7 @@ class AllocationConfig:
 
 def env_name(spread_slug: str, task_type: str, suffix: str) -> str:
     """CELTIC_CROSS_CARD_MODEL, CELTIC_CROSS_OVERALL_MAX_TOKENS, ..."""
-    return f"{spread_slug.upper()}_{TaskType(task_type).kind.upper()}_{suffix}"
+    return f"{spread_slug.upper()}_{task_type_of(task_type).kind.upper()}_{suffix}"
 
 
 def rows_in_order(rows: dict) -> list[ModelAllocation]:
@@ -81,7 +74,7 @@ def rows_in_order(rows: dict) -> list[ModelAllocation]:
 
 class Allocator:
     def get_config(self, task_type: str, spread=None) -> AllocationConfig:
-        task_type = TaskType(task_type)
+        task_type = task_type_of(task_type)
         scope = Q(spread__isnull=True)
         if spread is not None and spread.pk:
             scope |= Q(spread=spread)
@@ -89,7 +82,7 @@ class Allocator:
             (Layer.SPREAD if row.spread_id else Layer.GLOBAL): row
             for row in ModelAllocation.objects.filter(scope, task_type=task_type)
         }
-        default = BUILTIN_DEFAULTS[task_type]
+        default = task_type.builtin_default
         layers = [
             (Layer.SPREAD, rows.get(Layer.SPREAD)),
             (Layer.GLOBAL, rows.get(Layer.GLOBAL)),
@@ -151,7 +144,7 @@ class Allocator:
             return spread.max_concurrent_calls
         return _positive_int(name, raw)
 
-    def _environment(self, task_type: TaskType, spread) -> dict:
+    def _environment(self, task_type, spread) -> dict:
         if spread is None:
             return {}
         found = {}

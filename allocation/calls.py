@@ -8,7 +8,6 @@ next model in the allocation.
 
 import asyncio
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from allocation.failover_cost import skipped_fallbacks
 from allocation.limiter import BreakerOpen, Permit
 from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage
+from allocation.prompt import Prompt, estimate_tokens
 from allocation.retry_policy import (
     RetryParams,
     backoff_delay,
@@ -37,14 +37,10 @@ from allocation.retry_policy import (
 )
 from allocation.usage import Attempt
 from allocation.warm_prefixes import warm_prefixes
-from spreads.prompts import Prompt
 
 # The API's default temperature; sent explicitly, models newer than Opus 4.6 reject it.
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_RETRY = RetryParams()
-# A rough count (Anthropic's tokenizer averages about four characters a token) used only to
-# reserve input-token budget before the call; the real usage settles it afterwards.
-CHARS_PER_TOKEN = 4
 
 
 class TaskFailed(Exception):
@@ -122,10 +118,6 @@ class _Sent:
     failure: anthropic.APIError | None = None
     headers: dict | None = None
     result: Any = None
-
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def estimate_input_tokens(prompt: Prompt) -> int:

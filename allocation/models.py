@@ -6,24 +6,15 @@ from django.db import models
 from django.db.models import Q
 
 from allocation.outcomes import CallOutcome  # noqa: F401 - the log's choices, imported from here
-from spreads.models import CacheTTL
+from allocation.task_types import task_type_choices
 
 
-class TaskType(models.TextChoices):
-    CARD_INTERPRETATION = "card_interpretation", "Card interpretation"
-    OVERALL_READING = "overall_reading", "Overall reading"
-    RELATIONSHIPS = "relationships", "Relationships"
-    ADVICE = "advice", "Advice"
+class CacheTTL(models.TextChoices):
+    """How long a marked prompt prefix stays in the provider's cache after its last use."""
 
-    @property
-    def kind(self) -> str:
-        """The short word used in template names and environment variables."""
-        return {
-            "card_interpretation": "card",
-            "overall_reading": "overall",
-            "relationships": "relationships",
-            "advice": "advice",
-        }[self.value]
+    OFF = "off", "Not cached"
+    FIVE_MINUTES = "5m", "5 minutes (write 1.25x input)"
+    ONE_HOUR = "1h", "1 hour (write 2x input)"
 
 
 def parse_model_list(text: str) -> list[str]:
@@ -33,7 +24,7 @@ def parse_model_list(text: str) -> list[str]:
 class ModelAllocation(models.Model):
     """Which model does a task type, globally (no spread) or for one spread."""
 
-    task_type = models.CharField(max_length=30, choices=TaskType.choices)
+    task_type = models.CharField(max_length=30, choices=task_type_choices)
     spread = models.ForeignKey(
         "spreads.Spread",
         on_delete=models.CASCADE,
@@ -109,8 +100,6 @@ class ModelAllocation(models.Model):
     def _max_tokens_problem(self) -> str | None:
         """The allocator caps max_tokens at the spread's own max_tokens: a larger value would
         be silently cut, so say so instead."""
-        from spreads.models import Spread
-
         if not self.max_tokens:
             return None
         if self.spread_id:
@@ -121,7 +110,9 @@ class ModelAllocation(models.Model):
                     f"{cap:,} or less, or raise the spread's max_tokens first."
                 )
             return None
-        cap = Spread.objects.aggregate(cap=models.Max("max_tokens"))["cap"]
+        # The scope's model, by its relation: this layer does not import the domain.
+        scopes = self._meta.get_field("spread").related_model.objects
+        cap = scopes.aggregate(cap=models.Max("max_tokens"))["cap"]
         if cap and self.max_tokens > cap:
             return (
                 f"No spread allows calls of more than {cap:,} tokens: set max_tokens to "
@@ -279,7 +270,7 @@ class LLMCall(models.Model):
         blank=True,
         related_name="calls",
     )
-    task_type = models.CharField(max_length=30, choices=TaskType.choices)
+    task_type = models.CharField(max_length=30, choices=task_type_choices)
     spread = models.ForeignKey(
         "spreads.Spread", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -6,7 +6,7 @@ outcome the limiter learns from: its permit is ignored (`Permit.ignore`).
 
 The call log has two more: a row is written as `pending` just before the request leaves
 (so a worker killed mid-call leaves a trace), and recovery turns a dead worker's pending
-rows into `lost` ones, priced from the request's input tokens (readings/recovery.py). Only
+rows into `lost` ones, priced from the request's input tokens (the worker's recovery). Only
 the log uses them: no permit ends with either, so the limiter and the breaker never see them.
 """
 

@@ -138,11 +138,17 @@ def classify(exc: BaseException) -> CallOutcome:
 
 
 def _classify_status_error(err: anthropic.APIStatusError) -> CallOutcome:
-    if err.status_code == 429 or err.type == "rate_limit_error":
+    return outcome_of_error(err.type, err.status_code)
+
+
+def outcome_of_error(error_type: str | None, status_code: int | None = None) -> CallOutcome:
+    """An error the provider named (`{"type": "error", "error": {"type": ...}}`, in an HTTP
+    answer, mid-stream or in a batch result), in the terms of the call log."""
+    if status_code == 429 or error_type == "rate_limit_error":
         return CallOutcome.RATE_LIMITED
-    if err.status_code == 529 or err.type == "overloaded_error":
+    if status_code == 529 or error_type == "overloaded_error":
         return CallOutcome.OVERLOADED
-    if err.status_code in (408, 504) or err.type == "timeout_error":
+    if status_code in (408, 504) or error_type == "timeout_error":
         return CallOutcome.TIMEOUT
     return CallOutcome.ERROR
 

@@ -2,7 +2,7 @@
 
 The row is opened as pending just before the request leaves (open_call) and completed when
 the answer comes (record_call): one insert and one update per call, so a worker killed with
-the request in flight leaves a row recovery can book as lost (readings/recovery.py).
+the request in flight leaves a row recovery can book as lost (the worker's recovery).
 """
 
 from dataclasses import dataclass
@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from allocation.limiter.holder import current_holder
 from allocation.models import LLMCall
 from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage, cost_of
@@ -37,14 +38,15 @@ class Attempt:
     call_id: int | None = None
 
 
-def open_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None, holder="") -> int:
+def open_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None) -> int:
     """The attempt's row, pending, before the request leaves: the usage says how many input
     tokens the request is estimated at, what a lost call is priced from."""
     return LLMCall.objects.create(
         **_ids(reading_id, task_id, spread_id),
         **_fields(attempt),
         cost_usd=Decimal(0),
-        holder=holder,
+        # The process sending it: recovery books its pending calls as lost if it dies.
+        holder=current_holder(),
     ).pk
 
 

@@ -8,29 +8,10 @@ call settles. So each process remembers the prefixes it has seen cached (up to e
 breakpoint, per model, until their TTL runs out) and admission charges only the rest.
 """
 
-import hashlib
-import math
 import time
 from collections.abc import Callable
 
 TTL_S = {"5m": 300.0, "1h": 3600.0}
-CHARS_PER_TOKEN = 4
-
-
-def _prefixes(prompt) -> list[tuple[bytes, int, str]]:
-    """(key, tokens, ttl) of the text up to and including each part with a breakpoint."""
-    digest = hashlib.blake2b(digest_size=16)
-    chars = 0
-    found = []
-    for part in (*prompt.system, *prompt.user):
-        digest.update(f"\x00{part.name}\x00{len(part.text)}\x00".encode())
-        digest.update(part.text.encode())
-        chars += len(part.text)
-        if part.cache_ttl:
-            found.append(
-                (digest.copy().digest(), math.ceil(chars / CHARS_PER_TOKEN), part.cache_ttl)
-            )
-    return found
 
 
 class WarmPrefixes:
@@ -43,9 +24,9 @@ class WarmPrefixes:
         """Tokens of the longest prefix of `prompt` known to be in `model`'s cache."""
         now = self._clock()
         best = 0
-        for key, tokens, _ in _prefixes(prompt):
-            if self._until.get((model, key), 0) > now:
-                best = tokens
+        for prefix in prompt.cache_prefixes():
+            if self._until.get((model, prefix.key), 0) > now:
+                best = prefix.tokens
         return best
 
     def saw(self, model: str, prompt, cached_tokens: int) -> None:
@@ -56,10 +37,10 @@ class WarmPrefixes:
         now = self._clock()
         if len(self._until) >= self._max_entries:
             self._until = {k: t for k, t in self._until.items() if t > now}
-        for key, tokens, ttl in _prefixes(prompt):
+        for prefix in prompt.cache_prefixes():
             # The estimate rounds differently from the provider's tokenizer: allow 10%.
-            if tokens <= cached_tokens * 1.1:
-                self._until[(model, key)] = now + TTL_S[ttl]
+            if prefix.tokens <= cached_tokens * 1.1:
+                self._until[(model, prefix.key)] = now + TTL_S[prefix.ttl]
 
 
 warm_prefixes = WarmPrefixes()

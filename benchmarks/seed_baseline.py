@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 
 from readings import store
 from readings.card_texts import split_by_card
-from readings.planning import plan_tasks
+from spreads.planning import plan_tasks
 from spreads.prompts import CardResult, PromptContext
 
 SEED_SEMAPHORE = 5

@@ -33,13 +33,13 @@ from rest_framework.authtoken.models import Token
 
 from allocation.allocator import env_name, get_allocator
 from allocation.limiter import get_backend
-from allocation.models import LLMCall, TaskType
+from allocation.models import LLMCall
 from benchmarks.bench import BenchConfig, BenchResult
 from benchmarks.workers import database_url
 from budgets.models import QuotaOverride
 from readings.models import Reading
-from readings.planning import plan_tasks
-from spreads.models import Spread
+from spreads.models import Spread, TaskType
+from spreads.planning import plan_tasks
 
 SAMPLE_EVERY_S = 0.2
 PLATFORM_CONNECTIONS = ("tarot-web", "tarot-worker")
@@ -337,7 +337,7 @@ def _free_port() -> int:
 
 
 def _wait_until_serving(base: str, serve: subprocess.Popen, log: Path) -> None:
-    from operations.models import WorkerHeartbeat
+    from worker.models import WorkerHeartbeat
 
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

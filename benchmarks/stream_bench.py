@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import httpx2
 from rest_framework.authtoken.models import Token
 
-from allocation.models import LLMCall, TaskType
+from allocation.models import LLMCall
 from benchmarks.bench import BenchConfig, BenchResult, percentile
 from benchmarks.workers import WebServer, WorkerCluster
 from readings.models import EventKind, Reading, ReadingEvent, ReadingTask
+from spreads.models import TaskType
 
 
 @dataclass

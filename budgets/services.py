@@ -164,12 +164,11 @@ def _release(reservation: Reservation, ledger: BudgetLedger, now) -> None:
 def _expire_holds(ledgers: list[BudgetLedger], now) -> int:
     """Release holds on these ledgers (locked by the caller, which is what guards their
     reservations too) whose reading is gone, has ended, or is past its expiry."""
-    from readings.models import ReadingStatus
-
     stale = list(
         Reservation.objects.filter(ledger__in=ledgers, state=ReservationState.HELD).filter(
             Q(reading__isnull=True)
-            | Q(reading__status__in=[ReadingStatus.DONE, ReadingStatus.FAILED])
+            # Ended, done or failed: only an ending sets finished_at (readings/store.py).
+            | Q(reading__finished_at__isnull=False)
             | Q(expires_at__lt=now)
         )
     )

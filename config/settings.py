@@ -68,8 +68,9 @@ INSTALLED_APPS = [
     "allocation",
     "readings",
     "budgets",
+    "worker",
+    "reports",
     "operations",
-    "benchmarks",
     "accounts",
 ]
 
@@ -176,6 +177,10 @@ READING_STREAMS_PER_USER = envint("READING_STREAMS_PER_USER", 4)
 # Seconds before the server ends an event stream (the client resumes with Last-Event-ID).
 READING_STREAM_MAX_S = envint("READING_STREAM_MAX_S", 300)
 
+# The LLM layer (allocation/) keys allocations and its call log by task-type strings; these
+# are the reading's tasks (allocation/task_types.py).
+LLM_TASK_TYPES = "spreads.models.TaskType"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -213,14 +218,14 @@ LLM_LIMITER_REDIS_URL = os.environ.get("LLM_LIMITER_REDIS_URL", "")
 # The ORM broker keeps the queue in the same database, so readings survive a restart
 # without another service. Why each number is what it is: README, "The worker".
 # Readings one worker process runs at once, side by side on its event loop
-# (readings/concurrent_readings.py). A reading mostly waits on the provider, so one process
+# (worker/concurrent_readings.py). A reading mostly waits on the provider, so one process
 # can keep a whole tier's rate limit busy; each reading in flight costs about 1 MB. The
 # spread's max_concurrent_calls still bounds each reading, and the shared limiter all of them.
 WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 40)
 if WORKER_CONCURRENCY < 1:
     raise ImproperlyConfigured("WORKER_CONCURRENCY must be at least 1.")
 # How long a job waits for a full worker process to have room before it goes back to the
-# queue (readings/concurrent_readings.py); well under Q_TIMEOUT_S.
+# queue (worker/concurrent_readings.py); well under Q_TIMEOUT_S.
 WORKER_SLOT_WAIT_S = envint("WORKER_SLOT_WAIT_S", 60)
 Q_CLUSTER = {
     "name": "tarot",
@@ -238,15 +243,15 @@ Q_CLUSTER = {
     "recycle": 1_000_000,
     "label": "Worker",
     # The database queue, plus who holds each job: recovery hands a dead worker's job back in
-    # seconds instead of after the retry (readings/broker.py, readings/recovery.py).
-    "broker_class": "readings.broker.ClaimingORM",
+    # seconds instead of after the retry (worker/broker.py, worker/recovery.py).
+    "broker_class": "worker.broker.ClaimingORM",
 }
 # The scale-out option: a Redis broker instead of the database (readings' state stays in the
 # database either way, so a redelivered job still resumes).
 if os.environ.get("Q_REDIS_URL"):
     del Q_CLUSTER["orm"]
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
-    Q_CLUSTER["broker_class"] = "readings.broker.ClaimingRedis"
+    Q_CLUSTER["broker_class"] = "worker.broker.ClaimingRedis"
 
 # --- Spend control (budgets/) -----------------------------------------------------
 # A reservation whose reading never ends (its job given up, its row deleted) is released

@@ -20,7 +20,7 @@ urlpatterns = [
     path("favicon.ico", FaviconView.as_view()),
     path("admin/", admin.site.urls),
     path("api/", include("readings.api.urls")),
-    path("reports/", include("readings.reports.urls")),
+    path("reports/", include("reports.urls")),
     path("", include("operations.urls")),
 ]
 

@@ -13,10 +13,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from operations.models import WorkerHeartbeat
-
-# The watchdog beats every HEARTBEAT_S (readings/recovery.py); three missed beats is dead.
-HEARTBEAT_STALE_S = 15
+from worker.heartbeats import HEARTBEAT_STALE_S
+from worker.models import WorkerHeartbeat
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ from allocation.calls import InvalidAnswer, request_params
 from allocation.client_pool import endpoint, runtime
 from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage
+from allocation.retry_policy import outcome_of_error
 from allocation.usage import Attempt
-from readings import engine, store
-from readings.card_answers import CardBatchAnswer, joined
+from readings import engine, store, task_runner
 from readings.models import (
     BatchRequest,
     BatchResult,
@@ -46,8 +46,8 @@ from readings.models import (
     ReadingTask,
     TaskStatus,
 )
-from readings.planning import plan_tasks
 from spreads.models import EconomyFallback
+from spreads.planning import plan_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -195,10 +195,9 @@ def _stage_due() -> list[tuple[ProviderBatch, list[dict]]]:
                 continue
             for task in reading_tasks:
                 config = state.configs[task.task_type]
-                prompt = engine.task_prompt(state, task)
-                params = request_params(config.model, prompt, config)
-                if task.phase == 1:  # each position's text under its index, as in a run
-                    params.update(CardBatchAnswer(list(task.position_indexes)).request())
+                params = request_params(config.model, task_runner.prompt_for(state, task), config)
+                if (answer := task_runner.answer_format(task)) is not None:
+                    params.update(answer.request())  # the same answer format as in a run
                 by_model[config.model].append((task, params))
         staged = []
         for model, items in by_model.items():
@@ -310,13 +309,6 @@ def _give_up_orphans() -> None:
         _rejected(batch, RuntimeError("the worker stopped while submitting this batch"))
 
 
-# A request's failure as the call log records it.
-_OUTCOMES = {
-    "overloaded_error": CallOutcome.OVERLOADED,
-    "rate_limit_error": CallOutcome.RATE_LIMITED,
-}
-
-
 def _store_result(batch: ProviderBatch, result) -> None:
     with transaction.atomic():
         request = (
@@ -348,15 +340,18 @@ def _store_result(batch: ProviderBatch, result) -> None:
         invalid = ""
         if kind == "succeeded":
             message = result.result.message
-            text, texts = "".join(b.text for b in message.content if b.type == "text"), {}
-            if task.phase == 1:
+            texts = {}
+            if (answer := task_runner.answer_format(task)) is not None:
                 try:
-                    texts = CardBatchAnswer(list(task.position_indexes)).result(message)
+                    texts = answer.result(message)
                 except InvalidAnswer as exc:
                     invalid = str(exc)  # paid for, but no text for any card: as an error
-                else:
-                    names = {p.index: p.name for p in reading.spread.positions.all()}
-                    text = joined(texts, names)
+            text, texts = task_runner.task_texts(
+                task,
+                text="".join(b.text for b in message.content if b.type == "text"),
+                texts=texts,
+                names={p.index: p.name for p in reading.spread.positions.all()},
+            )
             store.record_attempt(
                 Attempt(
                     **attempt,
@@ -382,7 +377,7 @@ def _store_result(batch: ProviderBatch, result) -> None:
             if not invalid:
                 problem = CallOutcome.TIMEOUT if kind == "expired" else CallOutcome.ERROR
                 if kind == "errored":
-                    problem = _OUTCOMES.get(result.result.error.error.type, CallOutcome.ERROR)
+                    problem = outcome_of_error(result.result.error.error.type)
                 store.record_attempt(
                     Attempt(
                         **attempt, outcome=problem, usage=TokenUsage(batched=True), error=error
@@ -458,10 +453,6 @@ def advance(reading_id) -> None:
         if not failed and any(t.status != TaskStatus.DONE for t in tasks):
             return
         store.finish(reading_id, error=failed[0].error if failed else "", timings=_timings(reading))
-    if reading.owner_id is not None:
-        from readings.dispatch import dispatch_waiting
-
-        dispatch_waiting(reading.owner_id)
 
 
 def _timings(reading: Reading) -> dict:

@@ -22,14 +22,11 @@ from allocation.allocator import AllocationError
 from allocation.calls import TaskFailed, complete
 from allocation.client_pool import runtime
 from allocation.limiter import Permit, get_limiter
-from allocation.models import CallOutcome, TaskType
+from allocation.models import CallOutcome
 from allocation.usage import Attempt
-from readings import live, store
-from readings.card_answers import CardBatchAnswer, joined
-from readings.card_texts import texts_for_later_phases
+from readings import live, store, task_runner
 from readings.guide_writers import guide_writers
 from readings.models import Reading, ReadingTask, TaskStatus
-from spreads.prompts import CardResult, PromptContext
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +119,13 @@ class ReadingRun:
             todo = [t for t in tasks if t.phase == phase and t.status != TaskStatus.DONE]
             if self.state.spread.supports_parallel:
                 outcomes = await asyncio.gather(
-                    *(self._run_task(t) for t in todo), return_exceptions=True
+                    *(self.run_task(t) for t in todo), return_exceptions=True
                 )
             else:
                 outcomes = []
                 for task in todo:
                     try:
-                        outcomes.append(await self._run_task(task))
+                        outcomes.append(await self.run_task(task))
                     except TaskFailed as exc:
                         outcomes.append(exc)
                         break
@@ -136,7 +133,7 @@ class ReadingRun:
                 if isinstance(outcome, BaseException):
                     raise outcome
 
-    async def _run_task(self, task: ReadingTask) -> None:
+    async def run_task(self, task: ReadingTask) -> None:
         reading_id = self.state.reading.pk
         announce = {
             "task": task.pk,
@@ -150,14 +147,11 @@ class ReadingRun:
             return
         self.timings.phase_of[task.pk] = task.phase
         self.progress(task, TaskStatus.RUNNING)
-        prompt = await sync_to_async(store.render)(
-            self.state, task.task_type, self._context_for(task)
-        )
+        prompt = await sync_to_async(task_runner.prompt_for)(self.state, task)
         attempts = 0
         # What the reading's viewers see of the text as it streams (readings/live.py).
         text = live.TextPublisher(reading_id, task.pk, sync_to_async(live.publish))
-        # A card batch answers with each position's text under its index, never guessed.
-        answer = CardBatchAnswer(list(task.position_indexes)) if task.phase == 1 else None
+        answer = task_runner.answer_format(task)
 
         answered_by: Attempt | None = None
 
@@ -210,11 +204,12 @@ class ReadingRun:
             task.status = TaskStatus.FAILED
             self.progress(task, TaskStatus.FAILED)
             raise TaskFailed(error) from exc
-        texts, output = {}, completion.text
-        if answer is not None:
-            texts = completion.result
-            names = {c.position.index: c.position.name for c in self.state.cards}
-            output = joined(texts, names)
+        output, texts = task_runner.task_texts(
+            task,
+            text=completion.text,
+            texts=completion.result if answer is not None else {},
+            names={c.position.index: c.position.name for c in self.state.cards},
+        )
         await sync_to_async(store.finish_task)(
             task.pk,
             output=output,
@@ -236,41 +231,6 @@ class ReadingRun:
 
     def _priority(self, task: ReadingTask) -> tuple:
         return call_priority(self.state.reading.created_at.timestamp(), task.phase)
-
-    def _context_for(self, task: ReadingTask) -> PromptContext:
-        state = self.state
-        context = PromptContext(
-            question=state.reading.question, spread=state.spread, cards=state.cards
-        )
-        if task.phase == 1:
-            wanted = set(task.position_indexes)
-            context.batch = [c for c in state.cards if c.position.index in wanted]
-            return context
-        by_index = {c.position.index: c for c in state.cards}
-        for done in sorted((t for t in state.tasks if t.phase == 1), key=lambda t: t.batch_index):
-            if done.texts:
-                by_position = {int(i): text for i, text in done.texts.items()}
-                texts = [by_position[i] for i in done.position_indexes]
-            else:  # finished before answers were structured: the old split
-                names = [by_index[i].position.name for i in done.position_indexes]
-                texts = texts_for_later_phases(done.output, names)
-            for index, text in zip(done.position_indexes, texts, strict=True):
-                card = by_index[index]
-                context.card_results.append(
-                    CardResult(
-                        position=card.position,
-                        card=card.card,
-                        orientation=card.orientation,
-                        text=text,
-                    )
-                )
-        if task.phase == 3:
-            for earlier in state.tasks:
-                if earlier.task_type == TaskType.OVERALL_READING:
-                    context.overall = earlier.output
-                elif earlier.task_type == TaskType.RELATIONSHIPS:
-                    context.relationships = earlier.output
-        return context
 
 
 # Readings set up (store.begin) at most this many at a time per event loop. Database work
@@ -317,17 +277,12 @@ def run_reading_sync(reading_id, progress: Progress | None = None) -> Reading:
     return runtime.run(run_reading(reading_id, progress))
 
 
-# --- For economy readings (readings/economy.py): the same prompts and the same task runs,
-# outside a reading's job.
-
-
-def task_prompt(state: store.ReadingState, task: ReadingTask):
-    """The prompt `task` sends, exactly as a reading's run renders it."""
-    return store.render(state, task.task_type, ReadingRun(state)._context_for(task))
+# --- For economy readings (readings/economy.py): the same task runs, outside a reading's
+# job.
 
 
 async def run_tasks(state: store.ReadingState, tasks: list[ReadingTask]) -> None:
     """Run pending `tasks` now as standard calls (an economy reading's fallback); each is
     saved done or failed, as in a reading's run."""
     reading_run = ReadingRun(state)
-    await asyncio.gather(*(reading_run._run_task(t) for t in tasks), return_exceptions=True)
+    await asyncio.gather(*(reading_run.run_task(t) for t in tasks), return_exceptions=True)

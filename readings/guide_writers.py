@@ -11,30 +11,15 @@ only for a guide long enough to be cached at all.
 """
 
 import asyncio
-import hashlib
-import math
 import time
 from contextlib import asynccontextmanager
 
 from allocation.warm_prefixes import warm_prefixes
-from readings.prompt_caching import min_cacheable_tokens
+from spreads.prompt_caching import min_cacheable_tokens
 
-CHARS_PER_TOKEN = 4
 # A guide whose writer came back without it cached (the provider counted fewer tokens than
 # its minimum, or the call went to a fallback model) is not waited for again for this long.
 GIVE_UP_S = 300.0
-
-
-def _first_breakpoint(prompt) -> tuple[bytes, int] | None:
-    """(key, estimated tokens) of the prompt up to its first breakpoint: the guide."""
-    digest = hashlib.blake2b(digest_size=16)
-    chars = 0
-    for part in (*prompt.system, *prompt.user):
-        digest.update(part.text.encode())
-        chars += len(part.text)
-        if part.cache_ttl:
-            return digest.digest(), math.ceil(chars / CHARS_PER_TOKEN)
-    return None
 
 
 class GuideWriters:
@@ -47,11 +32,12 @@ class GuideWriters:
     async def turn(self, model: str, prompt):
         """Held around a task's call on `model`: alone if it would write the cold guide,
         after that write if another call is making it, at once otherwise."""
-        first = _first_breakpoint(prompt)
-        if first is None or first[1] < min_cacheable_tokens(model):
+        # The guide: the prompt up to its first breakpoint, keyed as the warm prefixes are.
+        first = next(iter(prompt.cache_prefixes()), None)
+        if first is None or first.tokens < min_cacheable_tokens(model):
             yield
             return
-        key = (model, first[0])
+        key = (model, first.key)
         if self._warm.cached_tokens(model, prompt) or self._uncacheable.get(key, 0) > (
             time.monotonic()
         ):

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from allocation.models import TaskType
+from spreads.models import TaskType
 
 
 class Language(models.TextChoices):
@@ -61,7 +61,7 @@ class Reading(models.Model):
         null=True,
         blank=True,
         help_text="When the reading joined the worker's queue; empty while it waits for its "
-        "owner's earlier readings (fair queuing, readings/dispatch.py).",
+        "owner's earlier readings (fair queuing, worker/dispatch.py).",
     )
     held_by = models.CharField(
         max_length=100,

@@ -9,11 +9,10 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from budgets.services import BudgetExceeded
-from readings.dispatch import dispatch
 from readings.languages import reading_language
 from readings.models import Language, Reading, ReadingStatus
 from readings.selectors import reading_results
-from readings.services import MAX_QUESTION_LENGTH, reading_create
+from readings.services import MAX_QUESTION_LENGTH, reading_create, submit
 from spreads.models import Spread
 
 HISTORY_LENGTH = 50
@@ -41,7 +40,7 @@ def home(request):
         except BudgetExceeded:
             errors = {"__all__": [_("No more readings can be made today. Try again tomorrow.")]}
         else:
-            dispatch(reading)
+            submit(reading)
             return redirect("pages:reading", pk=reading.pk)
     return render(
         request,

@@ -1,8 +1,8 @@
 """Reads of readings, shared by the API, the `read` command and the reports."""
 
-from allocation.models import TaskType
 from readings.card_texts import split_by_card
 from readings.models import Reading, TaskStatus
+from spreads.models import TaskType
 
 
 def reading_results(reading: Reading) -> dict:

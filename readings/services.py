@@ -9,15 +9,15 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from allocation.allocator import AllocationError, get_allocator
-from allocation.models import TaskType
 from allocation.pricing import price_problem
-from budgets.estimates import EstimateError, ReadingEstimate, estimate_reading
 from budgets.models import CostEstimate
 from budgets.selectors import budgets_applying, quota_for
 from budgets.services import reserve_for_reading
+from readings.estimates import EstimateError, ReadingEstimate, estimate_reading
 from readings.languages import validate_language
 from readings.models import DrawnCard, Language, Reading, ReadingMode
-from spreads.models import DECK_SIZE, Card, Position, Spread
+from readings.signals import reading_submitted
+from spreads.models import DECK_SIZE, Card, Position, Spread, TaskType
 from spreads.prompts import DrawnCard as PromptCard
 
 MAX_QUESTION_LENGTH = 1000
@@ -204,7 +204,8 @@ def reading_create(
 ) -> Reading:
     """Create a queued reading with its drawn cards, its cost estimate and its reservation
     against every budget that applies, in one transaction: a reading a budget refuses
-    (BudgetExceeded) leaves nothing behind. The caller queues it (readings.dispatch)."""
+    (BudgetExceeded) leaves nothing behind. The caller runs it itself, or hands it to the
+    worker (submit)."""
     validate_language(language)
     request = reading_validate(owner=owner, spread=spread, question=question, cards=cards)
     mode = validate_mode(mode, request.spread)
@@ -239,3 +240,9 @@ def reading_create(
         if governed:
             reserve_for_reading(reading=reading, worst_case_usd=estimate.worst_case_usd)
     return reading
+
+
+def submit(reading: Reading) -> None:
+    """Hand a created reading to the worker, whose fair queue decides when it runs
+    (readings/signals.py: readings does not import the runtime that runs it)."""
+    reading_submitted.send(Reading, reading=reading)

@@ -15,16 +15,16 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from allocation.allocator import AllocationConfig, get_allocator
-from allocation.calls import estimate_tokens
-from allocation.models import CallOutcome, LLMCall, TaskType
+from allocation.models import CallOutcome, LLMCall
+from allocation.prompt import estimate_tokens
 from allocation.usage import Attempt, open_call, record_call
 from budgets.services import release_reading, settle_call
 from readings import live
 from readings.models import EventKind, Reading, ReadingStatus, ReadingTask, TaskStatus
-from readings.planning import plan_tasks
-from readings.prompt_caching import PlannedCall, cache_ttls, guide_steps
-from readings.watchdog import holder
-from spreads.models import Spread
+from readings.signals import reading_ended
+from spreads.models import Spread, TaskType
+from spreads.planning import plan_tasks
+from spreads.prompt_caching import PlannedCall, cache_ttls, guide_steps
 from spreads.prompts import (
     DrawnCard,
     Prompt,
@@ -151,10 +151,8 @@ def render(state: ReadingState, task_type: str, context: PromptContext, *, cache
 
 def open_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> int:
     """The call's log row, pending, written as the request leaves: if this worker dies before
-    the answer, recovery books it as lost (readings/recovery.py)."""
-    return open_call(
-        attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id, holder=holder()
-    )
+    the answer, recovery books it as lost (worker/recovery.py)."""
+    return open_call(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
 
 
 def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id, settle=False) -> None:
@@ -267,7 +265,12 @@ def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Readi
             reading_id,
             [(EventKind.READING_FINISHED, {"status": fields["status"], "error": error})],
         )
-    return Reading.objects.get(pk=reading_id)
+    reading = Reading.objects.get(pk=reading_id)
+    # Once committed (at once outside a transaction), so the runtime sees the reading ended.
+    transaction.on_commit(
+        lambda: reading_ended.send(Reading, reading_id=reading.pk, owner_id=reading.owner_id)
+    )
+    return reading
 
 
 def state_for(reading: Reading, *, economy: bool = False) -> ReadingState:

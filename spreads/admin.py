@@ -6,10 +6,8 @@ from django.urls import path, reverse
 from django.utils.html import escape, format_html, format_html_join
 
 from allocation.allocator import AllocationError, get_allocator
-from allocation.models import TaskType
-from readings import cache_sharing
-from spreads import prompt_editor, prompt_engine
-from spreads.models import Card, Position, PromptTemplate, Spread
+from spreads import cache_sharing, prompt_editor, prompt_sandbox
+from spreads.models import Card, Position, PromptTemplate, Spread, TaskType
 
 
 class PositionFormSet(forms.BaseInlineFormSet):
@@ -168,7 +166,7 @@ class SpreadAdmin(admin.ModelAdmin):
     @admin.display(description="Where models break sharing")
     def cache_sharing(self, obj):
         """Which tasks cannot read each other's cached prompt parts with the models above,
-        and which cache breakpoints are too short to cache anything (readings.cache_sharing)."""
+        and which cache breakpoints are too short to cache anything (spreads.cache_sharing)."""
         if not obj.pk:
             return "Save the spread to see how its calls share the prompt cache."
         problems = cache_sharing.sharing_problems(obj)
@@ -200,7 +198,7 @@ class PromptTemplateForm(forms.ModelForm):
     def clean_body(self):
         body = self.cleaned_data["body"]
         # Before rendering anything: a refused tag ({% debug %}, {% load %}...) is named as such.
-        refused = prompt_engine.refusal(body)
+        refused = prompt_sandbox.refusal(body)
         if refused:
             raise forms.ValidationError(refused)
         shown = prompt_editor.preview(
@@ -276,8 +274,8 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             preview_url=reverse("admin:spreads_prompttemplate_preview"),
             sample_spread=spread,
             known_variables=prompt_editor.KNOWN_VARIABLES,
-            allowed_tags=prompt_engine.ALLOWED_TAGS,
-            allowed_filters=prompt_engine.ALLOWED_FILTERS,
+            allowed_tags=prompt_sandbox.ALLOWED_TAGS,
+            allowed_filters=prompt_sandbox.ALLOWED_FILTERS,
             builtin_name=name if prompt_editor.builtin_source(name) is not None else "",
         )
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -3,6 +3,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import F, Q
 
+from allocation.allocator import BuiltinDefault
+from allocation.models import CacheTTL
+
 # The Rider-Waite-Smith deck (spreads/data/deck.json): a reading draws each card at most once,
 # so no spread can have more positions than this.
 DECK_SIZE = 78
@@ -41,14 +44,6 @@ class Card(models.Model):
         return self.name
 
 
-class CacheTTL(models.TextChoices):
-    """How long a marked prompt prefix stays in the provider's cache after its last use."""
-
-    OFF = "off", "Not cached"
-    FIVE_MINUTES = "5m", "5 minutes (write 1.25x input)"
-    ONE_HOUR = "1h", "1 hour (write 2x input)"
-
-
 class EconomyFallback(models.TextChoices):
     """What happens to an economy reading's task whose batch request expired or errored."""
 
@@ -56,8 +51,43 @@ class EconomyFallback(models.TextChoices):
     FAIL = "fail", "Fail the reading with the provider's message"
 
 
+class TaskType(models.TextChoices):
+    """The tasks of a reading; the LLM layer allocates a model to each by its value."""
+
+    CARD_INTERPRETATION = "card_interpretation", "Card interpretation"
+    OVERALL_READING = "overall_reading", "Overall reading"
+    RELATIONSHIPS = "relationships", "Relationships"
+    ADVICE = "advice", "Advice"
+
+    @property
+    def kind(self) -> str:
+        """The short word used in template names and environment variables."""
+        return {
+            "card_interpretation": "card",
+            "overall_reading": "overall",
+            "relationships": "relationships",
+            "advice": "advice",
+        }[self.value]
+
+    @property
+    def builtin_default(self) -> BuiltinDefault:
+        """Used only when the database has no allocation at all (the seed migration creates
+        them): a fast cheap model for the cards, a strong one for the overall reading."""
+        return BUILTIN_ALLOCATIONS[self.value]
+
+
+BUILTIN_ALLOCATIONS = {
+    "card_interpretation": BuiltinDefault(
+        "claude-haiku-4-5", 1024, 0.7, ("claude-3-5-haiku-latest",)
+    ),
+    "overall_reading": BuiltinDefault("claude-sonnet-4-5", 2048, 0.8, ("claude-sonnet-4-0",)),
+    "relationships": BuiltinDefault("claude-sonnet-5", 1536, 1.0, ("claude-haiku-5-5",)),
+    "advice": BuiltinDefault("claude-sonnet-5", 1024, 1.0, ("claude-haiku-5-5",)),
+}
+
+
 class TaskKind(models.TextChoices):
-    """The four prompts a spread needs; the allocation app maps each to a task type."""
+    """The four prompts a spread needs, one per task type (TaskType.kind)."""
 
     CARD = "card", "Card interpretation"
     OVERALL = "overall", "Overall reading"

@@ -1,7 +1,7 @@
 """What the prompt template editor shows staff: the built-in templates, and a preview of a
 template rendered against a sample reading with the variables it does not know.
 
-Rendering uses the prompts' own restricted engine (spreads.prompt_engine: a template using a
+Rendering uses the prompts' own restricted engine (spreads.prompt_sandbox: a template using a
 tag or filter outside its allow-list is refused, naming it), with one difference: a
 variable that does not resolve renders as a marker instead of nothing, so a misspelt name
 (`{{ qestion }}`, `{{ c.card.nmae }}`) is caught instead of silently leaving a hole in the
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.template import Context, TemplateSyntaxError
 
-from spreads import prompt_engine
+from spreads import prompt_sandbox
 from spreads.models import PromptTemplate, Spread
 from spreads.prompts import sample_context
 
@@ -35,8 +35,8 @@ _MARK = "\x00unknown:{}\x00"
 _MARKED = re.compile("\x00unknown:(.*?)\x00")
 
 
-def _checking_engine() -> prompt_engine.PromptEngine:
-    return prompt_engine.engine(string_if_invalid=_MARK.format("%s"))
+def _checking_engine() -> prompt_sandbox.PromptEngine:
+    return prompt_sandbox.engine(string_if_invalid=_MARK.format("%s"))
 
 
 @dataclass
@@ -79,7 +79,7 @@ def sample_spread_for(name: str) -> Spread | None:
 def preview(body: str, *, spread: Spread | None = None) -> Preview:
     """The template rendered against a sample reading of `spread`, and the variables in it
     that do not resolve there, in order of appearance."""
-    refused = prompt_engine.refusal(body)
+    refused = prompt_sandbox.refusal(body)
     if refused:
         return Preview(error=refused)
     try:

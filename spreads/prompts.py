@@ -2,7 +2,7 @@
 
 A template stored in the database (PromptTemplate, edited in the admin) overrides the file
 of the same name in templates/reading/. Templates render in a restricted engine (an
-allow-list of tags and filters, spreads.prompt_engine) against plain values built from the
+allow-list of tags and filters, spreads.prompt_sandbox) against plain values built from the
 reading in one place (spreads.prompt_data), never against ORM objects. Prompts are plain
 text, so autoescape is off; the querent's question reaches a template only as a variable,
 never as template code, fenced so that it cannot close its fence (spreads.question_fence).
@@ -10,7 +10,7 @@ never as template code, fenced so that it cannot close its fence (spreads.questi
 Every call's prompt is built in the same order, most shared first, so that the provider can
 cache what calls have in common (identical bytes, up to a cache breakpoint):
 1. the spread's guide (system): the same for every call on one model, in every reading of
-   the spread (it carries the rules of the steps that model runs: readings.prompt_caching);
+   the spread (it carries the rules of the steps that model runs: spreads.prompt_caching);
 2. the layout (user): the question and the cards, the same for every call of one reading;
 3. the card results (user, phases 2 and 3): the same for the later calls of one reading;
 4. the call's own instruction (user), last: its cards, or the earlier texts it builds on.
@@ -20,9 +20,10 @@ from dataclasses import dataclass, field, replace
 
 from django.template import Context, TemplateDoesNotExist, TemplateSyntaxError
 
+from allocation.prompt import Prompt, PromptPart
 from spreads.models import Card, Position, PromptTemplate, Spread
 from spreads.prompt_data import template_data
-from spreads.prompt_engine import engine, refusal
+from spreads.prompt_sandbox import engine, refusal
 
 
 # A prompt's inputs, as the engine and the estimates hold them (ORM objects). Templates never
@@ -82,39 +83,6 @@ class PromptContext:
 # The shared parts, most shared first (see the module docstring); each call's own
 # instruction comes after them.
 GUIDE, LAYOUT, RESULTS = "guide", "layout", "card_results"
-
-
-@dataclass(frozen=True)
-class PromptPart:
-    name: str  # GUIDE, LAYOUT, RESULTS, or the task's kind
-    text: str
-    cache_ttl: str = ""  # "5m" or "1h": a cache breakpoint ends this part; "": none
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A call's prompt: the guide as the system prompt, the rest as one user message."""
-
-    system: tuple[PromptPart, ...]
-    user: tuple[PromptPart, ...]
-
-    @property
-    def text(self) -> str:
-        return "\n\n".join(part.text for part in (*self.system, *self.user))
-
-    def request(self) -> dict:
-        """The system and messages arguments of a Messages API call."""
-        return {
-            "system": [_block(part) for part in self.system],
-            "messages": [{"role": "user", "content": [_block(part) for part in self.user]}],
-        }
-
-
-def _block(part: PromptPart) -> dict:
-    block = {"type": "text", "text": part.text}
-    if part.cache_ttl:
-        block["cache_control"] = {"type": "ephemeral", "ttl": part.cache_ttl}
-    return block
 
 
 SHARED_PARTS = (GUIDE, LAYOUT, RESULTS)

@@ -56,7 +56,7 @@ def fresh_limits():
     process kept from the test before (tests set limits with update(), which sends no
     signal)."""
     from allocation.limiter.backends import forget_limits
-    from budgets.estimates import History
+    from readings.estimates import History
 
     forget_limits()
     History.forget()

@@ -6,8 +6,8 @@ these combine: admission.py (buckets), adaptive_limit.py (AIMD), circuit_breaker
 """
 
 from allocation.adaptive_limit import AimdLimit
-from allocation.admission import Buckets, Decision, Limits, admit, capacity, refill, settle
 from allocation.circuit_breaker import CircuitBreaker
+from allocation.limiter.buckets import Buckets, Decision, Limits, admit, capacity, refill, settle
 from allocation.limiter.params import LimiterParams
 from allocation.limiter.state import CallReport, LimiterState
 from allocation.outcomes import CallOutcome

@@ -7,9 +7,9 @@ from rest_framework import serializers
 
 from readings import economy
 from readings.models import Reading, ReadingMode, ReadingStatus, ReadingTask, TaskStatus
-from readings.planning import plan_tasks
 from readings.selectors import reading_results
 from spreads.models import DECK_SIZE, Card, Position, Spread
+from spreads.planning import plan_tasks
 
 # No spread has more cards than the deck.
 MAX_CARDS = DECK_SIZE

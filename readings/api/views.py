@@ -30,10 +30,9 @@ from readings.api.serializers import (
     ReadingQueuedSerializer,
     SpreadSerializer,
 )
-from readings.dispatch import dispatch
 from readings.languages import reading_language
 from readings.models import Reading, ReadingStatus, ReadingTask
-from readings.services import CardChoice, reading_create, reading_estimate, reading_validate
+from readings.services import CardChoice, reading_create, reading_estimate, reading_validate, submit
 from spreads.models import Card, Spread
 
 
@@ -144,7 +143,7 @@ class ReadingCollection(generics.GenericAPIView):
             raise api_validation_error(exc) from exc
         except BudgetExceeded as exc:
             return Response(exc.as_dict(), status=status.HTTP_402_PAYMENT_REQUIRED)
-        dispatch(reading)
+        submit(reading)
         url = request.build_absolute_uri(reverse("api:reading-detail", kwargs={"pk": reading.pk}))
         queued = ReadingQueuedSerializer({"id": reading.pk, "status": reading.status, "url": url})
         return Response(queued.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})

@@ -8,7 +8,7 @@ import pytest
 from allocation.limiter import get_params
 from allocation.models import Lease, LimitChange, LLMCall, ModelLimit, ModelState
 from readings.services import reading_create
-from tests.readings.reports import at, make_call
+from tests.reports import at, make_call
 
 pytestmark = pytest.mark.django_db
 
@@ -209,7 +209,8 @@ def test_it_says_when_a_model_s_limit_has_never_moved(staff_client):
 
 
 def test_staff_set_a_fallback_cost_ceiling_and_see_when_it_rules_a_fallback_out(staff_client):
-    from allocation.models import ModelAllocation, TaskType
+    from allocation.models import ModelAllocation
+    from spreads.models import TaskType
 
     card = ModelAllocation.objects.get(task_type=TaskType.CARD_INTERPRETATION, spread=None)
     url = f"/admin/allocation/modelallocation/{card.pk}/change/"

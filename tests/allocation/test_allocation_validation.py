@@ -4,8 +4,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
-from allocation.models import ModelAllocation, ModelPrice, TaskType
-from spreads.models import Spread
+from allocation.models import ModelAllocation, ModelPrice
+from spreads.models import Spread, TaskType
 
 pytestmark = pytest.mark.django_db
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from allocation.allocator import BUILTIN_DEFAULTS, AllocationError, Layer, get_allocator
-from allocation.models import ModelAllocation, TaskType
-from spreads.models import Spread
+from allocation.allocator import AllocationError, Layer, get_allocator
+from allocation.models import ModelAllocation
+from spreads.models import Spread, TaskType
 
 pytestmark = pytest.mark.django_db
 
@@ -127,7 +127,7 @@ def test_it_falls_back_to_the_built_in_default_without_any_allocation(celtic_cro
 
     advice = config(TaskType.ADVICE, celtic_cross)
 
-    assert advice.model == BUILTIN_DEFAULTS[TaskType.ADVICE].model
+    assert advice.model == TaskType.ADVICE.builtin_default.model
     assert set(advice.sources.values()) == {Layer.DEFAULT}
 
 

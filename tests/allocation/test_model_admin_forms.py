@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from allocation.models import ModelLimit, ModelPrice, TaskType
+from allocation.models import ModelLimit, ModelPrice
+from spreads.models import TaskType
 
 pytestmark = pytest.mark.django_db
 

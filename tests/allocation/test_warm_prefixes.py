@@ -1,7 +1,7 @@
 """The input-token charge at admission leaves out the prefixes the provider has cached."""
 
+from allocation.prompt import Prompt, PromptPart
 from allocation.warm_prefixes import WarmPrefixes
-from spreads.prompts import Prompt, PromptPart
 
 GUIDE = PromptPart("guide", "g" * 4000, "1h")  # 1,000 tokens
 LAYOUT = PromptPart("layout", "l" * 800, "5m")  # 200 tokens, 1,200 up to its end

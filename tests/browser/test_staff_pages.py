@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from allocation.models import CallOutcome, LLMCall, TaskType
+from allocation.models import CallOutcome, LLMCall
 from readings.models import Reading, ReadingStatus
 from readings.services import reading_create
-from spreads.models import Spread
+from spreads.models import Spread, TaskType
 from tests.browser.test_staff_journey import CHROMIUM, CHROMIUM_ARGS
 
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"

@@ -16,9 +16,9 @@ from budgets.models import Reservation, ReservationState
 from budgets.selectors import standing
 from readings.models import Reading, ReadingStatus, TaskStatus
 from readings.services import reading_create
-from readings.tasks import enqueue_reading
 from tests.budgets.three_cards import worst_case_of_three_cards
 from tests.polling import wait_for
+from worker.queue import enqueue_reading
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -65,7 +65,7 @@ def test_a_killed_workers_reading_keeps_its_reservation_and_settles_when_it_resu
     budget = budget_for(user=bob, limit=Decimal(5))
     reading = reading_create(owner=bob, spread="celtic_cross", question="Will it hold?")
     worst = reading.cost_estimate.worst_case_usd
-    enqueue_reading(reading)
+    enqueue_reading(reading.pk)
     # A job is redelivered `retry` s after a worker took it; above `timeout`, as in
     # production, and roomy enough for a loaded machine to finish the reading in one attempt.
     env = {"Q_TIMEOUT_S": "20", "Q_RETRY_S": "25"}

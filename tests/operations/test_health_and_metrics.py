@@ -8,9 +8,9 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from allocation.models import CallOutcome, LLMCall, ModelState
-from operations.models import WorkerHeartbeat
 from readings.models import Reading, ReadingStatus
 from spreads.models import Spread
+from worker.models import WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
 

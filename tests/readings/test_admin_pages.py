@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from allocation.models import TaskType
 from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.services import reading_create
+from spreads.models import TaskType
 
 pytestmark = pytest.mark.django_db
 

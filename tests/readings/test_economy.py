@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from allocation.allocator import get_allocator
-from allocation.models import CallOutcome, LLMCall, TaskType
+from allocation.models import CallOutcome, LLMCall
 from allocation.pricing import TokenUsage, cost_of
 from budgets.models import BudgetLedger
 from readings import economy
@@ -26,7 +26,7 @@ from readings.models import (
     TaskStatus,
 )
 from readings.services import reading_create
-from spreads.models import EconomyFallback, Spread
+from spreads.models import EconomyFallback, Spread, TaskType
 
 # The fallback runs the engine on its own thread and connection: tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -217,11 +217,11 @@ def test_budgets_hold_an_economy_reading_and_settle_its_discounted_calls(batches
 
 
 def test_the_job_of_an_economy_reading_only_starts_it(batches):
-    from readings.tasks import run_reading
+    from worker.tasks import reading_job
 
     reading = reading_create(spread="celtic_cross", question=QUESTION, mode="economy")
 
-    assert run_reading(str(reading.pk)) == ReadingStatus.RUNNING
+    assert reading_job(str(reading.pk)) == ReadingStatus.RUNNING
     assert reading.tasks.filter(status=TaskStatus.PENDING).count() == 7
     assert batches.stats()["batch_creates"] == batches.stats()["requests"] == 0
 

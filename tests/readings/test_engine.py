@@ -5,11 +5,11 @@ from decimal import Decimal
 import pytest
 from genai_prices import Usage, calc_price
 
-from allocation.models import CallOutcome, LLMCall, ModelAllocation, TaskType
+from allocation.models import CallOutcome, LLMCall, ModelAllocation
 from readings.engine import run_reading_sync
 from readings.models import ReadingStatus, ReadingTask, TaskStatus
 from readings.services import reading_create
-from spreads.models import Spread
+from spreads.models import Spread, TaskType
 
 # The engine runs on its own thread and connection, so tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -2,9 +2,9 @@
 
 import asyncio
 
+from allocation.prompt import Prompt, PromptPart
 from allocation.warm_prefixes import WarmPrefixes
 from readings.guide_writers import GuideWriters
-from spreads.prompts import Prompt, PromptPart
 
 MODEL = "claude-sonnet-5"  # caches prompts of 1,024 tokens and more
 GUIDE = PromptPart("guide", "g" * 8000, "1h")  # 2,000 tokens

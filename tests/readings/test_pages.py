@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from django_q.models import OrmQ
 
 from accounts.models import Profile
 from readings.models import Reading, ReadingStatus
@@ -36,17 +37,19 @@ def test_a_new_reader_signs_up_and_lands_on_the_page(client):
     assert 'option value="ko" lang="ko" selected' in page.content.decode()
 
 
-def test_asking_a_question_starts_a_reading_and_shows_it(client, bob, monkeypatch):
-    queued = []
-    monkeypatch.setattr("readings.pages.dispatch", queued.append)
+def test_asking_a_question_starts_a_reading_and_shows_it(
+    client, bob, django_capture_on_commit_callbacks
+):
     client.force_login(bob)
 
-    response = client.post(
-        "/", {"spread": "three_card", "question": "이사를 가도 될까요?", "language": "ko"}
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/", {"spread": "three_card", "question": "이사를 가도 될까요?", "language": "ko"}
+        )
 
     reading = Reading.objects.get(owner=bob)
-    assert queued == [reading]
+    # Queued for the worker, as the API queues it.
+    assert OrmQ.objects.get().task["args"] == (str(reading.pk),)
     assert reading.language == "ko" and reading.question == "이사를 가도 될까요?"
     assert response.status_code == 302 and response["Location"] == f"/readings/{reading.pk}/"
     page = client.get(response["Location"]).content.decode()

@@ -6,12 +6,13 @@ from types import SimpleNamespace
 import pytest
 
 from allocation.calls import InvalidAnswer
-from allocation.models import CallOutcome, LLMCall, ModelAllocation, TaskType
+from allocation.models import CallOutcome, LLMCall, ModelAllocation
 from readings.card_answers import CardBatchAnswer
 from readings.engine import run_reading_sync
 from readings.models import EventKind, ReadingEvent, ReadingStatus, ReadingTask
 from readings.selectors import reading_results
 from readings.services import CardChoice, reading_create
+from spreads.models import TaskType
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

@@ -8,12 +8,11 @@ import pytest
 from django.template import TemplateSyntaxError
 from rest_framework.authtoken.models import Token
 
-from readings import store
-from readings.engine import ReadingRun
+from readings import store, task_runner
 from readings.services import reading_create
 from spreads.models import PromptTemplate, Spread
 from spreads.prompt_editor import BUILTIN_DIR
-from spreads.prompt_engine import ALLOWED_FILTERS, ALLOWED_TAGS, refusal
+from spreads.prompt_sandbox import ALLOWED_FILTERS, ALLOWED_TAGS, refusal
 from spreads.prompts import render_prompt, sample_context
 
 pytestmark = pytest.mark.django_db
@@ -149,10 +148,7 @@ def test_a_hostile_template_cannot_reach_a_user_a_token_or_another_reading(bob, 
 
     # The engine's own render path: its state, each task's context, the store's render.
     state = store.begin(mine.pk)
-    run = ReadingRun(state)
-    texts = [
-        store.render(state, task.task_type, run._context_for(task)).text for task in state.tasks
-    ]
+    texts = [task_runner.prompt_for(state, task).text for task in state.tasks]
 
     secrets = [
         theirs.question,

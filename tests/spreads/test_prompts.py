@@ -1,7 +1,6 @@
 import pytest
 
-from allocation.models import TaskType
-from spreads.models import PromptTemplate, Spread
+from spreads.models import PromptTemplate, Spread, TaskType
 from spreads.prompts import (
     GUIDE,
     LAYOUT,

@@ -3,10 +3,9 @@ the querent types, the question cannot close its fence and carry on as instructi
 
 import pytest
 
-from allocation.models import TaskType
 from emulator.prompt import parse
 from emulator.text import load_deck
-from spreads.models import Spread
+from spreads.models import Spread, TaskType
 from spreads.prompts import GUIDE, LAYOUT, build_prompt, sample_context, template_names
 from spreads.question_fence import CLOSE, OPEN, fence_question
 

@@ -1,8 +1,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from allocation.models import ModelAllocation, TaskType
-from spreads.models import Arcana, Card, Spread
+from allocation.models import ModelAllocation
+from spreads.models import Arcana, Card, Spread, TaskType
 
 pytestmark = pytest.mark.django_db
 

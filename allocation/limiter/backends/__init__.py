@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 
 from allocation.adaptive_limit import AimdParams
-from allocation.admission import Limits
 from allocation.limiter import decisions
+from allocation.limiter.buckets import Limits
 from allocation.limiter.holder import current_holder
 from allocation.limiter.params import LimiterParams
 from allocation.limiter.state import Admission, CallReport, LeaseInfo, LimiterState, Snapshot

@@ -15,9 +15,9 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
-from allocation.models import CallOutcome, LLMCall, TaskType
+from allocation.models import CallOutcome, LLMCall
 from readings.models import Reading, ReadingStatus
-from spreads.models import Spread
+from spreads.models import Spread, TaskType
 
 BATCH_SIZE = 5_000
 SEED_TAG = "seed-"

@@ -7,10 +7,10 @@ from django.core.management.base import BaseCommand, CommandError
 from emulator import Emulator
 from readings.engine import run_reading_sync
 from readings.models import ReadingStatus
-from readings.planning import plan_tasks
 from readings.progress import ProgressBar
 from readings.selectors import reading_results
 from readings.services import CardChoice, reading_create
+from spreads.planning import plan_tasks
 
 
 class Command(BaseCommand):

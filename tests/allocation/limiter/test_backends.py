@@ -22,8 +22,8 @@ from allocation.models import LimitChange, ModelAllocation, ModelLimit, ModelSta
 from benchmarks.workers import database_url
 from readings.engine import run_reading_sync
 from readings.models import ReadingStatus, TaskStatus
-from readings.reports.selectors import limits_overview
 from readings.services import reading_create
+from reports.selectors import limits_overview
 from tests.allocation.limiter.conftest import REDIS_URL
 from tests.polling import wait_for
 
@@ -39,6 +39,8 @@ def run_readings_elsewhere(emulator, *reading_ids, **env) -> subprocess.Popen:
         cwd=django_settings.BASE_DIR,
         env={
             **os.environ,
+            # run_readings is the benchmarks app's, not installed in production's settings.
+            "DJANGO_SETTINGS_MODULE": "config.bench_settings",
             "DATABASE_URL": database_url(),
             "ANTHROPIC_BASE_URL": emulator.base_url,
             "ANTHROPIC_API_KEY": "",

@@ -11,8 +11,8 @@ import pytest
 from allocation.models import ModelAllocation, ModelLimit
 from benchmarks.workers import WorkerCluster
 from readings.services import reading_create
-from readings.tasks import enqueue_reading
 from tests.polling import wait_for
+from worker.queue import enqueue_reading
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -44,7 +44,7 @@ def test_a_killed_forked_worker_s_slots_return_within_the_lease_ttl_while_siblin
     )
     try:
         for question in ("One?", "Two?"):
-            enqueue_reading(reading_create(spread="celtic_cross", question=question))
+            enqueue_reading(reading_create(spread="celtic_cross", question=question).pk)
 
         def holders():
             return backend.holders(MODEL, now=time.time())

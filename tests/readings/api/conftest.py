@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from allocation.models import TaskType
 from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.services import CardChoice, reading_create
+from spreads.models import TaskType
 
 THREE_CARDS = [
     CardChoice("the-fool", reversed=False),

@@ -62,7 +62,7 @@ def test_it_queues_the_reading_for_the_worker_once_the_transaction_commits(
     assert len(callbacks) == 1
     callbacks[0]()
     job = OrmQ.objects.get().task
-    assert job["func"] == "readings.tasks.run_reading"
+    assert job["func"] == "worker.tasks.reading_job"
     assert job["args"] == (response.json()["id"],)
 
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from allocation.models import TaskType
 from readings.models import Reading, ReadingStatus, ReadingTask, TaskStatus
+from spreads.models import TaskType
 
 pytestmark = pytest.mark.django_db
 

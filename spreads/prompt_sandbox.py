@@ -1,0 +1,136 @@
+"""The template engine prompts render in: Django's template language cut down to what a
+prompt needs, because staff write these templates in the admin and every reading runs them.
+
+Only the tags and filters below exist. Nothing else does: no {% debug %} (it prints every
+variable in reach), no {% load %} (it would bring the other tags back), no {% include %},
+{% extends %} or {% ssi %} (they read other templates and files), no {% url %} or
+{% csrf_token %}, and no {% now %} (the guide and layout must be the same bytes on every call
+for the provider's prompt cache). The filters are the ones that only reshape text and numbers;
+pprint, stringformat and the like (which print an object's insides), dictsort (which follows
+lookups given as text), random and date are left out, and so are center, ljust, rjust
+and floatformat (a large width or precision makes a huge string, or a slow one).
+
+The values templates see are plain too (spreads.prompt_data), so even the allowed tags have
+nothing to reach beyond the reading being written.
+"""
+
+from functools import cache
+
+from django.conf import settings
+from django.template import Engine, Library, defaultfilters, defaulttags
+from django.template.base import Lexer, TokenType, filter_re
+from django.utils.text import smart_split
+
+ALLOWED_TAGS = (
+    "comment",
+    "cycle",
+    "firstof",
+    "for",
+    "if",
+    "ifchanged",
+    "spaceless",
+    "verbatim",
+    "with",
+)
+ALLOWED_FILTERS = (
+    "add",
+    "capfirst",
+    "cut",
+    "default",
+    "default_if_none",
+    "divisibleby",
+    "first",
+    "join",
+    "last",
+    "length",
+    "lower",
+    "make_list",
+    "pluralize",
+    "slice",
+    "title",
+    "truncatechars",
+    "truncatewords",
+    "upper",
+    "wordcount",
+    "wordwrap",
+    "yesno",
+)
+# The words that end or split an allowed tag's block; they are not tags of their own.
+_INNER_WORDS = {
+    "else",
+    "elif",
+    "empty",
+    "endcomment",
+    "endfor",
+    "endif",
+    "endifchanged",
+    "endspaceless",
+    "endverbatim",
+    "endwith",
+}
+
+# The engine's one built-in library (PromptEngine.default_builtins names this module).
+register = Library()
+register.tags = {name: defaulttags.register.tags[name] for name in ALLOWED_TAGS}
+register.filters = {name: defaultfilters.register.filters[name] for name in ALLOWED_FILTERS}
+
+
+class PromptEngine(Engine):
+    # Engine adds its default_builtins (every Django tag and filter) to any engine; a prompt
+    # engine's only built-in is the allow-list above.
+    default_builtins = ["spreads.prompt_sandbox"]
+
+
+@cache
+def engine(*, string_if_invalid: str = "") -> PromptEngine:
+    """The engine for templates/reading/ and their admin overrides. Strict about unknown tags
+    and filters (TemplateSyntaxError), lenient about missing variables so that one template
+    serves every phase; the editor's preview passes string_if_invalid to mark them."""
+    return PromptEngine(
+        dirs=[settings.BASE_DIR / "templates" / "reading"],
+        autoescape=False,  # prompts are plain text
+        debug=False,
+        libraries={},
+        string_if_invalid=string_if_invalid,
+    )
+
+
+def refused(body: str) -> tuple[list[str], list[str]]:
+    """The tags and filters `body` uses outside the allow-list, each once, in order."""
+    tags: dict[str, None] = {}
+    filters: dict[str, None] = {}
+    for token in Lexer(body).tokenize():
+        if token.token_type == TokenType.BLOCK:
+            bits = list(smart_split(token.contents))
+            if not bits:
+                continue
+            if bits[0] not in ALLOWED_TAGS and bits[0] not in _INNER_WORDS:
+                tags[bits[0]] = None
+            expressions = bits[1:]
+        elif token.token_type == TokenType.VAR:
+            expressions = [token.contents]
+        else:
+            continue
+        for expression in expressions:
+            for match in filter_re.finditer(expression):
+                name = match.group("filter_name")
+                if name and name not in ALLOWED_FILTERS:
+                    filters[name] = None
+    return list(tags), list(filters)
+
+
+def refusal(body: str) -> str | None:
+    """None if `body` keeps to the allowed tags and filters, else a message naming the rest."""
+    tags, filters = refused(body)
+    if not tags and not filters:
+        return None
+    used = [f"{{% {name} %}}" for name in tags] + [f"the filter {name}" for name in filters]
+    return (
+        f"The template does not compile: prompt templates cannot use {_and(used)}. "
+        f"Tags they can use: {', '.join(ALLOWED_TAGS)}. "
+        f"Filters: {', '.join(ALLOWED_FILTERS)}."
+    )
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"

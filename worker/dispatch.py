@@ -1,0 +1,94 @@
+"""Fair queuing: one user's burst must not starve everybody else.
+
+django-q's queue is first in, first out, so 30 readings from one user would sit in front of
+anybody else's next one. Instead, each user has at most READINGS_QUEUED_PER_USER readings in
+the worker's queue (or running); the rest wait in the database, and each joins the back of
+the queue when one of its owner's earlier readings ends. Between users this is round-robin:
+a newcomer's reading waits behind at most that many of anyone's. Readings without an owner
+(the `read` command, benches) and owners exempt from throttles join the queue at once.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from budgets.selectors import quota_for
+from readings.models import Reading, ReadingMode, ReadingStatus
+from worker.queue import enqueue_reading
+
+
+def _slot_lifetime() -> timedelta:
+    """A reading queued longer than its job can live (every retry of it) no longer holds
+    one of its owner's slots: its job is gone."""
+    cluster = settings.Q_CLUSTER
+    return timedelta(seconds=cluster["retry"] * cluster.get("max_attempts", 1))
+
+
+def dispatch(reading: Reading) -> list:
+    """Queue `reading` now, or let it wait for its owner's turn; returns what was queued."""
+    if reading.owner_id is None or quota_for(reading.owner).exempt_from_throttles:
+        Reading.objects.filter(pk=reading.pk).update(dispatched_at=timezone.now())
+        transaction.on_commit(lambda: enqueue_reading(reading.pk))
+        return [reading.pk]
+    return dispatch_waiting(reading.owner_id)
+
+
+def dispatch_waiting(owner_id) -> list:
+    """Fill the owner's free slots with their oldest waiting readings."""
+    now = timezone.now()
+    with transaction.atomic():
+        # One decision per owner at a time: two web processes must not both fill the last slot.
+        # (NO KEY: a reading being created for the owner holds a key-share lock on this row.)
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=owner_id).first()
+        busy = (
+            Reading.objects.filter(
+                owner_id=owner_id,
+                status__in=[ReadingStatus.QUEUED, ReadingStatus.RUNNING],
+                dispatched_at__gte=now - _slot_lifetime(),
+            )
+            # A started economy reading waits for its batches, not in the worker's queue.
+            .exclude(mode=ReadingMode.ECONOMY, status=ReadingStatus.RUNNING)
+            .count()
+        )
+        free = settings.READINGS_QUEUED_PER_USER - busy
+        if free <= 0:
+            return []
+        waiting = list(
+            Reading.objects.filter(
+                owner_id=owner_id, status=ReadingStatus.QUEUED, dispatched_at__isnull=True
+            )
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:free]
+        )
+        Reading.objects.filter(pk__in=waiting).update(dispatched_at=now)
+        for pk in waiting:
+            transaction.on_commit(lambda pk=pk: enqueue_reading(pk))
+    return waiting
+
+
+def dispatch_all_waiting() -> int:
+    """Every owner's free slots filled (after a crash between a reading's end and its
+    successor's dispatch); returns how many readings were queued."""
+    owners = (
+        Reading.objects.filter(status=ReadingStatus.QUEUED, dispatched_at__isnull=True)
+        .exclude(owner__isnull=True)
+        .values_list("owner_id", flat=True)
+        .distinct()
+    )
+    return sum(len(dispatch_waiting(owner_id)) for owner_id in owners)
+
+
+# --- What readings announces (readings/signals.py) ---------------------------------------
+
+
+def on_submitted(sender, reading: Reading, **_kwargs) -> None:
+    dispatch(reading)
+
+
+def on_ended(sender, reading_id, owner_id, **_kwargs) -> None:
+    if owner_id is not None:
+        # The owner's next waiting reading joins the back of the queue (fair queuing).
+        dispatch_waiting(owner_id)
