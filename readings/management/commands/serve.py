@@ -36,7 +36,7 @@ def web_server_command(addr: str) -> list[str]:
         "--port",
         port,
         "--workers",
-        os.environ.get("WEB_PROCESSES", "1"),
+        str(settings.WEB_PROCESSES),  # declared in config/env.py, read by config/settings.py
         "--backlog",
         str(LISTEN_BACKLOG),
         "--lifespan",
