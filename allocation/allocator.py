@@ -11,15 +11,15 @@ resolved allocation is logged with the layer each value came from.
 """
 
 import logging
-import os
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db.models import Q
 
-from allocation.models import ModelAllocation, parse_model_list
+from allocation.models import ModelAllocation
 from allocation.pricing import price_problem
 from allocation.task_types import task_type_of
+from config import env
 
 logger = logging.getLogger(__name__)
 
@@ -139,60 +139,33 @@ class Allocator:
 
     def max_concurrent_calls(self, spread) -> int:
         name = f"{spread.slug.upper()}_MAX_CONCURRENT_CALLS"
-        raw = os.environ.get(name)
-        if raw is None:
-            return spread.max_concurrent_calls
-        return _positive_int(name, raw)
+        found = env.override_int(name, error=AllocationError)
+        return spread.max_concurrent_calls if found is None else found
 
     def _environment(self, task_type, spread) -> dict:
+        """The overrides set for this spread and task (config/env.py declares their names)."""
         if spread is None:
             return {}
-        found = {}
-        model = os.environ.get(env_name(spread.slug, task_type, "MODEL"))
-        if model:
-            found["model"] = model.strip()
-        raw = os.environ.get(name := env_name(spread.slug, task_type, "MAX_TOKENS"))
-        if raw:
-            found["max_tokens"] = _positive_int(name, raw)
-        raw = os.environ.get(name := env_name(spread.slug, task_type, "TEMPERATURE"))
-        if raw:
-            try:
-                temperature = float(raw)
-            except ValueError:
-                raise AllocationError(f"{name}={raw!r} is not a number.") from None
-            if not 0 <= temperature <= 1:
-                raise AllocationError(f"{name}={raw!r} must be between 0 and 1.")
-            found["temperature"] = temperature
-        raw = os.environ.get(name := env_name(spread.slug, task_type, "FALLBACK_MODELS"))
-        if raw is not None:
-            found["fallbacks"] = tuple(parse_model_list(raw))
-        raw = os.environ.get(name := env_name(spread.slug, task_type, "FALLBACK_COST_CEILING"))
-        if raw:
-            found["fallback_cost_ceiling"] = _positive_decimal(name, raw)
+
+        def name(suffix: str) -> str:
+            return env_name(spread.slug, task_type, suffix)
+
+        read = {
+            "model": env.override_str(name("MODEL")),
+            "max_tokens": env.override_int(name("MAX_TOKENS"), error=AllocationError),
+            "temperature": env.override_float(name("TEMPERATURE"), 0, 1, error=AllocationError),
+            "fallbacks": env.override_list(name("FALLBACK_MODELS")),
+            "fallback_cost_ceiling": env.override_decimal(
+                name("FALLBACK_COST_CEILING"), error=AllocationError
+            ),
+        }
+        found = {key: value for key, value in read.items() if value is not None}
+        if "fallbacks" in found:
+            found["fallbacks"] = tuple(found["fallbacks"])
         for model_id in [found.get("model"), *found.get("fallbacks", ())]:
             if model_id and (problem := price_problem(model_id)):
                 raise AllocationError(f"Environment override for {spread.slug}: {problem}")
         return found
-
-
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise AllocationError(f"{name}={raw!r} is not a whole number.") from None
-    if value < 1:
-        raise AllocationError(f"{name}={raw!r} must be at least 1.")
-    return value
-
-
-def _positive_decimal(name: str, raw: str) -> Decimal:
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise AllocationError(f"{name}={raw!r} is not a number.") from None
-    if not value.is_finite() or value <= 0:
-        raise AllocationError(f"{name}={raw!r} must be a number above 0.")
-    return value
 
 
 _allocator = Allocator()

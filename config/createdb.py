@@ -1,16 +1,17 @@
 """`python -m config.createdb`: create DATABASE_URL's Postgres database if it is missing, so
 `make bench` runs on a fresh machine. Says clearly when no server answers."""
 
-import os
 import sys
 
 import dj_database_url
 import psycopg
 from psycopg import sql
 
+from config import env
+
 
 def main() -> int:
-    url = os.environ.get("DATABASE_URL", "")
+    url = env.get("DATABASE_URL")
     db = dj_database_url.parse(url) if url else {}
     if db.get("ENGINE") != "django.db.backends.postgresql":
         return 0  # SQLite creates itself
@@ -30,7 +31,9 @@ def main() -> int:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
     except psycopg.OperationalError as exc:
-        print(f"Postgres is not answering for DATABASE_URL={url}: {exc}", file=sys.stderr)
+        # Not the URL itself: it may hold a password.
+        where = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        print(f"Postgres is not answering for DATABASE_URL ({where}): {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,4 +1,5 @@
-"""Settings for the tarot platform, read from the environment.
+"""Settings for the tarot platform, read from the environment through config/env.py, which
+declares every variable (docs/configuration.md lists them).
 
 Defaults run locally with no configuration: an SQLite file, the bundled Messages API
 emulator. DEBUG is off unless DEBUG=1 is set. Production sets DATABASE_URL, SECRET_KEY,
@@ -6,7 +7,6 @@ ALLOWED_HOSTS, ANTHROPIC_API_KEY and HTTPS=1 (README, "Production"), after which
 `manage.py check --deploy` is clean.
 """
 
-import os
 import secrets
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from budgets.rates import rate_problem
-from config.env import envbool, envint, envlist
+from config import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -22,8 +22,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 def _secret_key() -> str:
     """SECRET_KEY from the environment, else one generated on first run and kept in a
     git-ignored file so sessions survive restarts."""
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
+    if key := env.get("SECRET_KEY"):
+        return key
     key_file = BASE_DIR / ".secret_key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(50))
@@ -33,21 +33,22 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 # Off unless asked for: the debug page shows settings and code to anyone who hits an error.
-DEBUG = envbool("DEBUG", False)
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
-CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+DEBUG = env.get("DEBUG")
+ALLOWED_HOSTS = env.get("ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env.get("CSRF_TRUSTED_ORIGINS")
 
 # Served over HTTPS (behind a proxy that sets X-Forwarded-Proto, or not): HTTPS=1 turns on
 # the redirect, HSTS and secure cookies at once; each can still be set on its own.
-HTTPS = envbool("HTTPS", False)
-SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", HTTPS)
-SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+# (config/env.py declares these four with HTTPS as their default.)
+HTTPS = env.get("HTTPS")
+SECURE_SSL_REDIRECT = env.get("SECURE_SSL_REDIRECT")
+SECURE_HSTS_SECONDS = env.get("SECURE_HSTS_SECONDS")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.get("SECURE_HSTS_INCLUDE_SUBDOMAINS")
 # Preloading is hard to undo (browsers ship the list), so it is asked for separately.
-SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
-SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", HTTPS)
-CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", HTTPS)
-if envbool("BEHIND_HTTPS_PROXY", False):
+SECURE_HSTS_PRELOAD = env.get("SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = env.get("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env.get("CSRF_COOKIE_SECURE")
+if env.get("BEHIND_HTTPS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Error pages and e-mails mask passwords inside URLs (DATABASE_URL, redis://) too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "operations.error_reports.CredentialMaskingFilter"
@@ -110,8 +111,10 @@ TEMPLATES = [
 
 # SQLite by default so `make run` needs nothing installed; `make test` and production
 # point DATABASE_URL at Postgres.
+if not (_database_url := env.get("DATABASE_URL")):
+    raise ImproperlyConfigured("DATABASE_URL is set but empty: unset it for SQLite.")
 try:
-    DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+    DATABASES = {"default": dj_database_url.parse(_database_url)}
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
 # Postgres connections come from a pool per process (psycopg_pool, through Django), at most
@@ -119,18 +122,18 @@ except ValueError as exc:
 # never hold more, however many requests or readings they serve at once. A request or
 # reading step that finds them all busy waits up to DATABASE_POOL_TIMEOUT_S for one.
 # Postgres allows 100 connections for everything (README, "Production" says how to add up).
-DATABASE_POOL_MAX = envint("DATABASE_POOL_MAX", 6)
+DATABASE_POOL_MAX = env.get("DATABASE_POOL_MAX")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Which part of the platform holds a connection, in pg_stat_activity: `serve` names its
     # web server and worker (tarot-web, tarot-worker).
-    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = os.environ.get(
-        "DB_APPLICATION_NAME", "tarot"
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = env.get(
+        "DB_APPLICATION_NAME"
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX:
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 0,
         "max_size": DATABASE_POOL_MAX,
-        "timeout": envint("DATABASE_POOL_TIMEOUT_S", 10),
+        "timeout": env.get("DATABASE_POOL_TIMEOUT_S"),
         # A connection idle this long is closed: a quiet process holds none.
         "max_idle": 60,
     }
@@ -148,11 +151,11 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # /metrics answers staff, or a scraper sending "Authorization: Bearer <METRICS_TOKEN>".
-METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_TOKEN = env.get("METRICS_TOKEN")
 
 # The API's JSON bodies are small (a question of at most 1000 characters and at most 78 cards);
 # anything larger is refused with a 413 before it is parsed.
-MAX_JSON_BODY_BYTES = envint("MAX_JSON_BODY_BYTES", 64 * 1024)
+MAX_JSON_BODY_BYTES = env.get("MAX_JSON_BODY_BYTES")
 
 LANGUAGE_CODE = "en-us"
 # The languages of the page, the API's messages and readings (readings.models.Language).
@@ -172,47 +175,52 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 
 LOGIN_URL = "/admin/login/"  # staff pages; the reading page signs in at /accounts/login/
 
-# Open reading event streams (GET /api/readings/<id>/events/) per user and web process.
-READING_STREAMS_PER_USER = envint("READING_STREAMS_PER_USER", 4)
-# Seconds before the server ends an event stream (the client resumes with Last-Event-ID).
-READING_STREAM_MAX_S = envint("READING_STREAM_MAX_S", 300)
+# uvicorn processes `manage.py serve` starts, each with its own DATABASE_POOL_MAX.
+WEB_PROCESSES = env.get("WEB_PROCESSES")
 
 # The LLM layer (allocation/) keys allocations and its call log by task-type strings; these
 # are the reading's tasks (allocation/task_types.py).
 LLM_TASK_TYPES = "spreads.models.TaskType"
 
+# Open reading event streams (GET /api/readings/<id>/events/) per user and web process.
+READING_STREAMS_PER_USER = env.get("READING_STREAMS_PER_USER")
+# Seconds before the server ends an event stream (the client resumes with Last-Event-ID).
+READING_STREAM_MAX_S = env.get("READING_STREAM_MAX_S")
+
+_log_level = env.get("LOG_LEVEL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "allocation": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-        "readings": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "allocation": {"handlers": ["console"], "level": _log_level},
+        "readings": {"handlers": ["console"], "level": _log_level},
+        "worker": {"handlers": ["console"], "level": _log_level},
     },
 }
 
 # --- The LLM provider -------------------------------------------------------------
 # A real key talks to Anthropic; without one, the platform talks to the bundled emulator
 # (`make run` starts it and sets ANTHROPIC_BASE_URL).
-ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
-ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
+ANTHROPIC_API_KEY = env.get("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = env.get("ANTHROPIC_BASE_URL")
 # Seconds before an LLM call is abandoned as a timeout (then retried or handed to a fallback).
-LLM_TIMEOUT_S = envint("LLM_TIMEOUT_S", 60)
+LLM_TIMEOUT_S = env.get("LLM_TIMEOUT_S")
 # The provider's limits (ModelLimit rows), enforced across every worker process through
 # Postgres, with an adaptive concurrency controller and a circuit breaker per model.
-LLM_GLOBAL_LIMITER = envbool("LLM_GLOBAL_LIMITER", True)
+LLM_GLOBAL_LIMITER = env.get("LLM_GLOBAL_LIMITER")
 # Prompt caching: cache breakpoints on the shared parts of a reading's prompts (TTLs per spread
 # and allocation in the admin). Off sends the very same prompts without them.
-LLM_PROMPT_CACHING = envbool("LLM_PROMPT_CACHING", True)
+LLM_PROMPT_CACHING = env.get("LLM_PROMPT_CACHING")
 # Overrides for allocation.limiter.params.LimiterParams; the defaults and their reasons live
 # there.
 LLM_LIMITER: dict = {}
-if os.environ.get("LLM_LEASE_TTL_S"):
-    LLM_LIMITER["lease_ttl_s"] = float(envint("LLM_LEASE_TTL_S", 15))
+if (_lease_ttl_s := env.get("LLM_LEASE_TTL_S")) is not None:
+    LLM_LIMITER["lease_ttl_s"] = float(_lease_ttl_s)
 # A redis:// URL moves the limiter's shared state (buckets, controller, breaker, leases) from
 # Postgres to Redis (allocation/limiter/backends/redis.py); empty keeps it in Postgres.
-LLM_LIMITER_REDIS_URL = os.environ.get("LLM_LIMITER_REDIS_URL", "")
+LLM_LIMITER_REDIS_URL = env.get("LLM_LIMITER_REDIS_URL")
 
 # --- The worker (django-q2) -------------------------------------------------------
 # The ORM broker keeps the queue in the same database, so readings survive a restart
@@ -221,19 +229,17 @@ LLM_LIMITER_REDIS_URL = os.environ.get("LLM_LIMITER_REDIS_URL", "")
 # (worker/concurrent_readings.py). A reading mostly waits on the provider, so one process
 # can keep a whole tier's rate limit busy; each reading in flight costs about 1 MB. The
 # spread's max_concurrent_calls still bounds each reading, and the shared limiter all of them.
-WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 40)
-if WORKER_CONCURRENCY < 1:
-    raise ImproperlyConfigured("WORKER_CONCURRENCY must be at least 1.")
+WORKER_CONCURRENCY = env.get("WORKER_CONCURRENCY")  # at least 1
 # How long a job waits for a full worker process to have room before it goes back to the
 # queue (worker/concurrent_readings.py); well under Q_TIMEOUT_S.
-WORKER_SLOT_WAIT_S = envint("WORKER_SLOT_WAIT_S", 60)
+WORKER_SLOT_WAIT_S = env.get("WORKER_SLOT_WAIT_S")
 Q_CLUSTER = {
     "name": "tarot",
     "orm": "default",
     # One process runs WORKER_CONCURRENCY readings at once; a second process adds a core.
-    "workers": envint("Q_WORKERS", 1),
-    "timeout": envint("Q_TIMEOUT_S", 300),
-    "retry": envint("Q_RETRY_S", 360),
+    "workers": env.get("Q_WORKERS"),
+    "timeout": env.get("Q_TIMEOUT_S"),
+    "retry": env.get("Q_RETRY_S"),
     "max_attempts": 5,
     "ack_failures": True,
     "catch_up": False,
@@ -248,35 +254,34 @@ Q_CLUSTER = {
 }
 # The scale-out option: a Redis broker instead of the database (readings' state stays in the
 # database either way, so a redelivered job still resumes).
-if os.environ.get("Q_REDIS_URL"):
+if _q_redis_url := env.get("Q_REDIS_URL"):
     del Q_CLUSTER["orm"]
-    Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
+    Q_CLUSTER["redis"] = _q_redis_url
     Q_CLUSTER["broker_class"] = "worker.broker.ClaimingRedis"
 
 # --- Spend control (budgets/) -----------------------------------------------------
 # A reservation whose reading never ends (its job given up, its row deleted) is released
 # after this long: a day is far beyond any reading's retries (Q_RETRY_S x max_attempts).
-BUDGET_RESERVATION_TTL_S = envint("BUDGET_RESERVATION_TTL_S", 86_400)
+BUDGET_RESERVATION_TTL_S = env.get("BUDGET_RESERVATION_TTL_S")
 # Readings in the worker's queue per user at once; a user's further readings wait in the
 # database and join the back of the queue as earlier ones end (round-robin between users).
-READINGS_QUEUED_PER_USER = envint("READINGS_QUEUED_PER_USER", 2)
-if READINGS_QUEUED_PER_USER < 1:
-    raise ImproperlyConfigured("READINGS_QUEUED_PER_USER must be at least 1.")
+READINGS_QUEUED_PER_USER = env.get("READINGS_QUEUED_PER_USER")  # at least 1
 # Budget alerts are emailed to staff; by default they are printed on the console.
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = envint("EMAIL_PORT", 25)
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tarot@localhost")
+EMAIL_BACKEND = env.get("EMAIL_BACKEND")
+EMAIL_HOST = env.get("EMAIL_HOST")
+EMAIL_PORT = env.get("EMAIL_PORT")
+DEFAULT_FROM_EMAIL = env.get("DEFAULT_FROM_EMAIL")
 # Throttle counts must be shared by every web process: a table in the database (created by a
 # budgets migration) unless THROTTLE_REDIS_URL points at Redis.
+_throttle_redis_url = env.get("THROTTLE_REDIS_URL")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "throttle": (
         {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ["THROTTLE_REDIS_URL"],
+            "LOCATION": _throttle_redis_url,
         }
-        if os.environ.get("THROTTLE_REDIS_URL")
+        if _throttle_redis_url
         else {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "budgets_throttle_cache",
@@ -284,8 +289,10 @@ CACHES = {
     ),
 }
 
-for _name in ("READING_CREATE_RATE", "TOKEN_RATE"):
-    if os.environ.get(_name) and (_problem := rate_problem(os.environ[_name])):
+_reading_create_rate = env.get("READING_CREATE_RATE")
+_token_rate = env.get("TOKEN_RATE")
+for _name, _rate in (("READING_CREATE_RATE", _reading_create_rate), ("TOKEN_RATE", _token_rate)):
+    if _rate and (_problem := rate_problem(_rate)):
         raise ImproperlyConfigured(f"{_name}: {_problem}")
 
 # --- REST API ---------------------------------------------------------------------
@@ -301,12 +308,12 @@ REST_FRAMEWORK = {
     # Per user on reading creation (staff override per user or group in the admin), per
     # client address on the token endpoint; see budgets/throttles.py.
     "DEFAULT_THROTTLE_RATES": {
-        "reading_create": os.environ.get("READING_CREATE_RATE", "10/min"),
-        "token": os.environ.get("TOKEN_RATE", "10/min"),
+        "reading_create": _reading_create_rate,
+        "token": _token_rate,
     },
     # How many proxies in front of the web server append to X-Forwarded-For: the token
     # throttle counts per client address, so it must not trust a header a client can forge.
-    "NUM_PROXIES": envint("NUM_PROXIES", 0),
+    "NUM_PROXIES": env.get("NUM_PROXIES"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tarot reading platform API",

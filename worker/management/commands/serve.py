@@ -13,8 +13,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-EMULATOR_PORT = 8765
-
+from config import env as config_env
 
 # Connections the kernel queues for the web server before it accepts them: a burst of
 # simultaneous readings must wait in line, not be reset (runserver's backlog was 10).
@@ -36,7 +35,7 @@ def web_server_command(addr: str) -> list[str]:
         "--port",
         port,
         "--workers",
-        os.environ.get("WEB_PROCESSES", "1"),
+        str(settings.WEB_PROCESSES),  # declared in config/env.py, read by config/settings.py
         "--backlog",
         str(LISTEN_BACKLOG),
         "--lifespan",
@@ -60,7 +59,7 @@ class Command(BaseCommand):
         env = os.environ.copy()
         children: list[subprocess.Popen] = []
         if not settings.ANTHROPIC_API_KEY and not settings.ANTHROPIC_BASE_URL:
-            port = int(env.get("EMULATOR_PORT", EMULATOR_PORT))
+            port = config_env.get("EMULATOR_PORT")
             env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{port}"
             self.stdout.write(f"No ANTHROPIC_API_KEY: LLM calls go to the emulator on port {port}.")
             children.append(
