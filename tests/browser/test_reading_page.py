@@ -17,7 +17,7 @@ from benchmarks.workers import WebServer
 from readings.models import Reading, ReadingStatus
 from tests.browser.test_staff_journey import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.test_staff_pages import AXE
-from tests.readings.test_worker import qcluster_factory  # noqa: F401 - a fixture
+from tests.worker.test_worker import qcluster_factory  # noqa: F401 - a fixture
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 QUESTION = "올해 새로운 일을 시작해도 될까요?"

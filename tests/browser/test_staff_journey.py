@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from allocation.money import usd_total
-from tests.readings.test_worker import qcluster_factory  # noqa: F401 - a fixture
+from tests.worker.test_worker import qcluster_factory  # noqa: F401 - a fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Playwright cannot download its own browsers here: it drives Debian's chromium, offline.
