@@ -4,7 +4,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
+from allocation.failover_cost import TYPICAL_INPUT_TOKENS, skipped_fallbacks
 from allocation.models import ModelAllocation, ModelPrice
+from allocation.pricing import TokenUsage, cost_of
 from spreads.models import Spread, TaskType
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +23,15 @@ def errors_of(instance) -> dict[str, list[str]]:
     return info.value.message_dict
 
 
+def problems_of(instance) -> dict[str, list[str]]:
+    """What the admin would refuse the instance for: {} when it accepts it."""
+    try:
+        instance.full_clean(validate_constraints=False)
+    except ValidationError as exc:
+        return exc.message_dict
+    return {}
+
+
 def test_it_rejects_the_seed_documents_made_up_model_id():
     message = errors_of(allocation(model="claude-haiku-20240307"))["model"][0]
     assert "No price is known for 'claude-haiku-20240307'" in message
@@ -33,7 +44,11 @@ def test_it_accepts_an_unknown_model_once_staff_give_it_a_price():
         input_per_mtok=Decimal("0.25"),
         output_per_mtok=Decimal("1.25"),
     )
-    allocation(model="claude-haiku-20240307").full_clean(validate_constraints=False)
+
+    assert problems_of(allocation(model="claude-haiku-20240307")) == {}
+    # ... and its calls are charged at the price staff gave.
+    million_each = TokenUsage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert cost_of("claude-haiku-20240307", million_each) == Decimal("1.50")
 
 
 def test_it_rejects_an_unpriceable_fallback():
@@ -104,12 +119,24 @@ def test_it_refuses_a_fallback_cost_ceiling_that_no_fallback_could_meet():
 def test_it_accepts_a_fallback_cost_ceiling_every_fallback_meets():
     priced("claude-cheap-1", "1", "5")
     priced("claude-dear-1", "3", "15")
-
-    allocation(
+    accepted = allocation(
         model="claude-cheap-1",
         fallback_models="claude-dear-1",
         fallback_cost_ceiling=Decimal("3.00"),
-    ).full_clean(validate_constraints=False)
+    )
+
+    assert problems_of(accepted) == {}
+    # ... and when claude-cheap-1 fails, a typical call is still rescued by claude-dear-1.
+    assert (
+        skipped_fallbacks(
+            accepted.model,
+            accepted.fallbacks,
+            accepted.fallback_cost_ceiling,
+            input_tokens=TYPICAL_INPUT_TOKENS,
+            max_tokens=accepted.max_tokens,
+        )
+        == {}
+    )
 
 
 def test_it_refuses_a_fallback_cost_ceiling_of_zero():

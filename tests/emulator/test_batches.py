@@ -1,11 +1,10 @@
 """The Message Batches API through the official SDK: create, retrieve, results, cancel."""
 
-import time
-
 import anthropic
 import pytest
 
 from emulator import Emulator, Knobs
+from tests.polling import wait_for
 
 SYSTEM = [
     {
@@ -38,13 +37,12 @@ def client(emu):
 
 
 def wait_until_ended(client, batch_id, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        batch = client.messages.batches.retrieve(batch_id)
-        if batch.processing_status == "ended":
-            return batch
-        time.sleep(0.05)
-    raise AssertionError(f"batch {batch_id} did not end within {timeout_s} s")
+    wait_for(
+        lambda: client.messages.batches.retrieve(batch_id).processing_status == "ended",
+        timeout=timeout_s,
+        what=f"batch {batch_id} to end",
+    )
+    return client.messages.batches.retrieve(batch_id)
 
 
 def test_a_batch_is_in_progress_then_ends_with_a_result_per_custom_id(client):

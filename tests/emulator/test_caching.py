@@ -184,17 +184,35 @@ def test_a_one_hour_entry_outlives_the_five_minute_ttl(emu, client):
     assert ask(client).usage.cache_read_input_tokens == 145  # same bytes, same entry
 
 
-def test_a_read_refreshes_the_entrys_ttl():
-    import time
+class FakeClock:
+    """The emulator's clock (what its prompt cache is stamped with), moved by the test."""
 
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_read_refreshes_the_entrys_ttl(monkeypatch):
     with (
         Emulator(Knobs(ttft_ms=1, ms_per_token=0, cache_min_tokens=0, cache_ttl_s=0.4)) as emu,
         anthropic.Anthropic(base_url=emu.base_url, api_key="x", max_retries=0) as client,
     ):
+        clock = FakeClock()
+        monkeypatch.setattr(emu._app, "_now", clock)
         ask(client)
         for _ in range(3):  # 0.75 s in all: past the first TTL, each read inside the last
-            time.sleep(0.25)
+            clock.advance(0.25)
             assert ask(client).usage.cache_read_input_tokens == 145
+        # Unread for longer than the TTL, the entry is gone: the clock above is the one the
+        # cache goes by.
+        clock.advance(0.5)
+        again = ask(client).usage
+        assert (again.cache_read_input_tokens, again.cache_creation_input_tokens) == (0, 145)
 
 
 def test_cache_reads_are_not_charged_to_the_input_tokens_bucket():

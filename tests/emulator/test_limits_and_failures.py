@@ -1,13 +1,13 @@
 """Rate limits, concurrency and injected failures, seen through the official SDK."""
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 import anthropic
 import pytest
 
 from emulator import Emulator, Knobs
+from tests.polling import wait_for
 
 MODEL = "claude-haiku-4-5"
 HELLO = [{"role": "user", "content": "Hello, what do the cards say?"}]
@@ -158,12 +158,13 @@ def test_a_hanging_request_times_the_client_out_and_frees_its_slot():
     ):
         with pytest.raises(anthropic.APITimeoutError):
             call(client)
+        wait_for(  # the server notices the hang-up a moment later
+            lambda: emu.stats()["in_flight"] == 0,
+            timeout=5,
+            what="the emulator to notice the client hung up",
+            explain=lambda: str(emu.stats()),
+        )
         stats = emu.stats()
-        for _ in range(100):  # the server notices the hang-up a moment later
-            if stats["in_flight"] == 0:
-                break
-            time.sleep(0.01)
-            stats = emu.stats()
 
     assert stats["hung"] == 1
     assert stats["in_flight"] == 0

@@ -3,7 +3,6 @@
 The Schedule's job (economy.tick) is called here directly, as the worker's scheduler would.
 """
 
-import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -27,6 +26,7 @@ from readings.models import (
 )
 from readings.services import reading_create
 from spreads.models import EconomyFallback, Spread, TaskType
+from tests.polling import wait_for
 
 # The fallback runs the engine on its own thread and connection: tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -49,15 +49,36 @@ def economy_reading(spread="celtic_cross", **kwargs):
 
 def run_ticks(*readings, timeout_s=30.0) -> list[Reading]:
     """Tick as the Schedule would (faster) until every reading has ended."""
-    deadline = time.monotonic() + timeout_s
     ids = [r.pk for r in readings]
-    while time.monotonic() < deadline:
+
+    def ticked_and_all_ended():
         economy.tick()
-        ended = Reading.objects.filter(pk__in=ids, finished_at__isnull=False)
-        if ended.count() == len(ids):
-            return [Reading.objects.get(pk=pk) for pk in ids]
-        time.sleep(0.05)
-    raise AssertionError(f"readings still unfinished after {timeout_s} s")
+        return Reading.objects.filter(pk__in=ids, finished_at__isnull=False).count() == len(ids)
+
+    wait_for(
+        ticked_and_all_ended,
+        timeout=timeout_s,
+        what=f"{len(ids)} economy reading(s) to end, ticking as the Schedule would",
+        explain=lambda: (
+            "unfinished: "
+            + ", ".join(
+                f"{r.pk} ({r.status})" for r in Reading.objects.filter(pk__in=ids, finished_at=None)
+            )
+        ),
+    )
+    return [Reading.objects.get(pk=pk) for pk in ids]
+
+
+def wait_until_the_provider_ended(batch: ProviderBatch) -> None:
+    """Poll the provider (the emulator, through the SDK the worker uses) until `batch` has
+    ended there: done, or expired."""
+    wait_for(
+        lambda: (
+            economy.client().messages.batches.retrieve(batch.batch_id).processing_status == "ended"
+        ),
+        timeout=10,
+        what=f"the provider to end batch {batch.batch_id}",
+    )
 
 
 def model_of(task_type, spread="celtic_cross"):
@@ -134,7 +155,7 @@ def test_a_restarted_worker_collects_the_pending_batch_and_never_submits_twice(b
 def test_collecting_the_same_ended_batch_twice_stores_each_result_once(batches):
     reading = economy_reading()
     (batch,) = economy.submit_due()
-    time.sleep(0.3)
+    wait_until_the_provider_ended(batch)
 
     assert economy.collect() == 1
     ProviderBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.IN_PROGRESS)
@@ -229,9 +250,9 @@ def test_the_job_of_an_economy_reading_only_starts_it(batches):
 def test_a_standard_fallback_left_running_by_a_dead_tick_runs_again(batches):
     batches.configure(batch_delay_s=5, batch_expiry_s=0.1)
     reading = economy_reading()
-    economy.submit_due()
-    time.sleep(0.3)
-    economy.collect()  # every card batch expired: each is due a standard call
+    (batch,) = economy.submit_due()
+    wait_until_the_provider_ended(batch)  # past its expiry, long before its delay
+    assert economy.collect() == 1  # every card batch expired: each is due a standard call
     # A tick claimed them and died before its calls returned.
     stale = timezone.now() - timedelta(hours=1)
     reading.tasks.filter(phase=1).update(status=TaskStatus.RUNNING, started_at=stale)

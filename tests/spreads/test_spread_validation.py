@@ -3,6 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
 from spreads.models import PromptTemplate, Spread
+from spreads.prompts import render_prompt, sample_context
 
 pytestmark = pytest.mark.django_db
 
@@ -11,6 +12,15 @@ def errors_of(instance) -> dict[str, list[str]]:
     with pytest.raises(ValidationError) as info:
         instance.full_clean()
     return info.value.message_dict
+
+
+def problems_of(instance) -> dict[str, list[str]]:
+    """What the admin would refuse the instance for: {} when it accepts it."""
+    try:
+        instance.full_clean()
+    except ValidationError as exc:
+        return exc.message_dict
+    return {}
 
 
 def test_it_rejects_a_batch_size_above_the_card_count():
@@ -62,7 +72,18 @@ def test_it_validates_a_prompt_template_by_rendering_it_before_saving():
 
 
 def test_it_accepts_a_prompt_template_that_renders():
-    PromptTemplate(
+    template = PromptTemplate(
         name="my_card.txt",
         body="Q: {{ question }} {% for c in batch %}{{ c.card.name }}{% endfor %}",
-    ).full_clean()
+    )
+
+    assert problems_of(template) == {}
+    template.save()
+    # ... a spread may choose it, and a reading's prompt is what it renders.
+    spread = Spread(
+        slug="tiny", name="Tiny", card_count=3, batch_size=1, card_template=template.name
+    )
+    assert problems_of(spread) == {}
+    context = sample_context()
+    names = "".join(drawn.card.name for drawn in context.batch)
+    assert render_prompt(template.name, context) == f"Q: {context.question} {names}"

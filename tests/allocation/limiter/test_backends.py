@@ -66,6 +66,19 @@ def in_flight(backend, now: float) -> int:
     return snapshot.in_flight if snapshot else 0
 
 
+def cool_down_passes(backend, model: str) -> None:
+    """As if the open breaker's cool-down had passed: its opening, stored in the backend,
+    moves back by the cool-down."""
+    cooldown_s = get_params().breaker.cooldown_s
+
+    def opened_earlier(locked):
+        breaker = locked.state.breaker
+        assert breaker["state"] == "open", breaker
+        breaker["opened_at"] -= cooldown_s + 0.1
+
+    backend.atomically(model, now=backend.clock(), lease_id=None, decide=opened_earlier)
+
+
 def test_the_setting_picks_the_backend(settings):
     settings.LLM_LIMITER_REDIS_URL = REDIS_URL
     assert isinstance(get_backend(), RedisBackend)
@@ -100,7 +113,14 @@ def test_a_killed_workers_share_comes_back_within_seconds(emulator, settings, ba
     reading = reading_create(spread="celtic_cross", question="Stuck?")
     worker = run_readings_elsewhere(emulator, reading.pk, LLM_LEASE_TTL_S="2", **backend_env)
     wait_for(lambda: in_flight(backend, time.time()) == 3, timeout=60, what="3 leases")
-    time.sleep(2.5)  # past the first expiry: the live worker's renewals keep its slots
+    # The live worker's renewals keep its slots: leases still live at a moment past their
+    # first expiry (at most 2 s after they were seen) are renewed ones.
+    past_their_first_expiry = time.time() + 2.5
+    wait_for(
+        lambda: in_flight(backend, past_their_first_expiry) == 3,
+        timeout=10,
+        what="the live worker to renew its 3 leases past their first expiry",
+    )
     assert in_flight(backend, time.time()) == 3
 
     worker.send_signal(signal.SIGKILL)
@@ -179,7 +199,7 @@ def test_a_failing_model_trips_its_breaker_and_is_probed_again_after_the_cooldow
     assert (card.status, card.model_used) == (TaskStatus.DONE, "claude-haiku-4-5")
 
     emulator.configure(failing_models=frozenset())
-    time.sleep(3.1)
+    cool_down_passes(backend, MODEL)
     probed = run_reading_sync(reading_create(spread="three_card", question="Healed?").pk)
 
     assert probed.tasks.get(task_type="card_interpretation").model_used == MODEL

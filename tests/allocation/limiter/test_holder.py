@@ -46,8 +46,9 @@ def test_a_killed_forked_worker_s_slots_return_within_the_lease_ttl_while_siblin
         for question in ("One?", "Two?"):
             enqueue_reading(reading_create(spread="celtic_cross", question=question).pk)
 
-        def holders():
-            return backend.holders(MODEL, now=time.time())
+        def holders(at=None):
+            """Each process's unexpired leases at `at` (now if None)."""
+            return backend.holders(MODEL, now=time.time() if at is None else at)
 
         # Each worker runs one reading, whose four card batches all go out at once.
         wait_for(
@@ -68,9 +69,18 @@ def test_a_killed_forked_worker_s_slots_return_within_the_lease_ttl_while_siblin
             timeout=LEASE_TTL_S + 5,
             what="the killed worker's slots to come back",
         )
-        assert time.time() - killed_at <= LEASE_TTL_S + 1.0
+        returned_at = time.time()
+        assert returned_at - killed_at <= LEASE_TTL_S + 1.0
 
-        time.sleep(LEASE_TTL_S + 0.5)  # past the sibling's first expiry: it renews its own
+        # The sibling renews its own: its leases, as they stood now, expire by
+        # returned_at + LEASE_TTL_S, so leases still live past that are renewed ones.
+        past_their_expiry = returned_at + LEASE_TTL_S + 0.5
+        wait_for(
+            lambda: holders(at=past_their_expiry).get(sibling) == 4,
+            timeout=LEASE_TTL_S + 5,
+            what="the live sibling to renew its four leases past their expiry",
+            explain=lambda: f"held at {past_their_expiry}: {holders(at=past_their_expiry)}",
+        )
         now_held = holders()
         assert now_held[sibling] == 4
         # (The killed worker's reading may already be resumed by its replacement, under the

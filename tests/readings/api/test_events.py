@@ -14,6 +14,7 @@ from benchmarks.workers import WebServer
 from readings.engine import run_reading_sync
 from readings.models import EventKind, Reading, ReadingEvent, ReadingStatus
 from readings.services import reading_create
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -22,20 +23,36 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def web(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         with WebServer(
-            extra_env={"READING_STREAMS_PER_USER": "2", "READING_STREAM_MAX_S": "8"}
+            extra_env={
+                "READING_STREAMS_PER_USER": "2",
+                "READING_STREAM_MAX_S": "8",
+                # Its sessions, pooled and listening, by name in pg_stat_activity.
+                "DB_APPLICATION_NAME": WEB_SESSIONS,
+                "PGAPPNAME": WEB_SESSIONS,
+            }
         ) as server:
             yield server
         # Its sessions end when Postgres notices the process has gone: wait, so the test
         # database can be dropped.
-        with connection.cursor() as cursor:
-            for _ in range(50):
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid()"
-                )
-                if cursor.fetchone()[0] == 0:
-                    break
-                time.sleep(0.1)
+        wait_for(
+            lambda: not web_sessions(),
+            timeout=10,
+            what="the web server's database sessions to end",
+            explain=lambda: f"still open: {web_sessions()}",
+        )
+
+
+WEB_SESSIONS = "tarot-test-events-web"
+
+
+def web_sessions() -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, state, query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            [WEB_SESSIONS],
+        )
+        return cursor.fetchall()
 
 
 def client(web, user) -> httpx2.Client:
@@ -45,10 +62,15 @@ def client(web, user) -> httpx2.Client:
     )
 
 
-def events(response):
-    """(id, event, data) as they arrive."""
+def events(response, on_open=lambda: None):
+    """(id, event, data) as they arrive. on_open() is called once the server's first line
+    (its retry advice) is in: from then on the stream is listening for the reading."""
     event_id, kind, data = None, None, []
+    opened = False
     for line in response.iter_lines():
+        if not opened:
+            opened = True
+            on_open()
         if line == "":
             if data:
                 yield event_id, kind, json.loads("\n".join(data))
@@ -95,16 +117,18 @@ def test_a_client_watching_live_sees_text_before_the_reading_ends(web, bob, emul
     emulator.configure(ttft_ms=300, ms_per_token=3)
     reading = new_reading(bob)
     seen_at = {}
+    connected = threading.Event()
 
     def watch():
         url = f"/api/readings/{reading.pk}/events/"
         with client(web, bob) as http, http.stream("GET", url) as response:
-            for _, kind, _ in events(response):
+            for _, kind, _ in events(response, on_open=connected.set):
                 seen_at.setdefault(kind, time.time())
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    time.sleep(0.5)  # connected, nothing to see yet
+    wait_for(connected.is_set, timeout=15, what="the watcher's stream to open")
+    assert seen_at == {}  # connected, nothing to see yet
     run_reading_sync(reading.pk)
     watcher.join(timeout=30)
 
@@ -147,10 +171,13 @@ def test_a_user_has_a_bounded_number_of_open_streams(web, bob, emulator):
             refused = http.get(f"/api/readings/{waiting[2].pk}/events/")
             assert refused.status_code == 429
             assert "2 reading streams open" in refused.json()["detail"]
-        # Closed streams give their places back.
-        time.sleep(0.5)
-        with http.stream("GET", f"/api/readings/{waiting[2].pk}/events/") as again:
-            assert again.status_code == 200
+
+        def opens():
+            with http.stream("GET", f"/api/readings/{waiting[2].pk}/events/") as again:
+                return again.status_code == 200
+
+        # Closed streams give their places back (once the server has seen them close).
+        wait_for(opens, timeout=10, what="a closed stream's place to be given back")
 
 
 def test_a_client_that_hangs_up_costs_the_worker_nothing(web, bob, emulator):
