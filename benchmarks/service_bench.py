@@ -11,6 +11,7 @@ what the shared limiter cost per LLM call (its round trips, counted with its sta
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +35,8 @@ from rest_framework.authtoken.models import Token
 from allocation.allocator import env_name, get_allocator
 from allocation.limiter import get_backend
 from allocation.models import LLMCall
-from benchmarks.bench import BenchConfig, BenchResult
+from benchmarks import statement_counts
+from benchmarks.bench import BenchConfig, BenchResult, percentile
 from benchmarks.workers import database_url
 from budgets.models import QuotaOverride
 from readings.models import Reading
@@ -53,6 +55,9 @@ class ServiceRun:
     db_connections_peak: int = 0
     worker_rss_mb: float = 0.0
     dropped_reasons: Counter = field(default_factory=Counter)
+    post_ms: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    db_statements: int = 0
 
 
 def one_model_env(spread_slug: str) -> dict[str, str]:
@@ -85,16 +90,21 @@ def run_service(
     *,
     base_url: str,
     extra_env: dict[str, str],
+    users: int | None = None,
 ) -> ServiceRun:
-    token = _bench_token()
+    """`users`: that many ordinary users post the readings (throttles, budgets and the fair
+    queue apply to them, nobody exempt); else the bench's own exempt client posts them all."""
+    tokens = _user_tokens(users) if users else [_bench_token()]
     port = _free_port()
     log = Path(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
+    statements_dir = tempfile.mkdtemp(prefix="bench-statements-")
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "ANTHROPIC_BASE_URL": base_url,
         "ANTHROPIC_API_KEY": "",
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        "BENCH_STATEMENTS_DIR": statements_dir,
         **extra_env,
     }
     with open(log, "wb") as out:
@@ -110,14 +120,21 @@ def run_service(
     run = ServiceRun(result=BenchResult(wall_s=0.0))
     try:
         _wait_until_serving(f"http://127.0.0.1:{port}", serve, log)
+        statements_before = statement_counts.total(statements_dir)
         sampler.start()
-        run = _post_and_wait(config, progress, f"http://127.0.0.1:{port}", token, run)
+        run = _post_and_wait(config, progress, f"http://127.0.0.1:{port}", tokens, run)
+        sampler.stop()
+        # Counted after the run, before the platform stops (its shutdown is not a reading's).
+        time.sleep(statement_counts.WRITE_EVERY_S * 2)
+        run.db_statements = statement_counts.total(statements_dir) - statements_before
     finally:
         sampler.stop()
         _stop(serve)
         connections.close_all()
+        shutil.rmtree(statements_dir, ignore_errors=True)
     run.db_connections_peak = sampler.connections_peak
     run.worker_rss_mb = round(sampler.worker_rss_peak_kb / 1024, 1)
+    run.cpu_s = sampler.cpu.seconds()
     if os.environ.get("BENCH_KEEP_LOG"):
         sys.stderr.write(f"serve's log: {log}\n")
     else:
@@ -140,8 +157,14 @@ def service_figures(run: ServiceRun, *, ceiling: float) -> dict:
         snapshot.state.transactions
         for snapshot in get_backend().snapshots(now=time.time()).values()
     )
+    readings = len(ids)
     return {
         "requests_dropped": run.requests_dropped,
+        "post_p50_ms": round(percentile(run.post_ms, 0.5), 1),
+        "post_p95_ms": round(percentile(run.post_ms, 0.95), 1),
+        "cpu_s_per_reading": round(run.cpu_s / readings, 3) if readings else None,
+        "db_statements_per_reading": round(run.db_statements / readings, 1) if readings else None,
+        "event_bytes_per_reading": _event_bytes(ids) // readings if readings else None,
         "readings_per_min": per_min,
         "ceiling_readings_per_min": ceiling,
         "share_of_ceiling": round(per_min / ceiling, 3) if ceiling else None,
@@ -152,7 +175,18 @@ def service_figures(run: ServiceRun, *, ceiling: float) -> dict:
     }
 
 
-def _post_and_wait(config, progress, base, token, run: ServiceRun) -> ServiceRun:
+def _event_bytes(reading_ids) -> int:
+    """What the readings' live events occupy in the database, row by row (as stored)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(pg_column_size(e.*)), 0) FROM readings_readingevent e "
+            "WHERE e.reading_id = ANY(%s)",
+            [[int(pk) for pk in reading_ids]],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _post_and_wait(config, progress, base, tokens, run: ServiceRun) -> ServiceRun:
     shares = [
         config.readings // config.concurrency + (i < config.readings % config.concurrency)
         for i in range(config.concurrency)
@@ -175,12 +209,15 @@ def _post_and_wait(config, progress, base, token, run: ServiceRun) -> ServiceRun
                 finished[str(pk)].set()
         connections.close_all()
 
-    def client(count: int):
+    def client(number: int, count: int):
         nonlocal done
+        token = tokens[number % len(tokens)]
         for _ in range(count):
             posted = time.monotonic()
             run.first_post = run.first_post or time.time()
             reading_id = _post(base, token, config)
+            with lock:
+                run.post_ms.append((time.monotonic() - posted) * 1000)
             if reading_id is None or reading_id.startswith("!"):
                 with lock:
                     run.requests_dropped += 1
@@ -201,7 +238,7 @@ def _post_and_wait(config, progress, base, token, run: ServiceRun) -> ServiceRun
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            list(pool.map(client, shares))
+            list(pool.map(client, range(len(shares)), shares))
     finally:
         stop_watching.set()
         watcher.join(timeout=5)
@@ -242,21 +279,29 @@ class Sampler(threading.Thread):
         self.dbname, self.serve_pid = dbname, serve_pid
         self.connections_peak = 0
         self.worker_rss_peak_kb = 0
+        self.cpu = CpuMeter()
         self._halt = threading.Event()
 
     def run(self):
         try:
+            self._sample()  # the baseline: what the platform spent before the run is not counted
             while not self._halt.wait(SAMPLE_EVERY_S):
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = %s AND application_name = ANY(%s)",
-                        [self.dbname, list(PLATFORM_CONNECTIONS)],
-                    )
-                    self.connections_peak = max(self.connections_peak, cursor.fetchone()[0])
-                self.worker_rss_peak_kb = max(self.worker_rss_peak_kb, self._worker_rss_kb())
+                self._sample()
+            self._sample()
         finally:
             connections.close_all()
+
+    def _sample(self):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = %s AND application_name = ANY(%s)",
+                [self.dbname, list(PLATFORM_CONNECTIONS)],
+            )
+            backends = [pid for (pid,) in cursor.fetchall()]
+        self.connections_peak = max(self.connections_peak, len(backends))
+        self.worker_rss_peak_kb = max(self.worker_rss_peak_kb, self._worker_rss_kb())
+        self.cpu.sample([*_descendants(self.serve_pid), *backends])
 
     def stop(self):
         self._halt.set()
@@ -276,6 +321,48 @@ class Sampler(threading.Thread):
             total += _rss_kb(pid)
             todo.extend(tree.get(pid, []))
         return total
+
+
+class CpuMeter:
+    """CPU seconds (user + system) a set of processes spent between the first sample and
+    the last: each process from when it was first seen (or from its start, if it started
+    after the first sample) to when it was last seen."""
+
+    TICKS = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self):
+        self._first: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+        self._sampled = False
+
+    def sample(self, pids):
+        for pid in pids:
+            ticks = _cpu_ticks(pid)
+            if ticks is None:
+                continue
+            self._first.setdefault(pid, ticks if not self._sampled else 0)
+            self._last[pid] = ticks
+        self._sampled = True
+
+    def seconds(self) -> float:
+        return sum(self._last[pid] - self._first[pid] for pid in self._last) / self.TICKS
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def _descendants(pid: int) -> list[int]:
+    tree, found, todo = _process_tree(), [pid], [pid]
+    while todo:
+        children = tree.get(todo.pop(), [])
+        found.extend(children)
+        todo.extend(children)
+    return found
 
 
 def _process_tree() -> dict[int, list[int]]:
@@ -324,6 +411,16 @@ def bench_user():
         },
     )
     return user
+
+
+def _user_tokens(count: int) -> list[str]:
+    """Tokens of `count` ordinary users: no exemption from throttles, budgets or the queue."""
+    tokens = []
+    for number in range(1, count + 1):
+        user, _ = get_user_model().objects.get_or_create(username=f"bench-user-{number}")
+        QuotaOverride.objects.filter(user=user).delete()
+        tokens.append(Token.objects.get_or_create(user=user)[0].key)
+    return tokens
 
 
 def _bench_token() -> str:

@@ -160,6 +160,9 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
         Var("EMULATOR_PORT", "int", 8765,
             "port of the emulator `manage.py serve` starts when there is no API key"),
         Var("BENCH_LOG_LEVEL", "str", "WARNING", "LOG_LEVEL of the server a benchmark starts"),
+        Var("BENCH_STATEMENTS_DIR", "str", "",
+            "set by the service bench: the platform's processes count their database "
+            "statements into files there"),
         Var("BENCH_KEEP_LOG", "str", "",
             "non-empty: a benchmark keeps its server's log and prints its path"),
     ),

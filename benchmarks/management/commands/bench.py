@@ -37,6 +37,12 @@ class Command(BaseCommand):
             "worker, default settings) and post the readings over HTTP to its REST API",
         )
         parser.add_argument(
+            "--users",
+            type=int,
+            help="with --via-worker: this many ordinary users post the readings (each client "
+            "posts as one of them), with the default throttles, budgets and fair queue",
+        )
+        parser.add_argument(
             "--one-model",
             action="store_true",
             help="every task of the spread on its card model (through the environment "
@@ -108,6 +114,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if opts["workers"] < 1:
             raise CommandError("--workers must be at least 1.")
+        if opts["users"] is not None and (opts["users"] < 1 or not opts["via_worker"]):
+            raise CommandError("--users takes a number of at least 1, with --via-worker.")
         budget_usd = self._budget(opts["budget_usd"])
         if opts["warmup"] < 0:
             raise CommandError("--warmup cannot be negative.")
@@ -145,7 +153,11 @@ class Command(BaseCommand):
             elif opts["via_worker"]:
                 env = service_bench.one_model_env(config.spread) if opts["one_model"] else {}
                 service = service_bench.run_service(
-                    config, self._progress, base_url=emulator.base_url, extra_env=env
+                    config,
+                    self._progress,
+                    base_url=emulator.base_url,
+                    extra_env=env,
+                    users=opts["users"],
                 )
                 result = service.result
                 extra = service_bench.service_figures(
