@@ -180,8 +180,8 @@ def _event_bytes(reading_ids) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT coalesce(sum(pg_column_size(e.*)), 0) FROM readings_readingevent e "
-            "WHERE e.reading_id = ANY(%s)",
-            [[int(pk) for pk in reading_ids]],
+            "WHERE e.reading_id = ANY(%s::uuid[])",
+            [[str(pk) for pk in reading_ids]],
         )
         return int(cursor.fetchone()[0])
 
