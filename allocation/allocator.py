@@ -14,10 +14,9 @@ import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Q
-
 from allocation.models import ModelAllocation
 from allocation.pricing import price_problem
+from allocation.staff_config import StaffTable
 from allocation.task_types import task_type_of
 from config import env
 
@@ -34,6 +33,12 @@ class BuiltinDefault:
     max_tokens: int
     temperature: float
     fallbacks: tuple[str, ...]
+
+
+# Staff's allocation rows, by (task type, spread id or None): every new reading resolves them.
+_allocations = StaffTable(
+    ModelAllocation, lambda rows: {(row.task_type, row.spread_id): row for row in rows}
+)
 
 
 class Layer:
@@ -75,13 +80,12 @@ def rows_in_order(rows: dict) -> list[ModelAllocation]:
 class Allocator:
     def get_config(self, task_type: str, spread=None) -> AllocationConfig:
         task_type = task_type_of(task_type)
-        scope = Q(spread__isnull=True)
-        if spread is not None and spread.pk:
-            scope |= Q(spread=spread)
-        rows = {
-            (Layer.SPREAD if row.spread_id else Layer.GLOBAL): row
-            for row in ModelAllocation.objects.filter(scope, task_type=task_type)
-        }
+        scope_id = spread.pk if spread is not None and spread.pk else None
+        rows = {}
+        if (row := _allocations.get().get((task_type.value, None))) is not None:
+            rows[Layer.GLOBAL] = row
+        if scope_id is not None and (row := _allocations.get().get((task_type.value, scope_id))):
+            rows[Layer.SPREAD] = row
         default = task_type.builtin_default
         layers = [
             (Layer.SPREAD, rows.get(Layer.SPREAD)),

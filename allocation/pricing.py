@@ -14,6 +14,7 @@ from decimal import Decimal
 from genai_prices import Usage, calc_price
 
 from allocation.models import ModelPrice
+from allocation.staff_config import StaffTable
 
 PROVIDER = "anthropic"
 MILLION = Decimal(1_000_000)
@@ -60,40 +61,38 @@ class TokenUsage:
         return replace(self, batched=True)
 
 
+# Staff's price overrides, by model: every priced call and estimate reads them.
+_overrides = StaffTable(ModelPrice, lambda rows: {row.model: row for row in rows})
+
+
+def price_override(model: str) -> ModelPrice | None:
+    return _overrides.get().get(model)
+
+
 def cost_of(model: str, usage: TokenUsage) -> Decimal:
-    return _priced(model, usage, ModelPrice.objects.filter(model=model).first())
+    return _priced(model, usage, price_override(model))
 
 
 def costs_on(models: list[str], usage: TokenUsage) -> dict[str, Decimal | None]:
-    """What the same usage costs on each model (None where nobody can price it), with the
-    admin's overrides read once."""
-    overrides = {price.model: price for price in ModelPrice.objects.filter(model__in=models)}
+    """What the same usage costs on each model (None where nobody can price it)."""
     costs = {}
     for model in models:
         try:
-            costs[model] = _priced(model, usage, overrides.get(model))
+            costs[model] = _priced(model, usage, price_override(model))
         except UnknownModelPrice:
             costs[model] = None
     return costs
 
 
 class Pricer:
-    """cost_of for many usages on a few models, each model's override read from the database
-    once: a report prices dozens of token sums without a query apiece."""
+    """cost_of for many usages on a few models, with one set of overrides throughout: a
+    report prices dozens of token sums against the same prices."""
 
     def __init__(self, models=()):
-        self._overrides = {
-            price.model: price for price in ModelPrice.objects.filter(model__in=set(models))
-        }
-        self._looked_up = set(models)
+        self._overrides = _overrides.get()
 
     def cost(self, model: str, usage: TokenUsage) -> Decimal:
         """What `usage` costs on `model`; UnknownModelPrice if nobody can price it."""
-        if model not in self._looked_up:
-            self._looked_up.add(model)
-            override = ModelPrice.objects.filter(model=model).first()
-            if override is not None:
-                self._overrides[model] = override
         return _priced(model, usage, self._overrides.get(model))
 
 
@@ -161,7 +160,7 @@ def _has_batch_variant(model_info, now: datetime) -> bool:
 def price_problem(model: str, *, batched: bool = False) -> str | None:
     """None if the model can be priced (through the Message Batches API too, if `batched`),
     else a message that says how to fix it."""
-    if ModelPrice.objects.filter(model=model).exists():
+    if price_override(model) is not None:
         return None
     try:
         library_cost_of(model, TokenUsage(input_tokens=1, batched=batched))

@@ -57,6 +57,7 @@ class ServiceRun:
     dropped_reasons: Counter = field(default_factory=Counter)
     post_ms: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
+    cpu_split: dict[str, float] = field(default_factory=dict)
     db_statements: int = 0
 
 
@@ -135,6 +136,7 @@ def run_service(
     run.db_connections_peak = sampler.connections_peak
     run.worker_rss_mb = round(sampler.worker_rss_peak_kb / 1024, 1)
     run.cpu_s = sampler.cpu.seconds()
+    run.cpu_split = {role: sampler.cpu.seconds(role) for role in ("web", "worker", "db")}
     if os.environ.get("BENCH_KEEP_LOG"):
         sys.stderr.write(f"serve's log: {log}\n")
     else:
@@ -163,6 +165,11 @@ def service_figures(run: ServiceRun, *, ceiling: float) -> dict:
         "post_p50_ms": round(percentile(run.post_ms, 0.5), 1),
         "post_p95_ms": round(percentile(run.post_ms, 0.95), 1),
         "cpu_s_per_reading": round(run.cpu_s / readings, 3) if readings else None,
+        "cpu_s_per_reading_by_process": {
+            role: round(seconds / readings, 3) for role, seconds in run.cpu_split.items()
+        }
+        if readings
+        else None,
         "db_statements_per_reading": round(run.db_statements / readings, 1) if readings else None,
         "event_bytes_per_reading": _event_bytes(ids) // readings if readings else None,
         "readings_per_min": per_min,
@@ -301,7 +308,10 @@ class Sampler(threading.Thread):
             backends = [pid for (pid,) in cursor.fetchall()]
         self.connections_peak = max(self.connections_peak, len(backends))
         self.worker_rss_peak_kb = max(self.worker_rss_peak_kb, self._worker_rss_kb())
-        self.cpu.sample([*_descendants(self.serve_pid), *backends])
+        by_role: dict[str, list[int]] = {"db": backends}
+        for pid in _descendants(self.serve_pid):
+            by_role.setdefault(_role(_cmdline(pid)), []).append(pid)
+        self.cpu.sample(by_role)
 
     def stop(self):
         self._halt.set()
@@ -324,28 +334,37 @@ class Sampler(threading.Thread):
 
 
 class CpuMeter:
-    """CPU seconds (user + system) a set of processes spent between the first sample and
-    the last: each process from when it was first seen (or from its start, if it started
-    after the first sample) to when it was last seen."""
+    """CPU seconds (user + system) processes spent between the first sample and the last,
+    by role: each process from when it was first seen (or from its start, if it started after
+    the first sample) to when it was last seen."""
 
     TICKS = os.sysconf("SC_CLK_TCK")
 
     def __init__(self):
         self._first: dict[int, int] = {}
         self._last: dict[int, int] = {}
+        self._role: dict[int, str] = {}
         self._sampled = False
 
-    def sample(self, pids):
-        for pid in pids:
-            ticks = _cpu_ticks(pid)
-            if ticks is None:
-                continue
-            self._first.setdefault(pid, ticks if not self._sampled else 0)
-            self._last[pid] = ticks
+    def sample(self, pids_by_role: dict[str, list[int]]):
+        for role, pids in pids_by_role.items():
+            for pid in pids:
+                ticks = _cpu_ticks(pid)
+                if ticks is None:
+                    continue
+                self._first.setdefault(pid, ticks if not self._sampled else 0)
+                self._last[pid] = ticks
+                self._role[pid] = role
         self._sampled = True
 
-    def seconds(self) -> float:
-        return sum(self._last[pid] - self._first[pid] for pid in self._last) / self.TICKS
+    def seconds(self, role: str | None = None) -> float:
+        pids = [pid for pid in self._last if role is None or self._role[pid] == role]
+        return sum(self._last[pid] - self._first[pid] for pid in pids) / self.TICKS
+
+
+def _role(cmdline: str) -> str:
+    words = cmdline.split()
+    return "web" if "uvicorn" in words else "worker" if "qcluster" in words else "serve"
 
 
 def _cpu_ticks(pid: int) -> int | None:

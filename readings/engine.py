@@ -112,6 +112,8 @@ class ReadingRun:
             use_global_limiter=settings.LLM_GLOBAL_LIMITER,
         )
         self.timings = RunTimings()
+        # What the reading's viewers see of its text as it streams (readings/live.py).
+        self.events = live.ReadingPublisher(state.reading.pk, sync_to_async(live.publish))
 
     async def run(self) -> None:
         tasks = self.state.tasks
@@ -149,8 +151,7 @@ class ReadingRun:
         self.progress(task, TaskStatus.RUNNING)
         prompt = await sync_to_async(task_runner.prompt_for)(self.state, task)
         attempts = 0
-        # What the reading's viewers see of the text as it streams (readings/live.py).
-        text = live.TextPublisher(reading_id, task.pk, sync_to_async(live.publish))
+        text = self.events.for_task(task.pk)
         answer = task_runner.answer_format(task)
 
         answered_by: Attempt | None = None

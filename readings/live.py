@@ -1,8 +1,11 @@
 """Live readings: the worker's events reach the web process's event streams.
 
-The worker writes each event as a ReadingEvent row and, in the same transaction, sends
-Postgres a NOTIFY on one channel with the reading's id. Each web process holds one LISTEN
-connection (not one per stream) and wakes the streams of that reading, which read the new rows.
+The worker writes a reading's new events as ReadingEvent rows and, in the same transaction,
+sends Postgres a NOTIFY on one channel with the reading's id: text of all its tasks together, a
+few times a second (ReadingPublisher). When the reading ends its events are deleted
+(compact): the reading_finished event, written last, carries the whole reading. Each web
+process holds one LISTEN connection (not one per stream) and wakes the streams of that reading,
+which read the new rows.
 
 Why Postgres LISTEN/NOTIFY rather than Redis pub/sub: the events must be stored anyway (a
 late or reconnecting client is sent what it missed, from the rows), and a NOTIFY is
@@ -28,16 +31,17 @@ from readings.models import EventKind, ReadingEvent
 logger = logging.getLogger(__name__)
 
 CHANNEL = "reading_events"
-# How long a card's text may wait before it is written: a few rows a second per task, not
-# one per token. The first delta of an attempt is written at once (time to first text).
-FLUSH_INTERVAL_S = 0.15
+# How long text may wait before it is written: a few writes a second per reading, not one per
+# token or per task. The reading's first text is written at once (time to first text).
+FLUSH_INTERVAL_S = 0.25
 
 
 # --- The worker's side ------------------------------------------------------------------------
 
 
 def publish(reading_id, events: list[tuple[str, dict]]) -> None:
-    """Store events of one reading, in order, and tell the web processes (on commit)."""
+    """Store events of one reading, in order, and tell the web processes (on commit): one
+    insert and one NOTIFY however many events."""
     with transaction.atomic():
         ReadingEvent.objects.bulk_create(
             ReadingEvent(reading_id=reading_id, kind=kind, data=data) for kind, data in events
@@ -47,52 +51,84 @@ def publish(reading_id, events: list[tuple[str, dict]]) -> None:
                 cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(reading_id)])
 
 
-class TextPublisher:
-    """One task's text as it streams: deltas batched into events, and a restart announced
-    when an attempt that showed text fails (the client drops that text; nothing repeats)."""
+def compact(reading_id) -> None:
+    """A reading that has ended keeps no live events: its texts live in its tasks, and the
+    reading_finished event written next carries the whole reading to any late viewer."""
+    ReadingEvent.objects.filter(reading_id=reading_id).delete()
 
-    def __init__(self, reading_id, task_id, publish_async, interval: float = FLUSH_INTERVAL_S):
-        self.reading_id, self.task_id = reading_id, task_id
+
+class ReadingPublisher:
+    """A reading's streaming text, every task's together: deltas gathered and written at most
+    every FLUSH_INTERVAL_S as one insert and one NOTIFY, so a reading's events cost a few
+    writes a second whatever number of its tasks are streaming."""
+
+    def __init__(self, reading_id, publish_async, interval: float = FLUSH_INTERVAL_S):
+        self.reading_id = reading_id
         self._publish = publish_async  # publish, run off the event loop
         self._interval = interval
-        self._pending: list[tuple[object, str]] = []
+        self._pending: list[tuple[str, dict]] = []
         self._last_flush = 0.0
-        self.shown = False  # text of the current attempt has been published
+        self._flushing = asyncio.Lock()  # one write at a time keeps the events in order
+
+    def for_task(self, task_id) -> "TextPublisher":
+        return TextPublisher(self, task_id)
+
+    def add_text(self, task_id, key, text: str) -> None:
+        # The task's latest pending event: if it is text of the same part, the text goes on
+        # in it (one event per part and flush, not one per delta; other tasks' events
+        # between are independent of it).
+        mine = next((e for e in reversed(self._pending) if e[1].get("task") == task_id), None)
+        if mine is not None and mine[0] == EventKind.TEXT and mine[1]["position"] == key:
+            mine[1]["text"] += text
+            return
+        self._pending.append((EventKind.TEXT, {"task": task_id, "position": key, "text": text}))
+
+    def add(self, kind: str, data: dict) -> None:
+        self._pending.append((kind, data))
+
+    def drop_text(self, task_id) -> None:
+        self._pending = [
+            (kind, data)
+            for kind, data in self._pending
+            if not (kind == EventKind.TEXT and data["task"] == task_id)
+        ]
+
+    async def flush(self, *, when_due: bool = False) -> None:
+        if when_due and time.monotonic() - self._last_flush < self._interval:
+            return
+        async with self._flushing:
+            if not self._pending:
+                return
+            pending, self._pending = self._pending, []
+            self._last_flush = time.monotonic()
+            await self._publish(self.reading_id, pending)
+
+
+class TextPublisher:
+    """One task's text as it streams, through its reading's publisher, and a restart announced
+    when an attempt that showed text fails (the client drops that text; nothing repeats)."""
+
+    def __init__(self, reading: ReadingPublisher, task_id):
+        self._reading, self.task_id = reading, task_id
+        self.shown = False  # the current attempt has text on its way to viewers
 
     async def add(self, key, text: str) -> None:
         if not text:
             return
-        if self._pending and self._pending[-1][0] == key:
-            self._pending[-1] = (key, self._pending[-1][1] + text)
-        else:
-            self._pending.append((key, text))
-        if time.monotonic() - self._last_flush >= self._interval:
-            await self.flush()
+        self.shown = True
+        self._reading.add_text(self.task_id, key, text)
+        await self._reading.flush(when_due=True)
 
     async def flush(self) -> None:
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        self._last_flush = time.monotonic()
-        self.shown = True
-        await self._publish(
-            self.reading_id,
-            [
-                (EventKind.TEXT, {"task": self.task_id, "position": key, "text": text})
-                for key, text in pending
-            ],
-        )
+        await self._reading.flush()
 
     async def attempt_failed(self, reason: str) -> None:
         """Forget the failed attempt's text; if any was shown, say the task restarts."""
-        self._pending = []
-        self._last_flush = 0.0
+        self._reading.drop_text(self.task_id)
         if self.shown:
             self.shown = False
-            await self._publish(
-                self.reading_id,
-                [(EventKind.TASK_RESTARTED, {"task": self.task_id, "reason": reason})],
-            )
+            self._reading.add(EventKind.TASK_RESTARTED, {"task": self.task_id, "reason": reason})
+            await self._reading.flush()
 
 
 # --- The web process's side -------------------------------------------------------------------

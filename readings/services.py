@@ -17,6 +17,7 @@ from readings.estimates import EstimateError, ReadingEstimate, estimate_reading
 from readings.languages import validate_language
 from readings.models import DrawnCard, Language, Reading, ReadingMode
 from readings.signals import reading_submitted
+from spreads import selectors
 from spreads.models import DECK_SIZE, Card, Position, Spread, TaskType
 from spreads.prompts import DrawnCard as PromptCard
 
@@ -33,14 +34,14 @@ class CardChoice:
 
 def draw_cards(count: int, *, reversal_probability: float = 0.5) -> list[CardChoice]:
     """Draw without replacement from a cryptographically shuffled deck."""
-    deck = list(Card.objects.values_list("slug", flat=True))
+    deck = [card.slug for card in selectors.deck()]
     rng = secrets.SystemRandom()
     chosen = rng.sample(deck, count)
     return [CardChoice(card=slug, reversed=rng.random() < reversal_probability) for slug in chosen]
 
 
 def resolve_spread(slug: str) -> Spread:
-    spread = Spread.objects.filter(slug=slug).first()
+    spread = selectors.spread_by_slug(slug)
     if spread is None:
         raise ValidationError({"spread": _("No spread called %(slug)s.") % {"slug": repr(slug)}})
     if not spread.is_active:
@@ -74,7 +75,7 @@ def resolve_cards(spread: Spread, choices: list[CardChoice]) -> list[tuple[Card,
         )
     wanted = [c.card.strip() for c in choices]
     by_key = {}
-    for card in Card.objects.all():
+    for card in selectors.deck():
         by_key[card.slug] = card
         by_key[card.name.lower()] = card
     unknown = [w for w in wanted if w.lower() not in by_key and w not in by_key]
@@ -141,7 +142,7 @@ def reading_validate(
             errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
-    positions = list(spread.positions.order_by("index"))
+    positions = selectors.spread_positions(spread)
     if len(positions) != spread.card_count or spread.card_count > DECK_SIZE:
         raise ValidationError(
             {

@@ -261,6 +261,7 @@ def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Readi
         # What the reading still holds goes back to its budgets as it ends, never before:
         # a reading resumed after a crash keeps its reservation.
         release_reading(reading_id)
+        live.compact(reading_id)
         live.publish(
             reading_id,
             [(EventKind.READING_FINISHED, {"status": fields["status"], "error": error})],

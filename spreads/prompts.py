@@ -17,10 +17,12 @@ cache what calls have in common (identical bytes, up to a cache breakpoint):
 """
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from django.template import Context, TemplateDoesNotExist, TemplateSyntaxError
 
 from allocation.prompt import Prompt, PromptPart
+from allocation.staff_config import StaffTable
 from spreads.models import Card, Position, PromptTemplate, Spread
 from spreads.prompt_data import template_data
 from spreads.prompt_sandbox import engine, refusal
@@ -71,9 +73,8 @@ class PromptContext:
 
     @property
     def positions(self) -> list[Position]:
-        if self.spread.pk:
-            return list(self.spread.positions.all())
-        return [c.position for c in self.cards]
+        """Every position of the spread: a reading draws a card for each."""
+        return sorted((c.position for c in self.cards), key=lambda position: position.index)
 
     def as_dict(self) -> dict:
         """What templates see: plain values, never the ORM objects above."""
@@ -133,8 +134,18 @@ def render_guide(
     return rendered[key]
 
 
+# Staff's templates, overriding the files of the same name, by name.
+_stored = StaffTable(PromptTemplate, lambda rows: {row.name: row.body for row in rows})
+
+
+@lru_cache(maxsize=512)
+def _compiled(body: str):
+    """A stored template, parsed once per process and body (an edit is a new body)."""
+    return engine().from_string(body)
+
+
 def template_exists(name: str) -> bool:
-    if PromptTemplate.objects.filter(name=name).exists():
+    if name in _stored.get():
         return True
     try:
         engine().get_template(name)
@@ -166,8 +177,8 @@ def in_language(name: str, language: str) -> str:
 
 
 def render_prompt(name: str, context: PromptContext) -> str:
-    stored = PromptTemplate.objects.filter(name=name).values_list("body", flat=True).first()
-    template = engine().from_string(stored) if stored is not None else engine().get_template(name)
+    stored = _stored.get().get(name)
+    template = _compiled(stored) if stored is not None else engine().get_template(name)
     return template.render(Context(context.as_dict(), autoescape=False)).strip()
 
 

@@ -52,13 +52,15 @@ def close_engine_connections(django_db_setup):
 
 @pytest.fixture(autouse=True)
 def fresh_limits():
-    """Each test starts with the limits and cost history in its own database, not a copy a
-    process kept from the test before (tests set limits with update(), which sends no
-    signal)."""
+    """Each test starts with the limits, staff's configuration and cost history in its own
+    database, not a copy a process kept from the test before (a rolled-back test, or one that
+    used update(), sent no signal)."""
+    from allocation import staff_config
     from allocation.limiter.backends import forget_limits
     from readings.estimates import History
 
     forget_limits()
+    staff_config.forget_all()
     History.forget()
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from allocation import staff_config
 from allocation.allocator import AllocationError, Layer, get_allocator
 from allocation.models import ModelAllocation
 from spreads.models import Spread, TaskType
@@ -80,9 +81,9 @@ def test_the_environment_beats_the_spread_field_by_field(celtic_cross, monkeypat
 
 def test_a_fallback_cost_ceiling_comes_from_the_spread_then_the_global_allocation(celtic_cross):
     assert config(spread=celtic_cross).fallback_cost_ceiling is None  # the seed sets none
-    ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION, spread=None).update(
-        fallback_cost_ceiling=Decimal("1.50")
-    )
+    card = ModelAllocation.objects.get(task_type=TaskType.CARD_INTERPRETATION, spread=None)
+    card.fallback_cost_ceiling = Decimal("1.50")
+    card.save()
     assert config(spread=celtic_cross).fallback_cost_ceiling == Decimal("1.50")
 
     ModelAllocation.objects.create(
@@ -140,10 +141,23 @@ def test_the_spreads_max_tokens_caps_every_allocation(celtic_cross):
 
 def test_an_admin_edit_applies_to_the_next_lookup_without_a_restart(celtic_cross):
     assert config(spread=celtic_cross).model == "claude-haiku-5-5"
+    for row in ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION):
+        row.model = "claude-haiku-4-5"
+        row.save()  # as the admin saves it
+
+    assert config(spread=celtic_cross).model == "claude-haiku-4-5"
+
+
+def test_a_bulk_update_applies_once_this_process_reads_the_rows_again(celtic_cross):
+    assert config(spread=celtic_cross).model == "claude-haiku-5-5"
+    # A bulk update sends no signal: this process keeps the rows it read...
     ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION).update(
         model="claude-haiku-4-5"
     )
+    assert config(spread=celtic_cross).model == "claude-haiku-5-5"
 
+    # ...for at most staff_config.FRESH_S.
+    staff_config.forget_all()
     assert config(spread=celtic_cross).model == "claude-haiku-4-5"
 
 

@@ -102,9 +102,9 @@ def test_an_environment_override_beats_the_admin(emulator, monkeypatch):
 
 def test_an_admin_edit_takes_effect_on_the_next_reading(emulator):
     first = read()
-    ModelAllocation.objects.filter(task_type=TaskType.ADVICE, spread=None).update(
-        model="claude-haiku-4-5"
-    )
+    advice = ModelAllocation.objects.get(task_type=TaskType.ADVICE, spread=None)
+    advice.model = "claude-haiku-4-5"
+    advice.save()  # as the admin saves it
 
     second = read()
 

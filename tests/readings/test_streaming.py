@@ -7,6 +7,7 @@ import pytest
 
 from allocation.calls import InvalidAnswer
 from allocation.models import CallOutcome, LLMCall, ModelAllocation
+from readings import live
 from readings.card_answers import CardBatchAnswer
 from readings.engine import run_reading_sync
 from readings.models import EventKind, ReadingEvent, ReadingStatus, ReadingTask
@@ -28,17 +29,41 @@ def read(**kwargs):
     return run_reading_sync(reading.pk)
 
 
-def shown_texts(reading) -> dict:
+class Sent(list):
+    """Every event written for viewers, in order, as (kind, data); `writes` holds each
+    write's events."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[list] = []
+
+
+@pytest.fixture
+def sent(monkeypatch) -> Sent:
+    """What was sent while the reading ran: its rows are compacted once it ends."""
+    recorded = Sent()
+    publish = live.publish
+
+    def recording(reading_id, batch):
+        publish(reading_id, batch)
+        recorded.extend(batch)
+        recorded.writes.append(list(batch))
+
+    monkeypatch.setattr(live, "publish", recording)
+    return recorded
+
+
+def shown_texts(sent) -> dict:
     """What a viewer of the events ends up showing: each (task, position)'s deltas since the
     task last started or restarted."""
     shown: dict = {}
-    for event in ReadingEvent.objects.filter(reading=reading).order_by("id"):
-        task = event.data.get("task")
-        if event.kind in (EventKind.TASK_STARTED, EventKind.TASK_RESTARTED):
+    for kind, data in sent:
+        task = data.get("task")
+        if kind in (EventKind.TASK_STARTED, EventKind.TASK_RESTARTED):
             shown = {k: v for k, v in shown.items() if k[0] != task}
-        elif event.kind == EventKind.TEXT:
-            key = (task, event.data["position"])
-            shown[key] = shown.get(key, "") + event.data["text"]
+        elif kind == EventKind.TEXT:
+            key = (task, data["position"])
+            shown[key] = shown.get(key, "") + data["text"]
     return shown
 
 
@@ -52,24 +77,43 @@ def saved_texts(reading) -> dict:
     return saved
 
 
-def test_the_text_a_viewer_is_sent_adds_up_to_the_saved_reading(emulator):
+def test_the_text_a_viewer_is_sent_adds_up_to_the_saved_reading(emulator, sent):
     reading = read()
 
     assert reading.status == ReadingStatus.DONE
-    assert shown_texts(reading) == saved_texts(reading)
-    kinds = list(ReadingEvent.objects.filter(reading=reading).values_list("kind", flat=True))
+    assert shown_texts(sent) == saved_texts(reading)
+    kinds = [kind for kind, _ in sent]
     assert kinds.count(EventKind.TASK_STARTED) == kinds.count(EventKind.TASK_FINISHED) == 4
     assert kinds[-1] == EventKind.READING_FINISHED
 
 
-def test_text_is_written_in_batches_not_once_per_token(emulator):
+def test_text_is_written_in_batches_not_once_per_token(emulator, sent, monkeypatch):
     emulator.configure(ms_per_token=2)  # about a second per answer
+    writes = []
+    publish = live.publish
+    monkeypatch.setattr(
+        live, "publish", lambda pk, batch: (writes.append(batch), publish(pk, batch))
+    )
     reading = read()
 
-    deltas = ReadingEvent.objects.filter(reading=reading, kind=EventKind.TEXT).count()
+    deltas = [data for kind, data in sent if kind == EventKind.TEXT]
     # The emulator sends a delta every 4 tokens (16 characters).
     characters = sum(len(text) for text in saved_texts(reading).values())
-    assert deltas < characters / 16 / 3
+    assert len(deltas) < characters / 16 / 3
+    # Text is written a few times a second for the whole reading, not per task: every
+    # FLUSH_INTERVAL_S, besides the reading's first text (at once) and each task's last.
+    text_writes = [w for w in sent.writes if any(kind == EventKind.TEXT for kind, _ in w)]
+    tasks = reading.tasks.count()
+    assert len(text_writes) <= reading.wall_time_s / live.FLUSH_INTERVAL_S + tasks + 1
+
+
+def test_a_finished_reading_keeps_one_event_that_carries_it_whole(emulator, sent):
+    reading = read()
+
+    stored = list(ReadingEvent.objects.filter(reading=reading).values_list("kind", flat=True))
+    # The text lives in the tasks; the stream's last event hands a late viewer the reading.
+    assert stored == [EventKind.READING_FINISHED]
+    assert len(sent) > 10
 
 
 def test_each_position_shows_its_own_cards_text(emulator):
@@ -84,7 +128,7 @@ def test_each_position_shows_its_own_cards_text(emulator):
     assert "The Star reversed" in cards[1]["text"]
 
 
-def test_a_stream_that_breaks_restarts_its_task_without_repeating_text(emulator):
+def test_a_stream_that_breaks_restarts_its_task_without_repeating_text(emulator, sent):
     # Every card batch's stream from the allocated model breaks halfway; its fallback's does not.
     emulator.configure(broken_stream_models=frozenset({"claude-haiku-5-5"}))
 
@@ -95,12 +139,14 @@ def test_a_stream_that_breaks_restarts_its_task_without_repeating_text(emulator)
     calls = LLMCall.objects.filter(task=card_task).order_by("attempt")
     assert [(c.model, c.outcome) for c in calls][-1] == ("claude-haiku-4-5", CallOutcome.OK)
     assert {c.outcome for c in calls[: len(calls) - 1]} == {CallOutcome.OVERLOADED}
-    restarts = ReadingEvent.objects.filter(
-        reading=reading, kind=EventKind.TASK_RESTARTED, data__task=card_task.pk
-    )
-    assert restarts.count() == len(calls) - 1
+    restarts = [
+        data
+        for kind, data in sent
+        if kind == EventKind.TASK_RESTARTED and data["task"] == card_task.pk
+    ]
+    assert len(restarts) == len(calls) - 1
     # What a viewer shows is the fallback's answer once, not the broken halves before it.
-    assert shown_texts(reading) == saved_texts(reading)
+    assert shown_texts(sent) == saved_texts(reading)
 
 
 def test_an_answer_that_cannot_be_mapped_to_positions_fails_the_attempt(emulator):
