@@ -26,7 +26,7 @@ from allocation.models import CallOutcome
 from allocation.usage import Attempt
 from readings import live, store, task_runner
 from readings.guide_writers import guide_writers
-from readings.models import Reading, ReadingTask, TaskStatus
+from readings.models import EventKind, Reading, ReadingTask, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +143,10 @@ class ReadingRun:
             "phase": task.phase,
             "positions": task.position_indexes,
         }
-        if not await sync_to_async(store.claim_task)(
-            task.pk, reading_id=reading_id, announce=announce
-        ):
+        if not await sync_to_async(store.claim_task)(task.pk):
             return
+        # Viewers hear of it with the reading's next write (its first text, at the latest).
+        self.events.add(EventKind.TASK_STARTED, announce)
         self.timings.phase_of[task.pk] = task.phase
         self.progress(task, TaskStatus.RUNNING)
         prompt = await sync_to_async(task_runner.prompt_for)(self.state, task)
@@ -199,6 +199,7 @@ class ReadingRun:
                 )
         except TaskFailed as exc:
             error = f"{task}: {exc}"
+            await self.events.flush()  # its task_started, before its end
             await sync_to_async(store.fail_task)(
                 task.pk, error=error, attempts=attempts, reading_id=reading_id
             )
@@ -269,6 +270,7 @@ async def run_reading(reading_id, progress: Progress | None = None) -> Reading:
         logger.exception("reading %s failed unexpectedly", reading_id)
         error = f"Unexpected error ({type(exc).__name__}): {exc}"
     metrics = reading_run.timings.as_metrics(reading_run.tracker.peak)
+    await reading_run.events.close()  # nothing is written after the reading's end
     return await sync_to_async(store.finish)(reading_id, error=error, timings=metrics)
 
 
@@ -287,3 +289,4 @@ async def run_tasks(state: store.ReadingState, tasks: list[ReadingTask]) -> None
     saved done or failed, as in a reading's run."""
     reading_run = ReadingRun(state)
     await asyncio.gather(*(reading_run.run_task(t) for t in tasks), return_exceptions=True)
+    await reading_run.events.close()

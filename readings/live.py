@@ -19,6 +19,7 @@ Without Postgres (the SQLite default of `make run`), streams poll the table.
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -58,16 +59,18 @@ def compact(reading_id) -> None:
 
 
 class ReadingPublisher:
-    """A reading's streaming text, every task's together: deltas gathered and written at most
-    every FLUSH_INTERVAL_S as one insert and one NOTIFY, so a reading's events cost a few
-    writes a second whatever number of its tasks are streaming."""
+    """A reading's live events, every task's together: gathered and written as one insert and
+    one NOTIFY at most every FLUSH_INTERVAL_S (the first at once), so a reading's events cost
+    a few writes a second whatever number of its tasks are streaming. Every event is written
+    within FLUSH_INTERVAL_S of being added; close() writes what is left."""
 
     def __init__(self, reading_id, publish_async, interval: float = FLUSH_INTERVAL_S):
         self.reading_id = reading_id
         self._publish = publish_async  # publish, run off the event loop
         self._interval = interval
         self._pending: list[tuple[str, dict]] = []
-        self._last_flush = 0.0
+        self._last_flush = -math.inf
+        self._due: asyncio.TimerHandle | None = None
         self._flushing = asyncio.Lock()  # one write at a time keeps the events in order
 
     def for_task(self, task_id) -> "TextPublisher":
@@ -80,11 +83,13 @@ class ReadingPublisher:
         mine = next((e for e in reversed(self._pending) if e[1].get("task") == task_id), None)
         if mine is not None and mine[0] == EventKind.TEXT and mine[1]["position"] == key:
             mine[1]["text"] += text
-            return
-        self._pending.append((EventKind.TEXT, {"task": task_id, "position": key, "text": text}))
+        else:
+            self._pending.append((EventKind.TEXT, {"task": task_id, "position": key, "text": text}))
+        self._write_soon()
 
     def add(self, kind: str, data: dict) -> None:
         self._pending.append((kind, data))
+        self._write_soon()
 
     def drop_text(self, task_id) -> None:
         self._pending = [
@@ -93,15 +98,36 @@ class ReadingPublisher:
             if not (kind == EventKind.TEXT and data["task"] == task_id)
         ]
 
-    async def flush(self, *, when_due: bool = False) -> None:
-        if when_due and time.monotonic() - self._last_flush < self._interval:
-            return
+    async def flush(self) -> None:
+        """Write what is pending now."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
         async with self._flushing:
             if not self._pending:
                 return
             pending, self._pending = self._pending, []
             self._last_flush = time.monotonic()
             await self._publish(self.reading_id, pending)
+
+    async def close(self) -> None:
+        await self.flush()
+
+    def _write_soon(self) -> None:
+        if self._due is not None:
+            return
+        delay = max(0.0, self._last_flush + self._interval - time.monotonic())
+        self._due = asyncio.get_running_loop().call_later(delay, self._write_due)
+
+    def _write_due(self) -> None:
+        self._due = None
+        asyncio.ensure_future(self._flush_logged())
+
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001 - viewers miss some text; the reading goes on
+            logger.exception("could not write reading %s's live events", self.reading_id)
 
 
 class TextPublisher:
@@ -113,11 +139,9 @@ class TextPublisher:
         self.shown = False  # the current attempt has text on its way to viewers
 
     async def add(self, key, text: str) -> None:
-        if not text:
-            return
-        self.shown = True
-        self._reading.add_text(self.task_id, key, text)
-        await self._reading.flush(when_due=True)
+        if text:
+            self.shown = True
+            self._reading.add_text(self.task_id, key, text)
 
     async def flush(self) -> None:
         await self._reading.flush()

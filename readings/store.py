@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, DecimalField, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from allocation.allocator import AllocationConfig, get_allocator
@@ -224,10 +225,17 @@ def fail_task(task_id, *, error: str, attempts: int, reading_id=None) -> None:
             live.publish(reading_id, [(EventKind.TASK_FINISHED, failed)])
 
 
-def _task_cost(task_id) -> Decimal:
-    """What every attempt of the task cost, retries and fallbacks included."""
-    total = LLMCall.objects.filter(task_id=task_id).aggregate(total=Sum("cost_usd"))["total"]
-    return total or Decimal(0)
+def _task_cost(task_id):
+    """What every attempt of the task cost, retries and fallbacks included: summed by the
+    update that saves the task, not in a round trip of its own."""
+    spent = (
+        LLMCall.objects.filter(task_id=task_id)
+        .order_by()
+        .values("task_id")
+        .annotate(total=Sum("cost_usd"))
+        .values("total")
+    )
+    return Coalesce(Subquery(spent), Value(Decimal(0)), output_field=DecimalField())
 
 
 def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Reading:
