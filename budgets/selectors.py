@@ -4,9 +4,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Q
 from django.utils import timezone
 
+from allocation.staff_config import StaffTable
 from budgets.models import Budget, BudgetAlert, BudgetLedger, BudgetScope, QuotaOverride
 from budgets.rates import most_generous
 
@@ -18,15 +18,35 @@ class Quota:
     exempt_from_budgets: bool = False
 
 
+def _by_holder(rows) -> tuple[dict, dict]:
+    users, groups = {}, {}
+    for row in rows:
+        if row.user_id is not None:
+            users[row.user_id] = row
+        else:
+            groups[row.group_id] = row
+    return users, groups
+
+
+# Staff's overrides and budgets: every new reading reads them (allocation/staff_config.py).
+_overrides = StaffTable(QuotaOverride, _by_holder)
+_budgets = StaffTable(
+    Budget, lambda rows: list(rows.filter(is_active=True).select_related("user", "spread"))
+)
+
+
 def quota_for(user) -> Quota:
     """The user's own override wins; else their groups' (exempt if any group is, the most
     generous rate among them); else nothing, and settings' default applies."""
     if user is None or not user.is_authenticated:
         return Quota()
-    own = QuotaOverride.objects.filter(user=user).first()
+    by_user, by_group = _overrides.get()
+    own = by_user.get(user.pk)
     if own is not None:
         return Quota(own.reading_rate, own.exempt_from_throttles, own.exempt_from_budgets)
-    groups = list(QuotaOverride.objects.filter(group__user=user))
+    if not by_group:
+        return Quota()
+    groups = [by_group[g] for g in user.groups.values_list("pk", flat=True) if g in by_group]
     if not groups:
         return Quota()
     return Quota(
@@ -38,14 +58,17 @@ def quota_for(user) -> Quota:
 
 def budgets_applying(*, owner, spread) -> list[Budget]:
     """Every switched-on budget a reading of `owner` on `spread` must fit in."""
-    scope = Q(scope=BudgetScope.PLATFORM)
-    if spread is not None and spread.pk:
-        scope |= Q(scope=BudgetScope.SPREAD, spread=spread)
-    if owner is not None and owner.pk:
-        scope |= Q(scope=BudgetScope.USER, user=owner)
-    return list(
-        Budget.objects.filter(scope, is_active=True).select_related("user", "spread").order_by("pk")
-    )
+    spread_id = spread.pk if spread is not None else None
+    owner_id = owner.pk if owner is not None else None
+
+    def applies(budget: Budget) -> bool:
+        if budget.scope == BudgetScope.SPREAD:
+            return spread_id is not None and budget.spread_id == spread_id
+        if budget.scope == BudgetScope.USER:
+            return owner_id is not None and budget.user_id == owner_id
+        return budget.scope == BudgetScope.PLATFORM
+
+    return sorted((b for b in _budgets.get() if applies(b)), key=lambda budget: budget.pk)
 
 
 @dataclass(frozen=True)
