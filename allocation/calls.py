@@ -35,6 +35,7 @@ from allocation.retry_policy import (
     is_fatal,
     retry_after_from_headers,
 )
+from allocation.stream_reader import StreamedMessage
 from allocation.usage import Attempt
 from allocation.warm_prefixes import warm_prefixes
 
@@ -262,26 +263,31 @@ async def _send(
         t0 = time.monotonic()
         answer.start()
         try:
-            async with client.messages.stream(
+            # The SDK's raw events, not its MessageStream helper (allocation/stream_reader.py).
+            stream = await client.messages.create(
                 model=model,
                 max_tokens=config.max_tokens,
                 **prompt.request(),
                 **answer.request(),
                 extra_body=_sampling(config),
-            ) as stream:
+                stream=True,
+            )
+            async with stream:
                 headers = dict(stream.response.headers)
                 status_code = stream.response.status_code
                 request_id = headers.get("request-id", "")
+                streamed = StreamedMessage()
                 try:
                     async for event in stream:
+                        streamed.add(event)
                         for key, text in answer.feed(event):
                             if on_text is not None:
                                 await on_text(key, text)
-                    message = await stream.get_final_message()
                 except httpx2.HTTPError as exc:
                     # The connection broke or stalled mid-stream: as the SDK reports it when
                     # that happens before the response.
                     raise _transport_error(exc) from exc
+            message = streamed.message()
             result = answer.result(message)
         except anthropic.APIError as exc:
             latency = time.monotonic() - t0
