@@ -60,9 +60,10 @@ def compact(reading_id) -> None:
 
 class ReadingPublisher:
     """A reading's live events, every task's together: gathered and written as one insert and
-    one NOTIFY at most every FLUSH_INTERVAL_S (the first at once), so a reading's events cost
-    a few writes a second whatever number of its tasks are streaming. Every event is written
-    within FLUSH_INTERVAL_S of being added; close() writes what is left."""
+    one NOTIFY at most every FLUSH_INTERVAL_S (its first event and its first text at once),
+    so a reading's events cost a few writes a second whatever number of its tasks are
+    streaming. Every event is written within FLUSH_INTERVAL_S of being added; close() writes
+    what is left."""
 
     def __init__(self, reading_id, publish_async, interval: float = FLUSH_INTERVAL_S):
         self.reading_id = reading_id
@@ -71,6 +72,7 @@ class ReadingPublisher:
         self._pending: list[tuple[str, dict]] = []
         self._last_flush = -math.inf
         self._due: asyncio.TimerHandle | None = None
+        self._text_written = False
         self._flushing = asyncio.Lock()  # one write at a time keeps the events in order
 
     def for_task(self, task_id) -> "TextPublisher":
@@ -85,7 +87,12 @@ class ReadingPublisher:
             mine[1]["text"] += text
         else:
             self._pending.append((EventKind.TEXT, {"task": task_id, "position": key, "text": text}))
-        self._write_soon()
+        if not self._text_written:
+            # The reading's first text goes at once: what a viewer waits for (time to text).
+            self._text_written = True
+            self._write_soon(at_once=True)
+        else:
+            self._write_soon()
 
     def add(self, kind: str, data: dict) -> None:
         self._pending.append((kind, data))
@@ -113,10 +120,12 @@ class ReadingPublisher:
     async def close(self) -> None:
         await self.flush()
 
-    def _write_soon(self) -> None:
+    def _write_soon(self, *, at_once: bool = False) -> None:
         if self._due is not None:
-            return
-        delay = max(0.0, self._last_flush + self._interval - time.monotonic())
+            if not at_once:
+                return
+            self._due.cancel()
+        delay = 0.0 if at_once else max(0.0, self._last_flush + self._interval - time.monotonic())
         self._due = asyncio.get_running_loop().call_later(delay, self._write_due)
 
     def _write_due(self) -> None:
