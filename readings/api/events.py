@@ -18,6 +18,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Prefetch
 from django.http import StreamingHttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -28,7 +29,7 @@ from rest_framework.views import APIView
 from readings.api.serializers import ReadingDetailSerializer
 from readings.api.views import readings_visible_to
 from readings.live import listener, sse, stream_slots
-from readings.models import EventKind, ReadingEvent, ReadingTask
+from readings.models import EventKind, Reading, ReadingEvent, ReadingStatus, ReadingTask
 
 # A comment line this often keeps proxies from closing an idle stream, and finds clients
 # that have gone away.
@@ -115,9 +116,15 @@ async def _stream(reading_id, last_id: int, release):
     try:
         yield "retry: 1000\n\n"
         idle_s = 0.0
+        first = True
         while time.monotonic() < ends_at:
             waiter.clear()  # before reading: a NOTIFY from now on wakes the wait below
             events = await _events_after(reading_id, last_id)
+            if first and not events and (reading := await _if_ended(reading_id)) is not None:
+                # Resumed at or past the end (its events are compacted away): the end again.
+                yield sse(None, EventKind.READING_FINISHED, reading)
+                return
+            first = False
             for event in events:
                 last_id = event.id
                 if event.kind == EventKind.READING_FINISHED:
@@ -156,11 +163,24 @@ def _events_after(reading_id, last_id: int) -> list[ReadingEvent]:
 
 
 @sync_to_async
-def _reading_payload(reading_id) -> dict:
-    from django.db.models import Prefetch
+def _if_ended(reading_id) -> dict | None:
+    """A reading_finished event's data for a reading that has ended, else None."""
+    try:
+        ended = (
+            Reading.objects.filter(
+                pk=reading_id, status__in=[ReadingStatus.DONE, ReadingStatus.FAILED]
+            )
+            .values("status", "error")
+            .first()
+        )
+    finally:
+        connection.close()
+    if ended is None:
+        return None
+    return {**ended, "reading": _reading_data(reading_id)}
 
-    from readings.models import Reading
 
+def _reading_data(reading_id) -> dict:
     try:
         reading = (
             Reading.objects.select_related("spread")
@@ -175,3 +195,6 @@ def _reading_payload(reading_id) -> dict:
     finally:
         close_old_connections()
         connection.close()
+
+
+_reading_payload = sync_to_async(_reading_data)

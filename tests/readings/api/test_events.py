@@ -163,6 +163,19 @@ def test_a_client_resumes_after_the_last_event_it_saw(web, bob, emulator):
     assert rest[-1][2]["reading"]["status"] == ReadingStatus.DONE
 
 
+def test_a_client_resuming_past_a_finished_readings_last_event_is_told_it_ended(web, bob, emulator):
+    reading = run_reading_sync(new_reading(bob).pk)
+
+    with client(web, bob) as http:
+        [(finished_id, _, _)] = follow(http, reading)
+        received = follow(http, reading, **{"Last-Event-ID": str(finished_id + 1000)})
+
+    # Not a stream left open until READING_STREAM_MAX_S: the end, again, and the stream ends.
+    [(_, kind, data)] = received
+    assert kind == EventKind.READING_FINISHED
+    assert data["status"] == ReadingStatus.DONE and data["reading"]["results"]["advice"]
+
+
 def test_someone_elses_reading_is_not_found(web, bob, charlie, alice, emulator):
     reading = new_reading(bob)
 
