@@ -145,7 +145,7 @@ class ReadingRun:
         }
         if not await sync_to_async(store.claim_task)(task.pk):
             return
-        # Viewers hear of it with the reading's next write (its first text, at the latest).
+        # Viewers hear of it with the reading's next write, within live.FLUSH_INTERVAL_S.
         self.events.add(EventKind.TASK_STARTED, announce)
         self.timings.phase_of[task.pk] = task.phase
         self.progress(task, TaskStatus.RUNNING)

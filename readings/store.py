@@ -103,18 +103,14 @@ def begin(reading_id) -> ReadingState | None:
     return state_for(reading)
 
 
-def claim_task(task_id, *, reading_id=None, announce: dict | None = None) -> bool:
-    """True if this run got the task; False if it is done or another run holds it. A
-    claimed task is announced to the reading's viewers (task_started) with `announce`."""
-    claimed = (
+def claim_task(task_id) -> bool:
+    """True if this run got the task; False if it is done or another run holds it."""
+    return (
         ReadingTask.objects.filter(pk=task_id, status=TaskStatus.PENDING).update(
             status=TaskStatus.RUNNING, started_at=timezone.now(), error=""
         )
         == 1
     )
-    if claimed and announce is not None:
-        live.publish(reading_id, [(EventKind.TASK_STARTED, announce)])
-    return claimed
 
 
 def render(state: ReadingState, task_type: str, context: PromptContext, *, cached=True) -> Prompt:
