@@ -6,8 +6,10 @@ any object with `pk`, `slug` and `max_tokens`; the task types themselves, with t
 environment word and built-in default, come from settings.LLM_TASK_TYPES
 (allocation/task_types.py), so this layer holds no list of the domain's tasks.
 
-Nothing is cached, so an admin edit applies to the next reading without a restart. Every
-resolved allocation is logged with the layer each value came from.
+An admin edit applies to the next reading without a restart: the rows are read at most every
+FRESH_S per process, and afresh at once in the process that saves one
+(allocation/staff_config.py). Every resolved allocation is logged with the layer each value
+came from.
 """
 
 import logging
@@ -80,11 +82,12 @@ def rows_in_order(rows: dict) -> list[ModelAllocation]:
 class Allocator:
     def get_config(self, task_type: str, spread=None) -> AllocationConfig:
         task_type = task_type_of(task_type)
-        scope_id = spread.pk if spread is not None and spread.pk else None
+        allocations = _allocations.get()
+        scope_id = spread.pk if spread is not None else None
         rows = {}
-        if (row := _allocations.get().get((task_type.value, None))) is not None:
+        if (row := allocations.get((task_type.value, None))) is not None:
             rows[Layer.GLOBAL] = row
-        if scope_id is not None and (row := _allocations.get().get((task_type.value, scope_id))):
+        if scope_id is not None and (row := allocations.get((task_type.value, scope_id))):
             rows[Layer.SPREAD] = row
         default = task_type.builtin_default
         layers = [

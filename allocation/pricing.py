@@ -88,7 +88,7 @@ class Pricer:
     """cost_of for many usages on a few models, with one set of overrides throughout: a
     report prices dozens of token sums against the same prices."""
 
-    def __init__(self, models=()):
+    def __init__(self):
         self._overrides = _overrides.get()
 
     def cost(self, model: str, usage: TokenUsage) -> Decimal:

@@ -60,10 +60,9 @@ class StreamedMessage:
             raise anthropic.APIResponseValidationError(
                 response=None, body=None, message="The stream ended before message_start."
             )
-        content = [self._block(block) for block in self._blocks]
         return self._start.model_copy(
             update={
-                "content": [block for block in content if block is not None],
+                "content": [self._block(block) for block in self._blocks],
                 "stop_reason": self._stop_reason,
                 "stop_sequence": self._stop_sequence,
                 "usage": self._start.usage.model_copy(update=self._usage),

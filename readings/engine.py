@@ -270,7 +270,7 @@ async def run_reading(reading_id, progress: Progress | None = None) -> Reading:
         logger.exception("reading %s failed unexpectedly", reading_id)
         error = f"Unexpected error ({type(exc).__name__}): {exc}"
     metrics = reading_run.timings.as_metrics(reading_run.tracker.peak)
-    await reading_run.events.close()  # nothing is written after the reading's end
+    await reading_run.events.flush()  # nothing is written after the reading's end
     return await sync_to_async(store.finish)(reading_id, error=error, timings=metrics)
 
 
@@ -289,4 +289,4 @@ async def run_tasks(state: store.ReadingState, tasks: list[ReadingTask]) -> None
     saved done or failed, as in a reading's run."""
     reading_run = ReadingRun(state)
     await asyncio.gather(*(reading_run.run_task(t) for t in tasks), return_exceptions=True)
-    await reading_run.events.close()
+    await reading_run.events.flush()

@@ -62,8 +62,8 @@ class ReadingPublisher:
     """A reading's live events, every task's together: gathered and written as one insert and
     one NOTIFY at most every FLUSH_INTERVAL_S (its first event and its first text at once),
     so a reading's events cost a few writes a second whatever number of its tasks are
-    streaming. Every event is written within FLUSH_INTERVAL_S of being added; close() writes
-    what is left."""
+    streaming. Every event is written within FLUSH_INTERVAL_S of being added, or by flush().
+    """
 
     def __init__(self, reading_id, publish_async, interval: float = FLUSH_INTERVAL_S):
         self.reading_id = reading_id
@@ -116,9 +116,6 @@ class ReadingPublisher:
             pending, self._pending = self._pending, []
             self._last_flush = time.monotonic()
             await self._publish(self.reading_id, pending)
-
-    async def close(self) -> None:
-        await self.flush()
 
     def _write_soon(self, *, at_once: bool = False) -> None:
         if self._due is not None:

@@ -93,7 +93,7 @@ def savings_summary(
         )
         .order_by()
     )
-    pricer = Pricer({row["model"] for row in groups} | {row["requested_model"] for row in groups})
+    pricer = Pricer()
     totals = _blank()
     by_task_type: dict[str, dict] = {}
     by_model: dict[str, dict] = {}

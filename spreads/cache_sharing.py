@@ -155,7 +155,7 @@ def sharing_problems(spread: Spread) -> list[str]:
         return ["Prompt caching is switched off (LLM_PROMPT_CACHING): no call reads a cache."]
     calls = planned_calls(spread)
     tokens = shared_part_tokens(spread)
-    pricer = Pricer({call.model for call in calls})
+    pricer = Pricer()
     return [
         *_broken_sharing(spread, calls, tokens, pricer),
         *_guide_copies(spread, calls),
