@@ -6,13 +6,21 @@ claude-sonnet-5 (genai-prices' bundled data), USD per million tokens:
 Anthropic's usage.input_tokens excludes cache reads and writes; TokenUsage keeps that meaning.
 """
 
+import random
 from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
 
 from allocation.models import ModelPrice
-from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of, price_problem
+from allocation.pricing import (
+    TokenUsage,
+    UnknownModelPrice,
+    _library_calc,
+    cost_of,
+    library_cost_of,
+    price_problem,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -142,3 +150,20 @@ def test_usage_from_the_sdk_splits_cache_writes_by_ttl():
         batched=True,
     )
     assert usage.cache_write_tokens == 2100
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize(
+    "model", ["claude-haiku-5-5", "claude-sonnet-5", "claude-sonnet-4-5", "claude-haiku-4-5"]
+)
+def test_the_cached_rates_price_exactly_as_the_library_on_both_sides_of_every_tier(
+    model, batched
+):
+    # claude-haiku-5-5's prices step up above 100,000 input tokens, claude-sonnet-4-5's above
+    # 200,000; the whole input (cache reads and writes included) picks the tier.
+    rng = random.Random(7)
+    edges = [0, 1, 99_999, 100_000, 100_001, 199_999, 200_000, 200_001]
+    for _ in range(200):
+        counts = [rng.choice([0, rng.choice(edges), rng.randint(1, 300_000)]) for _ in range(5)]
+        usage = TokenUsage(*counts, batched=batched)
+        assert library_cost_of(model, usage) == _library_calc(model, usage), usage
