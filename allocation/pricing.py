@@ -140,7 +140,8 @@ def library_cost_of(model: str, usage: TokenUsage) -> Decimal:
         usage.cache_write_5m_tokens,
         usage.cache_write_1h_tokens,
     )
-    return sum((rate * count / MILLION for rate, count in zip(rates, counts, strict=True)), Decimal(0))
+    terms = (rate * count / MILLION for rate, count in zip(rates, counts, strict=True))
+    return sum(terms, Decimal(0))
 
 
 # How long the library's rates are reused: prices with a start date or a time of day change
