@@ -156,9 +156,7 @@ def test_usage_from_the_sdk_splits_cache_writes_by_ttl():
 @pytest.mark.parametrize(
     "model", ["claude-haiku-5-5", "claude-sonnet-5", "claude-sonnet-4-5", "claude-haiku-4-5"]
 )
-def test_the_cached_rates_price_exactly_as_the_library_on_both_sides_of_every_tier(
-    model, batched
-):
+def test_the_cached_rates_price_exactly_as_the_library_on_both_sides_of_every_tier(model, batched):
     # claude-haiku-5-5's prices step up above 100,000 input tokens, claude-sonnet-4-5's above
     # 200,000; the whole input (cache reads and writes included) picks the tier.
     rng = random.Random(7)
