@@ -41,15 +41,36 @@ FLUSH_INTERVAL_S = 0.25
 
 
 def publish(reading_id, events: list[tuple[str, dict]]) -> None:
-    """Store events of one reading, in order, and tell the web processes (on commit): one
-    insert and one NOTIFY however many events."""
-    with transaction.atomic():
-        ReadingEvent.objects.bulk_create(
-            ReadingEvent(reading_id=reading_id, kind=kind, data=data) for kind, data in events
+    """Store events of one reading, in order, and tell the web processes (on commit).
+
+    On Postgres that is one statement, so one round trip: its insert and its NOTIFY commit
+    together (or with the caller's transaction), and a flush costs the worker and the
+    database a quarter of what a transaction of separate statements did."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            ReadingEvent.objects.bulk_create(
+                ReadingEvent(reading_id=reading_id, kind=kind, data=data) for kind, data in events
+            )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH stored AS (
+                INSERT INTO {ReadingEvent._meta.db_table} (reading_id, kind, data, created_at)
+                SELECT %s, event.kind, event.data::jsonb, now()
+                FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS event(kind, data, n)
+                ORDER BY event.n
+            )
+            SELECT pg_notify(%s, %s)
+            """,
+            [
+                reading_id,
+                [kind for kind, _ in events],
+                [json.dumps(data) for _, data in events],
+                CHANNEL,
+                str(reading_id),
+            ],
         )
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(reading_id)])
 
 
 def compact(reading_id) -> None:
