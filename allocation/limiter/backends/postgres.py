@@ -4,8 +4,17 @@ One ModelState row per model holds its LimiterState; each call in flight is a Le
 A sequence runs in one transaction under SELECT ... FOR UPDATE on the model's row, so two
 processes can never both take the last slot (healthchecks' TokenBucket accepts that race for
 login throttling; provider limits cannot).
+
+Every LLM call runs two sequences (admission, release), so each is two round trips: one
+that begins the transaction, locks the row and reads what the decision needs, and one that
+stores the decision and commits. Several statements travel in one message (Django's
+client-side parameter binding allows it), as separate statements still: the leases are
+counted by a statement that starts after the lock is held, so it sees every lease the
+previous holder of the lock committed. Inside a caller's transaction (a test's, say) the
+same sequence runs through the ORM, under a savepoint.
 """
 
+import json
 import time
 from collections import Counter
 
@@ -24,6 +33,8 @@ class PostgresBackend(LimiterBackend):
     name = "postgres"
 
     def atomically(self, model, *, now, lease_id, decide):
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            return _atomically_in_two_round_trips(model, now=now, lease_id=lease_id, decide=decide)
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 # Limiter state is short-lived: after a crash, a few lost milliseconds of it
@@ -84,6 +95,107 @@ class PostgresBackend(LimiterBackend):
         with connection.cursor() as cursor:
             cursor.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())")
             return float(cursor.fetchone()[0])
+
+
+STATE_TABLE = ModelState._meta.db_table
+LEASE_TABLE = Lease._meta.db_table
+STATE_COLUMNS = ", ".join(FIELDS)
+JSON_FIELDS = ("adaptive", "breaker")
+
+LOAD = f"""
+    SELECT {STATE_COLUMNS} FROM {STATE_TABLE} WHERE model = %(model)s FOR UPDATE;
+    SELECT
+        (SELECT count(*) FROM {LEASE_TABLE} WHERE model = %(model)s AND expires_at > %(now)s),
+        named.holder, named.expires_at, named.input_estimate
+    FROM (SELECT 1) AS one
+    LEFT JOIN {LEASE_TABLE} AS named ON named.id = %(lease_id)s
+"""
+BEGIN = "BEGIN; SET LOCAL synchronous_commit TO OFF;"
+CREATE = f"""
+    INSERT INTO {STATE_TABLE} (model, {STATE_COLUMNS}, updated_at)
+    VALUES (%(model)s, {", ".join(f"%({name})s" for name in FIELDS)}, now())
+    ON CONFLICT (model) DO NOTHING;
+"""
+STORE = f"""
+    UPDATE {STATE_TABLE} SET {", ".join(f"{name} = %({name})s" for name in FIELDS)},
+        updated_at = now()
+    WHERE model = %(model)s;
+"""
+DROP_LEASE = f"DELETE FROM {LEASE_TABLE} WHERE id = %(lease_id)s;"
+ADD_LEASES = f"""
+    INSERT INTO {LEASE_TABLE} (model, holder, expires_at, input_estimate)
+    SELECT %(model)s, lease.holder, lease.expires_at, lease.input_estimate
+    FROM unnest(%(holders)s::text[], %(expiries)s::float8[], %(estimates)s::int[])
+        WITH ORDINALITY AS lease(holder, expires_at, input_estimate, n)
+    ORDER BY lease.n
+    RETURNING id;
+"""
+
+
+def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
+    """PostgresBackend.atomically as two messages to the server (a third the first time a
+    model is seen, to create its row)."""
+    params = {"model": model, "now": now, "lease_id": lease_id}
+    with connection.cursor() as cursor:
+        try:
+            loaded = _results(cursor, BEGIN + LOAD, params)
+            if not loaded[0]:
+                fresh = LimiterState(model=model).stored_fields()
+                loaded = _results(cursor, CREATE + LOAD, {**params, **_as_columns(fresh)})
+            (state_row,), ((in_flight, *named),) = loaded
+            state = LimiterState(
+                model=model, **_from_columns(dict(zip(FIELDS, state_row, strict=True)))
+            )
+            lease = LeaseInfo(*named) if named[0] is not None else None
+            locked = Locked(state, lease, lambda: in_flight)
+            result = decide(locked)
+            statements, store = STORE, {**params, **_as_columns(locked.state.stored_fields())}
+            if locked.drop_lease and lease is not None:
+                statements += DROP_LEASE
+            if locked.new_leases:
+                statements += ADD_LEASES
+                store |= {
+                    "holders": [new.holder for new in locked.new_leases],
+                    "expiries": [new.expires_at for new in locked.new_leases],
+                    "estimates": [new.input_estimate for new in locked.new_leases],
+                }
+            stored = _results(cursor, statements + "COMMIT;", store)
+        except BaseException:
+            _roll_back(cursor)
+            raise
+    new_ids = [row[0] for rows in stored for row in rows]
+    return result, new_ids
+
+
+def _results(cursor, sql: str, params: dict) -> list[list[tuple]]:
+    """Every row-returning statement's rows, in order, of a message of several statements."""
+    cursor.execute(sql, params)
+    results = []
+    while True:
+        if cursor.description is not None:
+            results.append(cursor.fetchall())
+        if not cursor.nextset():
+            return results
+
+
+def _roll_back(cursor) -> None:
+    try:
+        cursor.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - the connection is broken: the pool discards it
+        connection.close()
+
+
+def _as_columns(values: dict) -> dict:
+    return {
+        name: json.dumps(value) if name in JSON_FIELDS else value for name, value in values.items()
+    }
+
+
+def _from_columns(values: dict) -> dict:
+    return {
+        name: json.loads(value) if name in JSON_FIELDS and isinstance(value, str) else value
+        for name, value in values.items()
+    }
 
 
 def _state(row: ModelState) -> LimiterState:
