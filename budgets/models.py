@@ -320,3 +320,15 @@ class QuotaOverride(models.Model):
             errors["reading_rate"] = "Give a rate (e.g. 20/min), or tick an exemption."
         if errors:
             raise ValidationError(errors)
+
+
+class ThrottleBucket(models.Model):
+    """One client's bucket of one throttle (budgets/rate_buckets.py): when it is full again."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    full_at = models.FloatField(
+        help_text="Unix time at which the bucket is full again (GCRA's theoretical arrival time)."
+    )
+
+    def __str__(self):
+        return self.key

@@ -1,26 +1,31 @@
 """DRF throttles: reading creation per user (a default in settings, a per-user or per-group
 rate staff set in the admin, or an exemption), and the token endpoint per client address.
 
-Counts live in the "throttle" cache, shared by every web process (the database cache table by
-default, Redis with THROTTLE_REDIS_URL); DRF answers 429 with Retry-After.
+Each is a token bucket shared by every web process and taken atomically
+(budgets/rate_buckets.py); DRF answers 429 with Retry-After, the time until the bucket has
+room again.
 """
 
-from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
 
+from budgets import rate_buckets
 from budgets.selectors import quota_for
 
 
 class SharedRateThrottle(SimpleRateThrottle):
-    cache = caches["throttle"]
+    """DRF's rates and cache keys (`rate`, `scope`, get_cache_key), counted in a bucket."""
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        self.waiting_s = rate_buckets.take(key, limit=self.num_requests, period_s=self.duration)
+        return self.waiting_s == 0.0
 
     def wait(self):
-        # DRF gives no Retry-After when staff lowered a rate below the requests already
-        # counted; the oldest request's expiry is still the honest answer.
-        waited = super().wait()
-        if waited is None and self.history:
-            waited = self.duration - (self.now - self.history[-1])
-        return waited
+        return self.waiting_s
 
 
 class ReadingCreateThrottle(SharedRateThrottle):

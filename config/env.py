@@ -149,7 +149,7 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
         Var("NUM_PROXIES", "int", 0,
             "proxies in front of the web server whose `X-Forwarded-For` entry is trusted"),
         Var("THROTTLE_REDIS_URL", "url", "",
-            "where throttle counts are shared; empty: a database cache table", secret=True),
+            "where throttle buckets are shared; empty: a database table", secret=True),
         Var("EMAIL_BACKEND", "str", "django.core.mail.backends.console.EmailBackend",
             "how budget alerts reach staff"),
         Var("EMAIL_HOST", "str", "localhost", "SMTP host"),

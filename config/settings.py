@@ -271,23 +271,10 @@ EMAIL_BACKEND = env.get("EMAIL_BACKEND")
 EMAIL_HOST = env.get("EMAIL_HOST")
 EMAIL_PORT = env.get("EMAIL_PORT")
 DEFAULT_FROM_EMAIL = env.get("DEFAULT_FROM_EMAIL")
-# Throttle counts must be shared by every web process: a table in the database (created by a
-# budgets migration) unless THROTTLE_REDIS_URL points at Redis.
-_throttle_redis_url = env.get("THROTTLE_REDIS_URL")
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "throttle": (
-        {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": _throttle_redis_url,
-        }
-        if _throttle_redis_url
-        else {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-            "LOCATION": "budgets_throttle_cache",
-        }
-    ),
-}
+# Throttle buckets are shared by every web process: a table in the database unless
+# THROTTLE_REDIS_URL points at Redis (budgets/rate_buckets.py).
+THROTTLE_REDIS_URL = env.get("THROTTLE_REDIS_URL")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 _reading_create_rate = env.get("READING_CREATE_RATE")
 _token_rate = env.get("TOKEN_RATE")
