@@ -309,8 +309,19 @@ class Sampler(threading.Thread):
         self.connections_peak = max(self.connections_peak, len(backends))
         self.worker_rss_peak_kb = max(self.worker_rss_peak_kb, self._worker_rss_kb())
         by_role: dict[str, list[int]] = {"db": backends}
-        for pid in _descendants(self.serve_pid):
-            by_role.setdefault(_role(_cmdline(pid)), []).append(pid)
+        tree = _process_tree()
+        roles = {self.serve_pid: "serve"}
+        todo = [self.serve_pid]
+        while todo:
+            parent = todo.pop()
+            for pid in tree.get(parent, []):
+                # uvicorn's and django-q2's own children (WEB_PROCESSES, Q_WORKERS) are
+                # started without a name of theirs: they do their parent's job.
+                own = _role(_cmdline(pid))
+                roles[pid] = own if own != "serve" else roles[parent]
+                todo.append(pid)
+        for pid, role in roles.items():
+            by_role.setdefault(role, []).append(pid)
         self.cpu.sample(by_role)
 
     def stop(self):
