@@ -30,21 +30,47 @@ class SharedRateThrottle(SimpleRateThrottle):
 
 class ReadingCreateThrottle(SharedRateThrottle):
     """POSTs that create readings, per user: the user's own rate, else their groups' (the
-    most generous if several), else settings' default; exempt users are not counted."""
+    most generous if several), else settings' default; exempt users are not counted. The
+    reading page's form is counted in the same bucket (reading_creation_wait)."""
 
     scope = "reading_create"
 
     def allow_request(self, request, view):
         if request.method != "POST" or not request.user.is_authenticated:
             return True
-        quota = quota_for(request.user)
-        if quota.exempt_from_throttles:
+        self.waiting_s = reading_creation_wait(request.user)
+        return self.waiting_s == 0.0
+
+
+def reading_creation_wait(user) -> float:
+    """Take one of `user`'s reading creations: 0.0 if it may go now, else the seconds until
+    one may. Every way of creating a reading (the API, the reading page) comes through here."""
+    quota = quota_for(user)
+    if quota.exempt_from_throttles:
+        return 0.0
+    throttle = ReadingCreateThrottle()
+    limit, period_s = throttle.parse_rate(quota.reading_rate or throttle.get_rate())
+    return rate_buckets.take(
+        throttle.cache_format % {"scope": throttle.scope, "ident": user.pk},
+        limit=limit,
+        period_s=period_s,
+    )
+
+
+class EstimateThrottle(SharedRateThrottle):
+    """Cost estimates, per user: each renders every prompt of a reading, so they are counted
+    as creations are, at ESTIMATE_RATE."""
+
+    scope = "estimate"
+
+    def allow_request(self, request, view):
+        if request.user.is_authenticated and quota_for(request.user).exempt_from_throttles:
             return True
-        self.rate = quota.reading_rate or self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 
     def get_cache_key(self, request, view):
+        if not request.user.is_authenticated:
+            return None
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 
 

@@ -148,6 +148,7 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
         Var("READING_CREATE_RATE", "str", "10/min",
             "readings one user may create (staff override per user or group)"),
         Var("TOKEN_RATE", "str", "10/min", "token requests per client address"),
+        Var("ESTIMATE_RATE", "str", "30/min", "cost estimates one user may ask for"),
         Var("NUM_PROXIES", "int", 0,
             "proxies in front of the web server whose `X-Forwarded-For` entry is trusted"),
         Var("THROTTLE_REDIS_URL", "url", "",

@@ -278,7 +278,12 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 
 _reading_create_rate = env.get("READING_CREATE_RATE")
 _token_rate = env.get("TOKEN_RATE")
-for _name, _rate in (("READING_CREATE_RATE", _reading_create_rate), ("TOKEN_RATE", _token_rate)):
+_estimate_rate = env.get("ESTIMATE_RATE")
+for _name, _rate in (
+    ("READING_CREATE_RATE", _reading_create_rate),
+    ("TOKEN_RATE", _token_rate),
+    ("ESTIMATE_RATE", _estimate_rate),
+):
     if _rate and (_problem := rate_problem(_rate)):
         raise ImproperlyConfigured(f"{_name}: {_problem}")
 
@@ -292,11 +297,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    # Per user on reading creation (staff override per user or group in the admin), per
-    # client address on the token endpoint; see budgets/throttles.py.
+    # Per user on reading creation (staff override per user or group in the admin) and on
+    # estimates, per client address on the token endpoint; see budgets/throttles.py.
     "DEFAULT_THROTTLE_RATES": {
         "reading_create": _reading_create_rate,
         "token": _token_rate,
+        "estimate": _estimate_rate,
     },
     # How many proxies in front of the web server append to X-Forwarded-For: the token
     # throttle counts per client address, so it must not trust a header a client can forge.

@@ -2,6 +2,8 @@
 (readings/static/readings/reading.js follows the API's event stream) and finds it later in
 their history. Costs and model names stay out of it; they are staff business."""
 
+import math
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,6 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from budgets.services import BudgetExceeded
+from budgets.throttles import reading_creation_wait
 from readings.languages import reading_language
 from readings.models import Language, Reading, ReadingStatus
 from readings.selectors import reading_results
@@ -22,12 +25,22 @@ HISTORY_LENGTH = 50
 def home(request):
     errors: dict[str, list[str]] = {}
     form = {"spread": "", "question": "", "language": reading_language(request)}
+    wait_s = 0.0
     if request.method == "POST":
         form.update(
             spread=request.POST.get("spread", ""),
             question=request.POST.get("question", ""),
             language=request.POST.get("language", ""),
         )
+        wait_s = reading_creation_wait(request.user)
+    if wait_s:
+        errors = {
+            "__all__": [
+                _("You have asked for many readings just now. Ask again in %(seconds)d seconds.")
+                % {"seconds": math.ceil(wait_s)}
+            ]
+        }
+    elif request.method == "POST":
         try:
             reading = reading_create(
                 owner=request.user,
@@ -42,7 +55,7 @@ def home(request):
         else:
             submit(reading)
             return redirect("pages:reading", pk=reading.pk)
-    return render(
+    response = render(
         request,
         "pages/home.html",
         {
@@ -55,8 +68,11 @@ def home(request):
             .select_related("spread")
             .order_by("-created_at")[:HISTORY_LENGTH],
         },
-        status=400 if errors else 200,
+        status=429 if wait_s else 400 if errors else 200,
     )
+    if wait_s:
+        response["Retry-After"] = str(math.ceil(wait_s))
+    return response
 
 
 @login_required(login_url="accounts:login")

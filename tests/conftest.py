@@ -64,6 +64,17 @@ def fresh_limits():
     History.forget()
 
 
+@pytest.fixture(autouse=True)
+def quick_password_hashing(settings):
+    """Passwords hashed in a blink: PBKDF2's million rounds cost 0.4 s a user, and most tests
+    make two or three. Servers a test starts in a process of their own keep the real hashers
+    (and their users sign up through them)."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        *settings.PASSWORD_HASHERS,
+    ]
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user(

@@ -38,6 +38,9 @@ KEEPALIVE_S = 15.0
 POLL_S = 0.5
 # Read at most this many events at a time, so a late client's backlog is sent in pieces.
 BATCH = 500
+# A stream slot frees when one of the user's streams ends (its reading finished, or its tab
+# closed): worth asking again after a few seconds.
+STREAM_SLOT_RETRY_S = 5
 
 
 class EventStreamRenderer(renderers.BaseRenderer):
@@ -79,8 +82,9 @@ class ReadingEvents(APIView):
         limit = settings.READING_STREAMS_PER_USER
         if not stream_slots.take(request.user.pk, limit):
             raise Throttled(
+                wait=STREAM_SLOT_RETRY_S,
                 detail=_("You have %(limit)d reading streams open already; close one first.")
-                % {"limit": limit}
+                % {"limit": limit},
             )
         released = False
 

@@ -21,7 +21,7 @@ from rest_framework.settings import api_settings
 from budgets.selectors import estimate_answer
 from budgets.serializers import BudgetRefusalSerializer, ReadingEstimateSerializer
 from budgets.services import BudgetExceeded
-from budgets.throttles import ReadingCreateThrottle, TokenThrottle
+from budgets.throttles import EstimateThrottle, ReadingCreateThrottle, TokenThrottle
 from readings.api.serializers import (
     CardSerializer,
     ReadingCreateSerializer,
@@ -169,6 +169,7 @@ class ReadingEstimateView(generics.GenericAPIView):
 
     serializer_class = ReadingEstimateSerializer
     parser_classes = [JSONParser]
+    throttle_classes = [EstimateThrottle]
 
     @extend_schema(
         summary="Estimate a reading's cost",

@@ -98,3 +98,36 @@ def test_password_guesses_are_throttled_per_client_address(bob, monkeypatch):
         REMOTE_ADDR="10.0.0.2",
     )
     assert elsewhere.status_code == 200 and elsewhere.json()["token"]
+
+
+def test_the_reading_page_counts_in_the_same_bucket_as_the_api(client, bob, rate):
+    rate("2/min")
+    create_many(bob, 2)
+    client.force_login(bob)
+    page = client.post("/", {"spread": "three_card", "question": "Once more?", "language": "en"})
+    assert page.status_code == 429
+    assert 0 < int(page["Retry-After"]) <= 30
+    assert "Ask again in" in page.content.decode()
+
+
+def test_the_page_says_when_to_ask_again_in_the_readers_language(client, bob, rate):
+    rate("1/min")
+    client.force_login(bob)
+    ask = {"spread": "three_card", "question": "다시?", "language": "ko"}
+    assert client.post("/", ask, HTTP_ACCEPT_LANGUAGE="ko").status_code == 302
+    again = client.post("/", ask, HTTP_ACCEPT_LANGUAGE="ko")
+    assert again.status_code == 429
+    assert "초 후에 다시 요청하세요" in again.content.decode()
+
+
+def test_estimates_are_throttled_per_user(bob, charlie, monkeypatch):
+    from budgets.throttles import EstimateThrottle
+
+    monkeypatch.setitem(EstimateThrottle.THROTTLE_RATES, "estimate", "2/min")
+    api = client_for(bob)
+    answers = [api.post("/api/readings/estimate/", BODY, format="json") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[-1]["Retry-After"]) > 0
+    assert (
+        client_for(charlie).post("/api/readings/estimate/", BODY, format="json").status_code == 200
+    )

@@ -200,6 +200,7 @@ def test_a_user_has_a_bounded_number_of_open_streams(web, bob, emulator):
             refused = http.get(f"/api/readings/{waiting[2].pk}/events/")
             assert refused.status_code == 429
             assert "2 reading streams open" in refused.json()["detail"]
+            assert int(refused.headers["Retry-After"]) > 0
 
         def opens():
             with http.stream("GET", f"/api/readings/{waiting[2].pk}/events/") as again:
