@@ -75,8 +75,8 @@ class EstimateThrottle(SharedRateThrottle):
 
 
 class TokenThrottle(SharedRateThrottle):
-    """Password guesses at the token endpoint, per client address (REST_FRAMEWORK's
-    NUM_PROXIES says how many proxies' X-Forwarded-For entries to trust)."""
+    """Password guesses at the token endpoint, per client address: the connection's, or
+    what a trusted proxy says it is (TRUSTED_PROXIES, applied by the web server)."""
 
     scope = "token"
 

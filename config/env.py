@@ -149,8 +149,10 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
             "readings one user may create (staff override per user or group)"),
         Var("TOKEN_RATE", "str", "10/min", "token requests per client address"),
         Var("ESTIMATE_RATE", "str", "30/min", "cost estimates one user may ask for"),
-        Var("NUM_PROXIES", "int", 0,
-            "proxies in front of the web server whose `X-Forwarded-For` entry is trusted"),
+        Var("TRUSTED_PROXIES", "list", (),
+            "addresses of the proxies in front of the web server: only their "
+            "`X-Forwarded-For` and `X-Forwarded-Proto` are believed (throttles, logs); empty: "
+            "nobody's"),
         Var("THROTTLE_REDIS_URL", "url", "",
             "where throttle buckets are shared; empty: a database table", secret=True),
         Var("EMAIL_BACKEND", "str", "django.core.mail.backends.console.EmailBackend",

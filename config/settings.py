@@ -36,6 +36,7 @@ SECRET_KEY = _secret_key()
 DEBUG = env.get("DEBUG")
 ALLOWED_HOSTS = env.get("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.get("CSRF_TRUSTED_ORIGINS")
+TRUSTED_PROXIES = env.get("TRUSTED_PROXIES")
 
 # Served over HTTPS (behind a proxy that sets X-Forwarded-Proto, or not): HTTPS=1 turns on
 # the redirect, HSTS and secure cookies at once; each can still be set on its own.
@@ -304,9 +305,10 @@ REST_FRAMEWORK = {
         "token": _token_rate,
         "estimate": _estimate_rate,
     },
-    # How many proxies in front of the web server append to X-Forwarded-For: the token
-    # throttle counts per client address, so it must not trust a header a client can forge.
-    "NUM_PROXIES": env.get("NUM_PROXIES"),
+    # The client address is the connection's: uvicorn replaces it with X-Forwarded-For's
+    # only when the connection comes from one of TRUSTED_PROXIES (`manage.py serve`), so a
+    # client cannot forge the address the token throttle counts by.
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tarot reading platform API",

@@ -150,3 +150,54 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def guesses(base: str, count: int, headers: dict | None = None) -> list[int]:
+    statuses = []
+    for n in range(count):
+        request = urllib.request.Request(
+            f"{base}/api/auth/token/",
+            data=f"username=bob&password=guess{n}".encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as exc:
+            statuses.append(exc.code)
+    return statuses
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_only_a_trusted_proxy_may_say_who_the_client_is(tmp_path, bob, trusted):
+    web = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
+        "ANTHROPIC_API_KEY": "x",
+        "TOKEN_RATE": "2/min",
+        "TRUSTED_PROXIES": trusted,
+        "WEB_PROCESSES": "1",
+    }
+    with open(log, "wb") as out:
+        serve = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--no-worker", "--addr", f"127.0.0.1:{web}"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{web}"
+            wait_for(lambda: answers(f"{base}/healthz"), timeout=60, what="the web server")
+            assert guesses(base, 3) == [400, 400, 429]
+            forged = guesses(base, 1, {"X-Forwarded-For": "1.2.3.4"})
+        finally:
+            serve.send_signal(signal.SIGINT)
+            serve.wait(timeout=30)
+
+    # From an untrusted peer the header changes nothing; a trusted proxy names the client.
+    assert forged == ([429] if not trusted else [400])

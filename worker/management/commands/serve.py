@@ -40,6 +40,13 @@ def web_server_command(addr: str) -> list[str]:
         str(LISTEN_BACKLOG),
         "--lifespan",
         "off",
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: only the
+        # configured proxies may say who the client is.
+        *(
+            ["--forwarded-allow-ips", ",".join(settings.TRUSTED_PROXIES)]
+            if settings.TRUSTED_PROXIES
+            else ["--no-proxy-headers"]
+        ),
         # Open event streams must not keep Ctrl-C waiting for ever.
         "--timeout-graceful-shutdown",
         "5",
