@@ -16,21 +16,25 @@ from operations.error_reports import mask_url_credentials
 @require_GET
 def healthz(request):
     """200 while the database and broker answer (status "ok", or "degraded" without a live
-    worker), 503 when either is down. Public: it names no host, key or reading."""
+    worker), 503 when either is down. A load balancer needs no more: anonymous callers get
+    the status only; staff and the metrics token also get each check and the queue depth
+    (which say what runs the platform and how busy it is)."""
     checks = health.run_checks()
     status = health.overall(checks)
-    body = {
-        "status": status,
-        "checks": {c.name: {"ok": c.ok, "detail": mask_url_credentials(c.detail)} for c in checks},
-    }
-    try:
-        body["queue_depth"] = health.queue_depth()
-    except Exception:  # noqa: BLE001 - the broker check already says why
-        body["queue_depth"] = None
+    body = {"status": status}
+    if _may_scrape(request):
+        body["checks"] = {
+            c.name: {"ok": c.ok, "detail": mask_url_credentials(c.detail)} for c in checks
+        }
+        try:
+            body["queue_depth"] = health.queue_depth()
+        except Exception:  # noqa: BLE001 - the broker check already says why
+            body["queue_depth"] = None
     return JsonResponse(body, status=503 if status == "down" else 200)
 
 
 def _may_scrape(request) -> bool:
+    """Staff signed in, or the bearer of METRICS_TOKEN."""
     if request.user.is_authenticated and request.user.is_staff:
         return True
     token = settings.METRICS_TOKEN

@@ -15,9 +15,19 @@ from worker.models import WorkerHeartbeat
 pytestmark = pytest.mark.django_db
 
 
-def test_it_reports_database_broker_workers_and_queue_depth(client):
+def test_anonymous_callers_get_the_status_and_nothing_more(client):
+    WorkerHeartbeat.objects.create(holder="host:1", beat_at=timezone.now())
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_staff_see_database_broker_workers_and_queue_depth(client, alice):
     WorkerHeartbeat.objects.create(holder="host:1", beat_at=timezone.now())
     async_task("math.floor", 1.5)
+    client.force_login(alice)
 
     response = client.get("/healthz")
 
@@ -32,10 +42,11 @@ def test_it_reports_database_broker_workers_and_queue_depth(client):
     assert body["queue_depth"] == 1
 
 
-def test_it_is_degraded_but_up_when_no_worker_has_beaten_recently(client):
+def test_it_is_degraded_but_up_when_no_worker_has_beaten_recently(client, settings):
     WorkerHeartbeat.objects.create(holder="host:1", beat_at=timezone.now() - timedelta(minutes=5))
+    settings.METRICS_TOKEN = "monitor-token"
 
-    body = client.get("/healthz").json()
+    body = client.get("/healthz", HTTP_AUTHORIZATION="Bearer monitor-token").json()
 
     assert body["status"] == "degraded"
     assert body["checks"]["workers"]["ok"] is False
