@@ -188,8 +188,10 @@ def estimate_reading(
     cards: list[DrawnCard],
     history: History | None = None,
     batched: bool = False,
+    language: str = "en",
 ) -> ReadingEstimate:
-    """Raises EstimateError when the allocation cannot be resolved or priced. A `batched`
+    """Raises EstimateError when the allocation cannot be resolved or priced. Prompts are
+    rendered from the templates of the reading's `language`, as the reading's are. A `batched`
     (economy) reading is expected at the Message Batches price; its worst case stays at the
     standard price, since an expired or errored request may fall back to a standard call."""
     history = history or History.recent()
@@ -215,7 +217,8 @@ def estimate_reading(
                 CardResult(position=c.position, card=c.card, orientation=c.orientation, text="")
                 for c in cards
             ]
-        bare = render_prompt(template_name_for(spread, TaskType(task.task_type).kind), context)
+        template = template_name_for(spread, TaskType(task.task_type).kind, language)
+        bare = render_prompt(template, context)
         feeds = FEEDS[TaskType(task.task_type)]
         quoted = sum(answers[t][0] * times[t] for t in feeds)
         quoted_at_worst = sum(configs[t].max_tokens * times[t] for t in feeds)

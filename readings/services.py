@@ -161,16 +161,22 @@ def reading_validate(
     )
 
 
-def reading_estimate(request: ReadingRequest, mode: str = ReadingMode.STANDARD) -> ReadingEstimate:
-    """What the reading is expected to cost in `mode` and its worst case; ValidationError
-    when it cannot be priced (or the mode is not available)."""
+def reading_estimate(
+    request: ReadingRequest,
+    mode: str = ReadingMode.STANDARD,
+    language: str = Language.ENGLISH,
+) -> ReadingEstimate:
+    """What the reading is expected to cost in `mode` and `language` and its worst case;
+    ValidationError when it cannot be priced (or the mode or language is not available)."""
     mode = validate_mode(mode, request.spread)
+    validate_language(language)
     try:
         return estimate_reading(
             spread=request.spread,
             question=request.question,
             cards=request.prompt_cards,
             batched=mode == ReadingMode.ECONOMY,
+            language=language,
         )
     except EstimateError as exc:
         raise ValidationError({"spread": str(exc)}) from None
@@ -213,7 +219,7 @@ def reading_create(
     exempt = quota_for(owner).exempt_from_budgets
     governed = not exempt and bool(budgets_applying(owner=owner, spread=request.spread))
     try:
-        estimate = reading_estimate(request)
+        estimate = reading_estimate(request, language=language)
     except ValidationError:
         if governed:
             raise  # no reservation can be made for a cost nobody can price

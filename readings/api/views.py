@@ -185,7 +185,8 @@ class ReadingEstimateView(generics.GenericAPIView):
         data, reading_fields = reading_body(request)
         try:
             reading_request = reading_validate(**reading_fields)
-            estimate = reading_estimate(reading_request, data["mode"])
+            language = reading_language(request, data.get("language"))
+            estimate = reading_estimate(reading_request, data["mode"], language)
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc
         answer = estimate_answer(reading_request, estimate)

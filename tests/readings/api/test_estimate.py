@@ -79,3 +79,26 @@ def test_an_unknown_mode_is_refused_naming_the_allowed_ones(bob):
     )
     assert response.status_code == 400
     assert response.json()["mode"] == ['Unknown mode \'cheap\': use one of "standard", "economy".']
+
+
+def test_it_estimates_in_the_language_asked_for_as_creation_reserves(bob):
+    api = client_for(bob)
+    estimate = "/api/readings/estimate/"
+    korean = api.post(estimate, {**BODY, "language": "ko"}, format="json").json()
+    english = api.post(estimate, {**BODY, "language": "en"}, format="json").json()
+
+    created = api.post("/api/readings/", {**BODY, "language": "ko"}, format="json")
+
+    # Korean prompts are other templates, of other lengths: another worst case.
+    assert korean["worst_case_usd"] != english["worst_case_usd"]
+    reading = Reading.objects.get(pk=created.json()["id"])
+    assert Decimal(korean["worst_case_usd"]) == reading.cost_estimate.worst_case_usd
+
+
+def test_an_unknown_language_is_refused_as_creation_refuses_it(bob):
+    response = client_for(bob).post(
+        "/api/readings/estimate/", {**BODY, "language": "xx"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "not a supported language" in response.json()["language"][0]
