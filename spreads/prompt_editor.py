@@ -89,9 +89,18 @@ def preview(body: str, *, spread: Spread | None = None) -> Preview:
         return Preview(error=f"The template does not compile: {exc}")
     except Exception as exc:  # noqa: BLE001 - any render failure is the staff member's to fix
         return Preview(error=f"The template fails to render against a sample reading: {exc}")
-    unknown = list(dict.fromkeys(_MARKED.findall(rendered)))
-    text = _MARKED.sub(lambda m: f"{{{{ {m.group(1)} ?}}}}", rendered).strip()
+    unknown = list(dict.fromkeys(_name(found) for found in _MARKED.findall(rendered)))
+    text = _MARKED.sub(lambda m: f"{{{{ {_name(m.group(1))} ?}}}}", rendered).strip()
     return Preview(text=text, unknown=unknown)
+
+
+# Django leaves the marker's %s unfilled when a method needs arguments (`question.zfill`):
+# the name is lost, so say what kind of thing it was.
+NEEDS_ARGUMENTS = "a method that needs arguments (templates cannot pass any)"
+
+
+def _name(found: str) -> str:
+    return NEEDS_ARGUMENTS if found == "%s" else found
 
 
 def unknown_variables_message(unknown: list[str]) -> str:

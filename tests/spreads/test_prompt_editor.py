@@ -39,6 +39,13 @@ def test_the_preview_renders_a_sample_reading_and_names_unknown_variables(staff_
     assert "Unknown variable: qestion." in answer["warning"]
 
 
+def test_a_method_that_needs_arguments_is_named_as_such_not_as_a_placeholder(staff_client):
+    answer = staff_client.post(PREVIEW, {"name": "card.txt", "body": "{{ question.zfill }}"}).json()
+
+    assert answer["unknown"] == ["a method that needs arguments (templates cannot pass any)"]
+    assert "%s" not in answer["warning"] and "%s" not in answer["text"]
+
+
 def test_the_preview_says_why_a_template_does_not_compile(staff_client):
     answer = staff_client.post(PREVIEW, {"name": "x.txt", "body": "{% if %}"}).json()
 
