@@ -11,6 +11,7 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 
 # Our bodies nest three levels ({"cards": [{"card": ...}]}); 32 leaves room for any client
@@ -51,7 +52,10 @@ def problem(request) -> tuple[int, str] | None:
         return 400, "Content-Length is not a number."
     if declared > limit:
         return 413, f"The request body is larger than {limit} bytes."
-    body = request.body
+    try:
+        body = request.body
+    except RequestDataTooBig:  # a chunked body (no Content-Length) past Django's own bound
+        return 413, f"The request body is larger than {limit} bytes."
     if len(body) > limit:
         return 413, f"The request body is larger than {limit} bytes."
     if b"\x00" in body or _JSON_NUL_ESCAPE.search(body):

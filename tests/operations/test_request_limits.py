@@ -126,3 +126,27 @@ def test_it_counts_nesting_without_recursing():
     assert json_depth(b'{"a": [1, {"b": []}]}') == 4
     assert json_depth(b'"[[[[" ') == 0
     assert json_depth(nested(100_000).encode()) == 100_000
+
+
+def test_a_chunked_body_past_djangos_own_bound_gets_the_json_413(settings):
+    # Chunked: no Content-Length to refuse it by, so Django finds out while reading it.
+    from io import BytesIO
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    from operations.request_limits import RequestLimitsMiddleware
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/readings/",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+    }
+    request = ASGIRequest(scope, BytesIO(b'{"question": "' + b"x" * 5000 + b'"}'))
+
+    response = RequestLimitsMiddleware(lambda _: None)(request)
+
+    assert response.status_code == 413
+    assert json.loads(response.content)["detail"].startswith("The request body is larger")
