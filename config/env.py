@@ -149,6 +149,13 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
             "readings one user may create (staff override per user or group)"),
         Var("TOKEN_RATE", "str", "10/min", "token requests per client address"),
         Var("ESTIMATE_RATE", "str", "30/min", "cost estimates one user may ask for"),
+        Var("LOGIN_FAILURE_LIMIT", "int", 10,
+            "wrong passwords allowed for one account, or from one address; the next sign-in "
+            "is refused",
+            minimum=1),
+        Var("LOGIN_LOCKOUT_MINUTES", "int", 15,
+            "how long a locked account or address waits (each failure meanwhile restarts it)",
+            minimum=1),
         Var("TRUSTED_PROXIES", "list", (),
             "addresses of the proxies in front of the web server: only their "
             "`X-Forwarded-For` and `X-Forwarded-Proto` are believed (throttles, logs); empty: "

@@ -8,6 +8,7 @@ ALLOWED_HOSTS, ANTHROPIC_API_KEY and HTTPS=1 (README, "Production"), after which
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -74,6 +75,8 @@ INSTALLED_APPS = [
     "reports",
     "operations",
     "accounts",
+    # Failed sign-ins per account and per address, on every login form (accounts/lockouts.py).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -90,7 +93,24 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out sign-in with accounts/lockouts.py.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every sign-in (the admin's, the reading page's, the token endpoint's) goes through
+# django-axes first: after LOGIN_FAILURE_LIMIT wrong passwords for one account, or from one
+# address (the connection's, or a trusted proxy's word for it), the next attempt is refused
+# for LOGIN_LOCKOUT_MINUTES (axes counts the refused attempt in its limit, hence the + 1).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.get("LOGIN_FAILURE_LIMIT") + 1
+AXES_COOLOFF_TIME = timedelta(minutes=env.get("LOGIN_LOCKOUT_MINUTES"))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.lockouts.locked_out"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

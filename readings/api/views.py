@@ -179,7 +179,11 @@ class ReadingEstimateView(generics.GenericAPIView):
         "worst case a creation would reserve, and whether each budget that applies would "
         "allow it now.",
         request=ReadingCreateSerializer,
-        responses={200: ReadingEstimateSerializer, 400: OpenApiResponse(description="As create.")},
+        responses={
+            200: ReadingEstimateSerializer,
+            400: OpenApiResponse(description="As create."),
+            429: OpenApiResponse(description="Too many estimates: wait Retry-After seconds."),
+        },
     )
     def post(self, request):
         data, reading_fields = reading_body(request)
@@ -231,6 +235,11 @@ class TokenLogin(ObtainAuthToken):
     )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
+
+    def get_serializer_context(self):
+        # django-axes marks the request it authenticates as locked out, and its middleware
+        # reads the mark from Django's request: hand it that one, not DRF's wrapper.
+        return {**super().get_serializer_context(), "request": self.request._request}
 
 
 class ApiDocs(SpectacularSwaggerView):

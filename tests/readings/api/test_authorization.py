@@ -94,6 +94,6 @@ def test_it_lets_a_token_holder_create_and_read_a_reading(api, bob):
 
 def test_it_accepts_a_logged_in_session(bob):
     browser = APIClient()
-    browser.login(username="bob", password="bob-pass-123")
+    browser.force_login(bob)
 
     assert browser.get("/api/readings/").status_code == 200
