@@ -6,6 +6,7 @@ an arrow. A failure names the file and line of the import that runs the wrong wa
 
 import ast
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
@@ -50,13 +51,21 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def parse(path: Path) -> ast.Module:
+    """The file's syntax tree, parsed on a thread of its own: CPython 3.11.7 can raise a false
+    "AST constructor recursion depth mismatch" (gh-106905, fixed in 3.11.8) when ast.parse
+    runs deep in a long-lived thread's stack, as it does late in the suite."""
+    with ThreadPoolExecutor(max_workers=1) as fresh:
+        return fresh.submit(ast.parse, path.read_text()).result()
+
+
 def imports(path: Path, module: str = "", known: frozenset[str] = frozenset()):
     """(line, module imported) for every import in the file, nested ones included; `known`
     names the project's modules, so that importing a submodule is not an arrow to its
     package."""
     module = module or module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse(path)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
