@@ -286,7 +286,11 @@ if _q_redis_url := env.get("Q_REDIS_URL"):
 BUDGET_RESERVATION_TTL_S = env.get("BUDGET_RESERVATION_TTL_S")
 # Readings in the worker's queue per user at once; a user's further readings wait in the
 # database and join the back of the queue as earlier ones end (round-robin between users).
-READINGS_QUEUED_PER_USER = env.get("READINGS_QUEUED_PER_USER")  # at least 1
+READINGS_QUEUED_PER_USER = env.get("READINGS_QUEUED_PER_USER")
+# Every prompt render is bounded (spreads/prompt_sandbox.py): staff write the templates.
+PROMPT_RENDER_MAX_LOOPS = env.get("PROMPT_RENDER_MAX_LOOPS")
+PROMPT_RENDER_MAX_CHARS = env.get("PROMPT_RENDER_MAX_CHARS")
+PROMPT_RENDER_MAX_MS = env.get("PROMPT_RENDER_MAX_MS")  # at least 1
 # Budget alerts are emailed to staff; by default they are printed on the console.
 EMAIL_BACKEND = env.get("EMAIL_BACKEND")
 EMAIL_HOST = env.get("EMAIL_HOST")

@@ -27,6 +27,7 @@ from allocation.usage import Attempt
 from readings import live, store, task_runner
 from readings.guide_writers import guide_writers
 from readings.models import EventKind, Reading, ReadingTask, TaskStatus
+from spreads.prompt_sandbox import RenderBudgetExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,6 @@ class ReadingRun:
         self.events.add(EventKind.TASK_STARTED, announce)
         self.timings.phase_of[task.pk] = task.phase
         self.progress(task, TaskStatus.RUNNING)
-        prompt = await sync_to_async(task_runner.prompt_for)(self.state, task)
         attempts = 0
         text = self.events.for_task(task.pk)
         answer = task_runner.answer_format(task)
@@ -185,6 +185,10 @@ class ReadingRun:
 
         config = self.state.configs[task.task_type]
         try:
+            try:
+                prompt = await sync_to_async(task_runner.prompt_for)(self.state, task)
+            except RenderBudgetExceeded as exc:
+                raise TaskFailed(f"invalid prompt: {exc}") from exc
             # A cold guide is written once, then read (readings/guide_writers.py).
             async with guide_writers.turn(config.model, prompt):
                 completion = await complete(

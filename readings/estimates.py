@@ -30,6 +30,7 @@ from budgets.models import CostEstimate
 from readings.models import ReadingStatus
 from spreads.models import Spread, TaskType
 from spreads.planning import plan_tasks
+from spreads.prompt_sandbox import RenderBudgetExceeded
 from spreads.prompts import CardResult, DrawnCard, PromptContext, render_prompt, template_name_for
 
 # The usual rule of thumb for English (Anthropic's tokenizer averages about four characters a
@@ -218,7 +219,10 @@ def estimate_reading(
                 for c in cards
             ]
         template = template_name_for(spread, TaskType(task.task_type).kind, language)
-        bare = render_prompt(template, context)
+        try:
+            bare = render_prompt(template, context)
+        except RenderBudgetExceeded as exc:
+            raise EstimateError(str(exc)) from None
         feeds = FEEDS[TaskType(task.task_type)]
         quoted = sum(answers[t][0] * times[t] for t in feeds)
         quoted_at_worst = sum(configs[t].max_tokens * times[t] for t in feeds)

@@ -19,9 +19,8 @@ from readings.models import DrawnCard, Language, Reading, ReadingMode
 from readings.signals import reading_submitted
 from spreads import selectors
 from spreads.models import DECK_SIZE, Card, Position, Spread, TaskType
+from spreads.prompts import MAX_QUESTION_LENGTH
 from spreads.prompts import DrawnCard as PromptCard
-
-MAX_QUESTION_LENGTH = 1000
 
 
 @dataclass(frozen=True)

@@ -232,10 +232,12 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         return [preview, *super().get_urls()]
 
     def preview_view(self, request):
-        """POST name and body: the prompt rendered against a sample reading, as JSON."""
+        """POST name and body: the prompt rendered against a sample reading, as JSON. It runs
+        any body, so it needs the right to change templates, and runs within the render
+        budget as every render does."""
         if request.method != "POST":
             return JsonResponse({"error": "POST the template's name and body."}, status=405)
-        if not self.has_view_or_change_permission(request):
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
             raise PermissionDenied
         name = request.POST.get("name", "")
         shown = prompt_editor.preview(

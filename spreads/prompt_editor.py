@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.template import Context, TemplateSyntaxError
+from django.template import TemplateSyntaxError
 
 from spreads import prompt_sandbox
 from spreads.models import PromptTemplate, Spread
@@ -84,7 +84,7 @@ def preview(body: str, *, spread: Spread | None = None) -> Preview:
         return Preview(error=refused)
     try:
         template = _checking_engine().from_string(body)
-        rendered = template.render(Context(sample_context(spread).as_dict(), autoescape=False))
+        rendered = prompt_sandbox.render(template, sample_context(spread).as_dict())
     except TemplateSyntaxError as exc:
         return Preview(error=f"The template does not compile: {exc}")
     except Exception as exc:  # noqa: BLE001 - any render failure is the staff member's to fix

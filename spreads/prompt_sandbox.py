@@ -12,12 +12,19 @@ and floatformat (a large width or precision makes a huge string, or a slow one).
 
 The values templates see are plain too (spreads.prompt_data), so even the allowed tags have
 nothing to reach beyond the reading being written.
+
+And every render is bounded (render()): loop iterations, the characters loop bodies and `add`
+produce, and wall time, so that three nested loops over a 1,000-character question or a chain
+of `{% with %}` doublings stop with RenderBudgetExceeded instead of taking the CPU or the
+memory of the process (PROMPT_RENDER_MAX_LOOPS, _MAX_CHARS and _MAX_MS).
 """
 
+import time
+from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
-from django.template import Engine, Library, defaultfilters, defaulttags
+from django.template import Context, Engine, Library, Node, NodeList, defaultfilters, defaulttags
 from django.template.base import Lexer, TokenType, filter_re
 from django.utils.text import smart_split
 
@@ -73,6 +80,93 @@ _INNER_WORDS = {
 register = Library()
 register.tags = {name: defaulttags.register.tags[name] for name in ALLOWED_TAGS}
 register.filters = {name: defaultfilters.register.filters[name] for name in ALLOWED_FILTERS}
+
+
+class RenderBudgetExceeded(Exception):
+    """A template went over its render budget; the message says which limit."""
+
+
+@dataclass(frozen=True)
+class RenderBudget:
+    max_loops: int  # loop iterations, nested loops' included
+    max_chars: int  # characters of output, of loop bodies' output, and of a value `add` makes
+    max_s: float  # wall time
+
+    @classmethod
+    def from_settings(cls) -> "RenderBudget":
+        return cls(
+            settings.PROMPT_RENDER_MAX_LOOPS,
+            settings.PROMPT_RENDER_MAX_CHARS,
+            settings.PROMPT_RENDER_MAX_MS / 1000,
+        )
+
+
+class _Spending:
+    """What one render has spent of its budget (carried on the render's Context)."""
+
+    def __init__(self, budget: RenderBudget):
+        self.budget = budget
+        self.loops = 0
+        self.chars = 0
+        self.deadline = time.monotonic() + budget.max_s
+
+    def loop_body(self, rendered: str) -> None:
+        self.loops += 1
+        self.chars += len(rendered)
+        if self.loops > self.budget.max_loops:
+            raise RenderBudgetExceeded(f"more than {self.budget.max_loops:,} loop iterations")
+        self.output(self.chars)
+        if time.monotonic() > self.deadline:
+            raise RenderBudgetExceeded(f"more than {self.budget.max_s:g} s")
+
+    def output(self, chars: int) -> None:
+        if chars > self.budget.max_chars:
+            raise RenderBudgetExceeded(f"more than {self.budget.max_chars:,} characters")
+
+
+def render(template, data: dict, budget: RenderBudget | None = None) -> str:
+    """`template` (compiled by engine()) rendered with `data`, within `budget` (settings'
+    by default); RenderBudgetExceeded past it."""
+    context = Context(data, autoescape=False)
+    context.spending = _Spending(budget or RenderBudget.from_settings())
+    rendered = template.render(context)
+    context.spending.output(len(rendered))
+    return rendered
+
+
+class _ChargedBody(Node):
+    """A loop's body: each time it renders is one iteration, charged to the render."""
+
+    child_nodelists = ("nodelist",)
+
+    def __init__(self, nodelist: NodeList):
+        self.nodelist = nodelist
+
+    def render(self, context) -> str:
+        rendered = self.nodelist.render(context)
+        spending = getattr(context, "spending", None)
+        if spending is not None:
+            spending.loop_body(rendered)
+        return rendered
+
+
+def _bounded_for(parser, token):
+    node = defaulttags.do_for(parser, token)
+    node.nodelist_loop = NodeList([_ChargedBody(node.nodelist_loop)])
+    return node
+
+
+def _bounded_add(value, arg):
+    added = defaultfilters.add(value, arg)
+    if isinstance(added, str | list | tuple):
+        limit = settings.PROMPT_RENDER_MAX_CHARS
+        if len(added) > limit:
+            raise RenderBudgetExceeded(f"`add` made a value of more than {limit:,} characters")
+    return added
+
+
+register.tags["for"] = _bounded_for
+register.filters["add"] = _bounded_add
 
 
 class PromptEngine(Engine):

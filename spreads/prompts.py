@@ -19,13 +19,14 @@ cache what calls have in common (identical bytes, up to a cache breakpoint):
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from django.template import Context, TemplateDoesNotExist, TemplateSyntaxError
+from django.template import TemplateDoesNotExist, TemplateSyntaxError
 
 from allocation.prompt import Prompt, PromptPart
 from allocation.staff_config import StaffTable
 from spreads.models import Card, Position, PromptTemplate, Spread
 from spreads.prompt_data import template_data
-from spreads.prompt_sandbox import engine, refusal
+from spreads.prompt_sandbox import RenderBudgetExceeded, engine, refusal
+from spreads.prompt_sandbox import render as render_bounded
 
 
 # A prompt's inputs, as the engine and the estimates hold them (ORM objects). Templates never
@@ -177,9 +178,17 @@ def in_language(name: str, language: str) -> str:
 
 
 def render_prompt(name: str, context: PromptContext) -> str:
+    """The template `name` rendered for `context`, within the render budget; past it,
+    RenderBudgetExceeded naming the template (the task fails as an invalid prompt)."""
     stored = _stored.get().get(name)
     template = _compiled(stored) if stored is not None else engine().get_template(name)
-    return template.render(Context(context.as_dict(), autoescape=False)).strip()
+    try:
+        return render_bounded(template, context.as_dict()).strip()
+    except RenderBudgetExceeded as exc:
+        raise RenderBudgetExceeded(
+            f"The prompt template {name} went over its render budget ({exc}): fix it under "
+            "Prompt templates."
+        ) from None
 
 
 def sample_context(spread: Spread | None = None) -> PromptContext:
@@ -224,22 +233,68 @@ def sample_context(spread: Spread | None = None) -> PromptContext:
     )
 
 
+# Readings refuse a longer question (readings/services.py).
+MAX_QUESTION_LENGTH = 1000
+# What the worst input carries as each earlier answer: about what 1,024 tokens say.
+LONGEST_ANSWER_CHARS = 4_000
+
+
+def worst_context() -> PromptContext:
+    """The heaviest input a template can meet: the longest question, the spread with the most
+    positions, the deck's wordiest cards, and long earlier answers. A template that stays
+    within the render budget here stays within it for every reading."""
+    spreads = Spread.objects.order_by("-card_count")
+    spread = next((s for s in spreads if s.positions.exists()), None)
+    sample = sample_context(spread)
+    wordiest = sorted(
+        Card.objects.all(),
+        key=lambda c: len(c.name) + len(c.upright) + len(c.reversed) + len(str(c.keywords)),
+        reverse=True,
+    )
+    cards = [
+        DrawnCard(position=d.position, card=card, reversed=d.reversed)
+        for d, card in zip(sample.cards, wordiest or [d.card for d in sample.cards], strict=False)
+    ]
+    long_answer = "가" * LONGEST_ANSWER_CHARS
+    return PromptContext(
+        question="?" * MAX_QUESTION_LENGTH,
+        spread=sample.spread,
+        cards=cards,
+        batch=cards,
+        card_results=[
+            CardResult(
+                position=d.position, card=d.card, orientation=d.orientation, text=long_answer
+            )
+            for d in cards
+        ],
+        overall=long_answer,
+        relationships=long_answer,
+    )
+
+
 def render_problem(body: str) -> str | None:
-    """None if the template text keeps to the allowed tags and filters and renders against a
-    sample reading, else what is wrong."""
+    """None if the template text keeps to the allowed tags and filters, renders against a
+    sample reading, and stays within the render budget against the worst input, else what
+    is wrong."""
     refused = refusal(body)
     if refused:
         return refused
     try:
-        rendered = (
-            engine().from_string(body).render(Context(sample_context().as_dict(), autoescape=False))
-        )
+        template = engine().from_string(body)
+        rendered = render_bounded(template, sample_context().as_dict())
     except TemplateSyntaxError as exc:
         return f"The template does not compile: {exc}"
     except Exception as exc:  # noqa: BLE001 - any render failure is the staff member's to fix
         return f"The template fails to render against a sample reading: {exc}"
     if not rendered.strip():
         return "The template renders to an empty prompt."
+    try:
+        render_bounded(template, worst_context().as_dict())
+    except Exception as exc:  # noqa: BLE001 - as above
+        return (
+            "The template fails with the longest question and the largest spread a reading "
+            f"can have: {exc}"
+        )
     return None
 
 
