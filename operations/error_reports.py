@@ -24,12 +24,12 @@ def mask_url_credentials(text: str) -> str:
 class CredentialMaskingFilter(SafeExceptionReporterFilter):
     def cleanse_setting(self, key, value):
         cleansed = super().cleanse_setting(key, value)
-        if isinstance(cleansed, str):
-            return mask_url_credentials(cleansed)
+        if isinstance(cleansed, str):  # lazy strings too: they pass for str
+            return mask_url_credentials(str(cleansed))
         return cleansed
 
     def cleanse_special_types(self, request, value):
         value = super().cleanse_special_types(request, value)
-        if isinstance(value, str):
-            return mask_url_credentials(value)
+        if isinstance(value, str):  # lazy strings too: they pass for str
+            return mask_url_credentials(str(value))
         return value
