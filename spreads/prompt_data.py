@@ -161,3 +161,35 @@ def _heading(group: list[PromptCardResult]) -> str:
         return numbers[0]
     *first, last = numbers
     return f"{', '.join(first)} and {last}, together"
+
+
+# --- What a template may look up ------------------------------------------------------------
+
+# Every attribute the values above have, and the {% for %} loop's own.
+ATTRIBUTES = (
+    frozenset(
+        name
+        for kind in (PromptSpread, PromptPosition, PromptCard, PromptDrawnCard, PromptCardResult)
+        for name in kind.__dataclass_fields__
+    )
+    | frozenset(PromptResultGroup.__dataclass_fields__)
+    | {
+        "counter",
+        "counter0",
+        "revcounter",
+        "revcounter0",
+        "first",
+        "last",
+        "parentloop",
+    }
+)
+
+
+def unknown_attributes(lookups: list[str]) -> list[str]:
+    """The lookups (`c.card.drawncard_set.all`) that reach for an attribute the plain values
+    do not have: a model's relation, manager or method, which renders nothing at best."""
+    return [
+        lookup
+        for lookup in lookups
+        if any(not part.isdigit() and part not in ATTRIBUTES for part in lookup.split(".")[1:])
+    ]

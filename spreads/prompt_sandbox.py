@@ -189,6 +189,24 @@ def engine(*, string_if_invalid: str = "") -> PromptEngine:
     )
 
 
+def lookups(body: str) -> list[str]:
+    """Every variable `body` looks up (`c.card.name`), in tags and in {{ }}, once each."""
+    found: dict[str, None] = {}
+    for token in Lexer(body).tokenize():
+        if token.token_type == TokenType.BLOCK:
+            expressions = list(smart_split(token.contents))[1:]
+        elif token.token_type == TokenType.VAR:
+            expressions = [token.contents]
+        else:
+            continue
+        for expression in expressions:
+            for match in filter_re.finditer(expression):
+                var = match.group("var")
+                if var and not var.startswith(("'", '"')) and "." in var:
+                    found[var] = None
+    return list(found)
+
+
 def refused(body: str) -> tuple[list[str], list[str]]:
     """The tags and filters `body` uses outside the allow-list, each once, in order."""
     tags: dict[str, None] = {}

@@ -24,8 +24,8 @@ from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from allocation.prompt import Prompt, PromptPart
 from allocation.staff_config import StaffTable
 from spreads.models import Card, Position, PromptTemplate, Spread
-from spreads.prompt_data import template_data
-from spreads.prompt_sandbox import RenderBudgetExceeded, engine, refusal
+from spreads.prompt_data import template_data, unknown_attributes
+from spreads.prompt_sandbox import RenderBudgetExceeded, engine, lookups, refusal
 from spreads.prompt_sandbox import render as render_bounded
 
 
@@ -279,6 +279,11 @@ def render_problem(body: str) -> str | None:
     refused = refusal(body)
     if refused:
         return refused
+    if walks := unknown_attributes(lookups(body)):
+        return (
+            f"Templates see the reading's plain values only: {', '.join(walks)} "
+            "reaches for something they do not have (a model's relation or method?)."
+        )
     try:
         template = engine().from_string(body)
         rendered = render_bounded(template, sample_context().as_dict())

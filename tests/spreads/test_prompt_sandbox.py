@@ -164,3 +164,15 @@ def test_a_hostile_template_cannot_reach_a_user_a_token_or_another_reading(bob, 
         assert "Q: Where is my life going?" in text  # the template did render
         assert not [secret for secret in secrets if secret in text]
         assert "QuerySet" not in text and "<Reading" not in text
+
+
+def test_the_admin_refuses_a_walk_along_a_model_relation_even_where_it_renders_nothing(
+    staff_client,
+):
+    body = "{{ question }}{% for d in cards.0.card.drawncard_set.all %}{{ d }}{% endfor %}"
+
+    response = staff_client.post(ADD, {"name": "card.txt", "body": body})
+
+    page = response.content.decode()
+    assert "cards.0.card.drawncard_set.all reaches for something they do not have" in page
+    assert not PromptTemplate.objects.exists()
