@@ -91,9 +91,9 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
             "larger API bodies are refused with a 413 before parsing"),
     ),
     "Web server and database": (
-        Var("WEB_PROCESSES", "int", 2,
-            "uvicorn processes `manage.py serve` starts (one per core: the web's CPU goes "
-            "to creating readings, and one process uses one core)", minimum=1),
+        Var("WEB_PROCESSES", "int", 1,
+            "uvicorn processes `manage.py serve` starts (each has its own database pool)",
+            minimum=1),
         Var("DATABASE_URL", "url", f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
             "e.g. `postgres://user:pass@host:5432/tarot`; unset: the SQLite file `db.sqlite3` "
             "in the project directory", secret=True),

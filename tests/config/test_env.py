@@ -193,7 +193,7 @@ def test_settings_load_with_nothing_set_on_sqlite():
         timeout=60,
     )
 
-    assert result.stdout.split() == ["django.db.backends.sqlite3", "False", "0", "2", "10/min"], (
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "False", "0", "1", "10/min"], (
         result.stderr
     )
 

@@ -23,7 +23,7 @@ LISTEN_BACKLOG = 2048
 def web_server_command(addr: str) -> list[str]:
     """uvicorn, an ASGI server: it streams responses (a live reading's Server-Sent Events)
     without holding a thread per open stream. Static files come from WhiteNoise inside the
-    app. WEB_PROCESSES (default 2) sets the processes; each has its own DATABASE_POOL_MAX."""
+    app. WEB_PROCESSES (default 1) sets the processes; each has its own DATABASE_POOL_MAX."""
     host, _, port = addr.rpartition(":")
     return [
         sys.executable,
