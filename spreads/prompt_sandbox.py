@@ -189,21 +189,28 @@ def engine(*, string_if_invalid: str = "") -> PromptEngine:
     )
 
 
+def _expressions(body: str):
+    """(tag name, its expression) for each expression of each tag in `body`, and (None, the
+    expression) for each {{ }}: what the allow-list and the lookups are checked on."""
+    for token in Lexer(body).tokenize():
+        if token.token_type == TokenType.BLOCK:
+            bits = list(smart_split(token.contents))
+            if bits:
+                yield bits[0], None
+                for bit in bits[1:]:
+                    yield bits[0], bit
+        elif token.token_type == TokenType.VAR:
+            yield None, token.contents
+
+
 def lookups(body: str) -> list[str]:
     """Every variable `body` looks up (`c.card.name`), in tags and in {{ }}, once each."""
     found: dict[str, None] = {}
-    for token in Lexer(body).tokenize():
-        if token.token_type == TokenType.BLOCK:
-            expressions = list(smart_split(token.contents))[1:]
-        elif token.token_type == TokenType.VAR:
-            expressions = [token.contents]
-        else:
-            continue
-        for expression in expressions:
-            for match in filter_re.finditer(expression):
-                var = match.group("var")
-                if var and not var.startswith(("'", '"')) and "." in var:
-                    found[var] = None
+    for _, expression in _expressions(body):
+        for match in filter_re.finditer(expression or ""):
+            var = match.group("var")
+            if var and not var.startswith(("'", '"')) and "." in var:
+                found[var] = None
     return list(found)
 
 
@@ -211,23 +218,15 @@ def refused(body: str) -> tuple[list[str], list[str]]:
     """The tags and filters `body` uses outside the allow-list, each once, in order."""
     tags: dict[str, None] = {}
     filters: dict[str, None] = {}
-    for token in Lexer(body).tokenize():
-        if token.token_type == TokenType.BLOCK:
-            bits = list(smart_split(token.contents))
-            if not bits:
-                continue
-            if bits[0] not in ALLOWED_TAGS and bits[0] not in _INNER_WORDS:
-                tags[bits[0]] = None
-            expressions = bits[1:]
-        elif token.token_type == TokenType.VAR:
-            expressions = [token.contents]
-        else:
+    for tag, expression in _expressions(body):
+        if expression is None:  # the tag itself
+            if tag not in ALLOWED_TAGS and tag not in _INNER_WORDS:
+                tags[tag] = None
             continue
-        for expression in expressions:
-            for match in filter_re.finditer(expression):
-                name = match.group("filter_name")
-                if name and name not in ALLOWED_FILTERS:
-                    filters[name] = None
+        for match in filter_re.finditer(expression):
+            name = match.group("filter_name")
+            if name and name not in ALLOWED_FILTERS:
+                filters[name] = None
     return list(tags), list(filters)
 
 

@@ -2,6 +2,8 @@
 when staff save it; forced into the database anyway, it fails its task with a clear message
 instead of holding the worker's CPU or memory."""
 
+from itertools import pairwise
+
 import pytest
 from django.contrib.auth.models import Permission
 
@@ -15,31 +17,31 @@ from spreads.prompts import MAX_QUESTION_LENGTH, render_problem, worst_context
 ADD = "/admin/spreads/prompttemplate/add/"
 PREVIEW = "/admin/spreads/prompttemplate/preview/"
 
-# Three nested loops over the question's letters: a billion iterations at its longest.
-NESTED_LOOPS = (
-    "{{ question }}{% for a in question|make_list %}{% for b in question|make_list %}"
-    "{% for c in question|make_list %}.{% endfor %}{% endfor %}{% endfor %}"
-)
-# Twenty-two doublings: four million times the question.
-DOUBLINGS = (
-    "{% with a=question|add:question %}"
-    + "".join(f"{{% with {chr(98 + i)}={chr(97 + i)}|add:{chr(97 + i)} %}}" for i in range(21))
-    + "{{ v }}"
-    + "{% endwith %}" * 22
-)
+
+def loops_over_the_question(depth: int) -> str:
+    """`depth` nested loops over the question's letters: 1,000 ** depth iterations at its
+    longest, 33 ** depth on the admin's sample question."""
+    return (
+        "{{ question }}"
+        + "{% for a in question|make_list %}" * depth
+        + "."
+        + "{% endfor %}" * depth
+    )
 
 
+def doublings(count: int) -> str:
+    """`count` {% with %} doublings of the question: 2 ** count times its length."""
+    names = [chr(97 + i) for i in range(count)]
+    first = "{% with a=question|add:question %}"
+    rest = "".join(f"{{% with {b}={a}|add:{a} %}}" for a, b in pairwise(names))
+    return first + rest + f"{{{{ {names[-1]} }}}}" + "{% endwith %}" * count
+
+
+NESTED_LOOPS = loops_over_the_question(3)  # a billion iterations
+DOUBLINGS = doublings(22)  # four million times the question
 # Harmless on the admin's 33-character sample question, not on a 1,000-character one.
-TWO_LOOPS = (
-    "{{ question }}{% for a in question|make_list %}{% for b in question|make_list %}.{% endfor %}"
-    "{% endfor %}"
-)
-TWELVE_DOUBLINGS = (
-    "{% with a=question|add:question %}"
-    + "".join(f"{{% with {chr(98 + i)}={chr(97 + i)}|add:{chr(97 + i)} %}}" for i in range(11))
-    + "{{ l }}"
-    + "{% endwith %}" * 12
-)
+TWO_LOOPS = loops_over_the_question(2)
+TWELVE_DOUBLINGS = doublings(12)
 
 
 def render(body: str) -> str:
