@@ -175,8 +175,8 @@ def _library_rates(model: str, batched: bool, floor: int, _minute: int) -> tuple
     def cost(**tokens) -> Decimal:
         return _library_calc(model, TokenUsage(batched=batched, **tokens))
 
-    input_rate = cost(input_tokens=whole) * MILLION / whole
     base = cost(input_tokens=whole)
+    input_rate = base * MILLION / whole
 
     def rate_of(kind: str) -> Decimal:  # one token of `kind` in place of an uncached one
         mixed = cost(input_tokens=whole - 1, **{kind: 1})
