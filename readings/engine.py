@@ -186,7 +186,12 @@ class ReadingRun:
         config = self.state.configs[task.task_type]
         try:
             try:
-                prompt = await sync_to_async(task_runner.prompt_for)(self.state, task)
+                # Rendering reads nothing from the database, so it runs on a thread of its
+                # own: a template slow up to its time budget delays only its own task, not
+                # the other readings' saves queued on the database thread.
+                prompt = await sync_to_async(task_runner.prompt_for, thread_sensitive=False)(
+                    self.state, task
+                )
             except RenderBudgetExceeded as exc:
                 raise TaskFailed(f"invalid prompt: {exc}") from exc
             # A cold guide is written once, then read (readings/guide_writers.py).

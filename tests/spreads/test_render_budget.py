@@ -2,12 +2,15 @@
 when staff save it; forced into the database anyway, it fails its task with a clear message
 instead of holding the worker's CPU or memory."""
 
+import asyncio
 from itertools import pairwise
 
 import pytest
 from django.contrib.auth.models import Permission
 
-from readings.engine import run_reading_sync
+from allocation.client_pool import runtime
+from readings import store, task_runner
+from readings.engine import run_reading, run_reading_sync
 from readings.models import ReadingStatus, TaskStatus
 from readings.services import reading_create
 from spreads import prompt_sandbox
@@ -121,3 +124,41 @@ def test_a_hostile_template_forced_into_the_database_fails_its_task_not_the_work
     assert reading.status == ReadingStatus.FAILED
     assert "three_card_card.txt went over its render budget" in reading.error
     assert reading.tasks.filter(status=TaskStatus.FAILED).exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_render_held_to_its_time_budget_does_not_hold_up_another_users_reading(
+    emulator, settings, django_user_model
+):
+    # Only the time budget stops this render: it runs its full two seconds.
+    settings.PROMPT_RENDER_MAX_LOOPS = 10**9
+    settings.PROMPT_RENDER_MAX_CHARS = 10**9
+    settings.PROMPT_RENDER_MAX_MS = 2000
+    PromptTemplate.objects.create(name="three_card_card.txt", body=NESTED_LOOPS)  # unchecked
+    mallory = django_user_model.objects.create_user("mallory")
+    alice = django_user_model.objects.create_user("alice")
+    hostile = reading_create(owner=mallory, spread="three_card", question="x" * 1000)
+    ordinary = reading_create(owner=alice, spread="celtic_cross", question="Will it rain?")
+
+    async def both():
+        return await asyncio.gather(run_reading(hostile.pk), run_reading(ordinary.pk))
+
+    hostile, ordinary = runtime.run(both())
+
+    assert hostile.status == ReadingStatus.FAILED
+    assert "went over its render budget" in hostile.error
+    assert ordinary.status == ReadingStatus.DONE
+    # Alice's reading never waited behind Mallory's render: all ten cards and three later
+    # calls were done while it still ran.
+    assert ordinary.finished_at < hostile.finished_at
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_rendering_a_prompt_reads_nothing_from_the_database(django_assert_num_queries):
+    # That is what lets the engine render on a thread of its own.
+    reading = reading_create(spread="celtic_cross", question="Will it rain?")
+    state = store.begin(reading.pk)
+
+    with django_assert_num_queries(0):
+        for task in state.tasks:
+            task_runner.prompt_for(state, task)
