@@ -17,6 +17,7 @@ from functools import partial
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from allocation.allocator import AllocationError
 from allocation.calls import TaskFailed, complete
@@ -186,12 +187,9 @@ class ReadingRun:
         config = self.state.configs[task.task_type]
         try:
             try:
-                # Rendering reads nothing from the database, so it runs on a thread of its
-                # own: a template slow up to its time budget delays only its own task, not
-                # the other readings' saves queued on the database thread.
-                prompt = await sync_to_async(task_runner.prompt_for, thread_sensitive=False)(
-                    self.state, task
-                )
+                # On a thread of its own: a template slow up to its time budget delays only
+                # its own task, not the other readings' saves queued on the database thread.
+                prompt = await sync_to_async(_prompt_for, thread_sensitive=False)(self.state, task)
             except RenderBudgetExceeded as exc:
                 raise TaskFailed(f"invalid prompt: {exc}") from exc
             # A cold guide is written once, then read (readings/guide_writers.py).
@@ -249,6 +247,15 @@ class ReadingRun:
 # otherwise queue dozens of set-ups in front of the calls of readings already running.
 STARTING_AT_ONCE = 2
 _starting: dict[int, asyncio.Semaphore] = {}
+
+
+def _prompt_for(state: store.ReadingState, task: ReadingTask):
+    try:
+        return task_runner.prompt_for(state, task)
+    finally:
+        # Staff's templates are read afresh now and then (allocation/staff_config.py): the
+        # connection that took goes back to the pool instead of staying with this thread.
+        connections.close_all()
 
 
 def _starting_gate() -> asyncio.Semaphore:
