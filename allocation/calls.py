@@ -20,6 +20,7 @@ import httpx2
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from allocation import stream_reader
 from allocation.allocator import AllocationConfig
 from allocation.client_pool import runtime
 from allocation.failover_cost import skipped_fallbacks
@@ -64,7 +65,7 @@ class AnswerFormat(Protocol):
 
     def start(self) -> None: ...  # a new attempt begins
 
-    def feed(self, event) -> list[tuple[Any, str]]: ...  # (key, new text) in a stream event
+    def feed(self, event: dict) -> list[tuple[Any, str]]: ...  # (key, new text) in an event
 
     def result(self, message) -> Any: ...  # the validated answer, or InvalidAnswer
 
@@ -78,9 +79,9 @@ class PlainText:
     def start(self) -> None:
         pass
 
-    def feed(self, event) -> list[tuple[Any, str]]:
-        if event.type == "content_block_delta" and event.delta.type == "text_delta":
-            return [(None, event.delta.text)]
+    def feed(self, event: dict) -> list[tuple[Any, str]]:
+        if event["type"] == "content_block_delta" and event["delta"]["type"] == "text_delta":
+            return [(None, event["delta"]["text"])]
         return []
 
     def result(self, message) -> str:
@@ -263,22 +264,22 @@ async def _send(
         t0 = time.monotonic()
         answer.start()
         try:
-            # The SDK's raw events, not its MessageStream helper (allocation/stream_reader.py).
-            stream = await client.messages.create(
+            # The SDK's lower-level interface: its request, our reading of the events
+            # (allocation/stream_reader.py).
+            async with client.messages.with_streaming_response.create(
                 model=model,
                 max_tokens=config.max_tokens,
                 **prompt.request(),
                 **answer.request(),
                 extra_body=_sampling(config),
                 stream=True,
-            )
-            async with stream:
-                headers = dict(stream.response.headers)
-                status_code = stream.response.status_code
+            ) as response:
+                headers = dict(response.headers)
+                status_code = response.status_code
                 request_id = headers.get("request-id", "")
                 streamed = StreamedMessage()
                 try:
-                    async for event in stream:
+                    async for event in stream_reader.events(client, response.http_response):
                         streamed.add(event)
                         for key, text in answer.feed(event):
                             if on_text is not None:

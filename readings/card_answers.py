@@ -72,11 +72,14 @@ class CardBatchAnswer:
         """A new attempt: nothing of the last one's answer carries over."""
         self._json, self._seen = "", {}
 
-    def feed(self, event) -> list[tuple[int | None, str]]:
+    def feed(self, event: dict) -> list[tuple[int | None, str]]:
         """The new text in a stream event, as (position index, text) pairs."""
-        if event.type != "content_block_delta" or event.delta.type != "input_json_delta":
+        if event["type"] != "content_block_delta":
             return []
-        self._json += event.delta.partial_json
+        delta = event["delta"]
+        if delta["type"] != "input_json_delta":
+            return []
+        self._json += delta["partial_json"]
         try:
             partial = jiter.from_json(self._json.encode(), partial_mode="trailing-strings")
         except ValueError:

@@ -38,7 +38,7 @@ def ask(emu, *, system="You are a tarot reader.", positions=(1, 2, 3), max_token
         **answer.request(),
     ) as stream:
         for event in stream:
-            for position, text in answer.feed(event):
+            for position, text in answer.feed(event.model_dump()):
                 streamed[position] = streamed.get(position, "") + text
         message = stream.get_final_message()
     return answer, message, streamed

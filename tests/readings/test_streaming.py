@@ -200,10 +200,10 @@ def test_a_batch_answer_in_any_order_is_read_by_position():
 
 
 def delta(partial_json):
-    return SimpleNamespace(
-        type="content_block_delta",
-        delta=SimpleNamespace(type="input_json_delta", partial_json=partial_json),
-    )
+    return {
+        "type": "content_block_delta",
+        "delta": {"type": "input_json_delta", "partial_json": partial_json},
+    }
 
 
 def test_streamed_text_is_handed_on_only_once_its_position_is_known():
