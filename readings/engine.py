@@ -115,7 +115,7 @@ class ReadingRun:
         )
         self.timings = RunTimings()
         # What the reading's viewers see of its text as it streams (readings/live.py).
-        self.events = live.ReadingPublisher(state.reading.pk, sync_to_async(live.publish))
+        self.events = live.ReadingPublisher(state.reading.pk)
 
     async def run(self) -> None:
         tasks = self.state.tasks

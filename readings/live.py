@@ -1,8 +1,9 @@
 """Live readings: the worker's events reach the web process's event streams.
 
-The worker writes a reading's new events as ReadingEvent rows and, in the same transaction,
+The worker writes a reading's new events as ReadingEvent rows and, in the same statement,
 sends Postgres a NOTIFY on one channel with the reading's id: text of all its tasks together, a
-few times a second (ReadingPublisher). When the reading ends its events are deleted
+few times a second (ReadingPublisher), and the events of every reading the process runs in
+one write (LiveWriter). When the reading ends its events are deleted
 (compact): the reading_finished event, written last, carries the whole reading. Each web
 process holds one LISTEN connection (not one per stream) and wakes the streams of that reading,
 which read the new rows.
@@ -24,6 +25,7 @@ import threading
 import time
 from collections import defaultdict
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -41,15 +43,26 @@ FLUSH_INTERVAL_S = 0.25
 
 
 def publish(reading_id, events: list[tuple[str, dict]]) -> None:
-    """Store events of one reading, in order, and tell the web processes (on commit).
+    """Store events of one reading, in order, and tell the web processes (on commit)."""
+    publish_many([(reading_id, events)])
 
-    On Postgres that is one statement, so one round trip: its insert and its NOTIFY commit
-    together (or with the caller's transaction), and a flush costs the worker and the
-    database a quarter of what a transaction of separate statements did."""
+
+def publish_many(batches: list[tuple[object, list[tuple[str, dict]]]]) -> None:
+    """Store the events of several readings, each reading's in order, and tell the web
+    processes (on commit), one NOTIFY per reading.
+
+    On Postgres that is one statement, so one round trip: its insert and its NOTIFYs commit
+    together (or with the caller's transaction)."""
+    rows = [
+        (str(reading_id), kind, data) for reading_id, events in batches for kind, data in events
+    ]
+    if not rows:
+        return
     if connection.vendor != "postgresql":
         with transaction.atomic():
             ReadingEvent.objects.bulk_create(
-                ReadingEvent(reading_id=reading_id, kind=kind, data=data) for kind, data in events
+                ReadingEvent(reading_id=reading_id, kind=kind, data=data)
+                for reading_id, kind, data in rows
             )
         return
     with connection.cursor() as cursor:
@@ -57,18 +70,19 @@ def publish(reading_id, events: list[tuple[str, dict]]) -> None:
             f"""
             WITH stored AS (
                 INSERT INTO {ReadingEvent._meta.db_table} (reading_id, kind, data, created_at)
-                SELECT %s, event.kind, event.data::jsonb, now()
-                FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS event(kind, data, n)
+                SELECT event.reading_id::uuid, event.kind, event.data::jsonb, now()
+                FROM unnest(%s::text[], %s::text[], %s::text[])
+                    WITH ORDINALITY AS event(reading_id, kind, data, n)
                 ORDER BY event.n
             )
-            SELECT pg_notify(%s, %s)
+            SELECT pg_notify(%s, reading_id) FROM unnest(%s::text[]) AS reading_id
             """,
             [
-                reading_id,
-                [kind for kind, _ in events],
-                [json.dumps(data) for _, data in events],
+                [reading_id for reading_id, _, _ in rows],
+                [kind for _, kind, _ in rows],
+                [json.dumps(data) for _, _, data in rows],
                 CHANNEL,
-                str(reading_id),
+                list(dict.fromkeys(str(reading_id) for reading_id, _ in batches)),
             ],
         )
 
@@ -80,21 +94,16 @@ def compact(reading_id) -> None:
 
 
 class ReadingPublisher:
-    """A reading's live events, every task's together: gathered and written as one insert and
-    one NOTIFY at most every FLUSH_INTERVAL_S (its first event and its first text at once),
-    so a reading's events cost a few writes a second whatever number of its tasks are
-    streaming. Every event is written within FLUSH_INTERVAL_S of being added, or by flush().
-    """
+    """A reading's live events, every task's together, waiting for the process's next write
+    (LiveWriter): its text at most every FLUSH_INTERVAL_S (its first text at once), so a
+    reading's events cost a few writes a second whatever number of its tasks are streaming.
+    Every event is written within FLUSH_INTERVAL_S of being added, or by flush()."""
 
-    def __init__(self, reading_id, publish_async, interval: float = FLUSH_INTERVAL_S):
+    def __init__(self, reading_id):
         self.reading_id = reading_id
-        self._publish = publish_async  # publish, run off the event loop
-        self._interval = interval
         self._pending: list[tuple[str, dict]] = []
-        self._last_flush = -math.inf
-        self._due: asyncio.TimerHandle | None = None
         self._text_written = False
-        self._flushing = asyncio.Lock()  # one write at a time keeps the events in order
+        self._writer = LiveWriter.of_this_loop()
 
     def for_task(self, task_id) -> "TextPublisher":
         return TextPublisher(self, task_id)
@@ -108,16 +117,13 @@ class ReadingPublisher:
             mine[1]["text"] += text
         else:
             self._pending.append((EventKind.TEXT, {"task": task_id, "position": key, "text": text}))
-        if not self._text_written:
-            # The reading's first text goes at once: what a viewer waits for (time to text).
-            self._text_written = True
-            self._write_soon(at_once=True)
-        else:
-            self._write_soon()
+        # The reading's first text goes at once: what a viewer waits for (time to text).
+        self._writer.write_soon(self, at_once=not self._text_written)
+        self._text_written = True
 
     def add(self, kind: str, data: dict) -> None:
         self._pending.append((kind, data))
-        self._write_soon()
+        self._writer.write_soon(self)
 
     def drop_text(self, task_id) -> None:
         self._pending = [
@@ -126,25 +132,58 @@ class ReadingPublisher:
             if not (kind == EventKind.TEXT and data["task"] == task_id)
         ]
 
-    async def flush(self) -> None:
-        """Write what is pending now."""
-        if self._due is not None:
-            self._due.cancel()
-            self._due = None
-        async with self._flushing:
-            if not self._pending:
-                return
-            pending, self._pending = self._pending, []
-            self._last_flush = time.monotonic()
-            await self._publish(self.reading_id, pending)
+    def take(self) -> list[tuple[str, dict]]:
+        pending, self._pending = self._pending, []
+        return pending
 
-    def _write_soon(self, *, at_once: bool = False) -> None:
+    async def flush(self) -> None:
+        """Write what is pending now (this reading's and, in the same write, the others')."""
+        await self._writer.flush()
+
+
+class LiveWriter:
+    """The live events of every reading on this process's event loop, written together: one
+    statement (publish_many) at most every FLUSH_INTERVAL_S, however many readings stream.
+    Forty readings side by side cost four writes a second, not a hundred and sixty."""
+
+    _of_loop: dict[int, "LiveWriter"] = {}
+
+    @classmethod
+    def of_this_loop(cls) -> "LiveWriter":
+        loop = asyncio.get_running_loop()
+        writer = cls._of_loop.get(id(loop))
+        if writer is None or writer._loop is not loop:
+            writer = cls._of_loop[id(loop)] = cls(loop)
+        return writer
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = FLUSH_INTERVAL_S):
+        self._loop = loop
+        self._interval = interval
+        self._waiting: dict[int, ReadingPublisher] = {}  # readings with events to write
+        self._last_flush = -math.inf
+        self._due: asyncio.TimerHandle | None = None
+        self._flushing = asyncio.Lock()  # one write at a time keeps each reading's order
+
+    def write_soon(self, reading: ReadingPublisher, *, at_once: bool = False) -> None:
+        self._waiting[id(reading)] = reading
         if self._due is not None:
             if not at_once:
                 return
             self._due.cancel()
         delay = 0.0 if at_once else max(0.0, self._last_flush + self._interval - time.monotonic())
-        self._due = asyncio.get_running_loop().call_later(delay, self._write_due)
+        self._due = self._loop.call_later(delay, self._write_due)
+
+    async def flush(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        async with self._flushing:
+            waiting, self._waiting = self._waiting, {}
+            batches = [(r.reading_id, events) for r in waiting.values() if (events := r.take())]
+            if not batches:
+                return
+            self._last_flush = time.monotonic()
+            await sync_to_async(_publish_many)(batches)
 
     def _write_due(self) -> None:
         self._due = None
@@ -153,8 +192,12 @@ class ReadingPublisher:
     async def _flush_logged(self) -> None:
         try:
             await self.flush()
-        except Exception:  # noqa: BLE001 - viewers miss some text; the reading goes on
-            logger.exception("could not write reading %s's live events", self.reading_id)
+        except Exception:  # noqa: BLE001 - viewers miss some text; the readings go on
+            logger.exception("could not write the readings' live events")
+
+
+def _publish_many(batches) -> None:
+    publish_many(batches)  # looked up when called (tests record what is written)
 
 
 class TextPublisher:

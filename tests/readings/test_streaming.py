@@ -1,15 +1,17 @@
 """Readings stream: every call uses the SDK's streaming interface, its text is published as
 it arrives (batched), and each position's text is the model's structured answer for it."""
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
 
 from allocation.calls import InvalidAnswer
+from allocation.client_pool import runtime
 from allocation.models import CallOutcome, LLMCall, ModelAllocation
 from readings import live
 from readings.card_answers import CardBatchAnswer
-from readings.engine import run_reading_sync
+from readings.engine import run_reading, run_reading_sync
 from readings.models import EventKind, ReadingEvent, ReadingStatus, ReadingTask
 from readings.selectors import reading_results
 from readings.services import CardChoice, reading_create
@@ -42,14 +44,15 @@ class Sent(list):
 def sent(monkeypatch) -> Sent:
     """What was sent while the reading ran: its rows are compacted once it ends."""
     recorded = Sent()
-    publish = live.publish
+    publish_many = live.publish_many
 
-    def recording(reading_id, batch):
-        publish(reading_id, batch)
-        recorded.extend(batch)
-        recorded.writes.append(list(batch))
+    def recording(batches):
+        publish_many(batches)
+        for _, batch in batches:
+            recorded.extend(batch)
+            recorded.writes.append(list(batch))
 
-    monkeypatch.setattr(live, "publish", recording)
+    monkeypatch.setattr(live, "publish_many", recording)
     return recorded
 
 
@@ -87,13 +90,8 @@ def test_the_text_a_viewer_is_sent_adds_up_to_the_saved_reading(emulator, sent):
     assert kinds[-1] == EventKind.READING_FINISHED
 
 
-def test_text_is_written_in_batches_not_once_per_token(emulator, sent, monkeypatch):
+def test_text_is_written_in_batches_not_once_per_token(emulator, sent):
     emulator.configure(ms_per_token=2)  # about a second per answer
-    writes = []
-    publish = live.publish
-    monkeypatch.setattr(
-        live, "publish", lambda pk, batch: (writes.append(batch), publish(pk, batch))
-    )
     reading = read()
 
     deltas = [data for kind, data in sent if kind == EventKind.TEXT]
@@ -105,6 +103,31 @@ def test_text_is_written_in_batches_not_once_per_token(emulator, sent, monkeypat
     text_writes = [w for w in sent.writes if any(kind == EventKind.TEXT for kind, _ in w)]
     tasks = reading.tasks.count()
     assert len(text_writes) <= reading.wall_time_s / live.FLUSH_INTERVAL_S + tasks + 1
+
+
+def test_readings_side_by_side_write_their_live_events_together(emulator, monkeypatch):
+    emulator.configure(ms_per_token=2)
+    writes = []
+    publish_many = live.publish_many
+    monkeypatch.setattr(
+        live, "publish_many", lambda batches: (writes.append(batches), publish_many(batches))
+    )
+    readings = [
+        reading_create(spread="three_card", question=f"Question {n}?", cards=CARDS)
+        for n in range(4)
+    ]
+
+    async def side_by_side():
+        return await asyncio.gather(*(run_reading(r.pk) for r in readings))
+
+    done = runtime.run(side_by_side())
+
+    assert {r.status for r in done} == {ReadingStatus.DONE}
+    text_writes = [w for w in writes if any(kind == EventKind.TEXT for _, b in w for kind, _ in b)]
+    # One write a flush for all four readings, not one each.
+    assert max(len(w) for w in text_writes) == 4
+    longest = max(r.wall_time_s for r in done)
+    assert len(text_writes) <= longest / live.FLUSH_INTERVAL_S + 4 * (4 + 1)
 
 
 def test_a_finished_reading_keeps_one_event_that_carries_it_whole(emulator, sent):
