@@ -36,11 +36,15 @@ class StaffTable(Generic[T]):
         _tables.append(self)
 
     def get(self) -> T:
-        if time.monotonic() - self._read_at >= FRESH_S:
+        if not self.is_fresh():
             # Two threads may both read: the same rows, so either result will do.
             self._value = self._load(self._model.objects.all())
             self._read_at = time.monotonic()
         return self._value
+
+    def is_fresh(self) -> bool:
+        """True while get() answers without reading the table."""
+        return time.monotonic() - self._read_at < FRESH_S
 
     def forget(self, **_signal_kwargs) -> None:
         self._read_at = -math.inf

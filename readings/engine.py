@@ -11,6 +11,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,6 +29,7 @@ from allocation.usage import Attempt
 from readings import live, store, task_runner
 from readings.guide_writers import guide_writers
 from readings.models import EventKind, Reading, ReadingTask, TaskStatus
+from spreads import prompts
 from spreads.prompt_sandbox import RenderBudgetExceeded
 
 logger = logging.getLogger(__name__)
@@ -188,8 +190,13 @@ class ReadingRun:
         try:
             try:
                 # On a thread of its own: a template slow up to its time budget delays only
-                # its own task, not the other readings' saves queued on the database thread.
-                prompt = await sync_to_async(_prompt_for, thread_sensitive=False)(self.state, task)
+                # its own task, not the other readings' saves queued on the database thread,
+                # which reads staff's templates for it when they are due.
+                if not prompts.stored_templates_fresh():
+                    await sync_to_async(prompts.read_stored_templates)()
+                prompt = await asyncio.get_running_loop().run_in_executor(
+                    _renderers, _prompt_for, self.state, task
+                )
             except RenderBudgetExceeded as exc:
                 raise TaskFailed(f"invalid prompt: {exc}") from exc
             # A cold guide is written once, then read (readings/guide_writers.py).
@@ -247,6 +254,11 @@ class ReadingRun:
 # otherwise queue dozens of set-ups in front of the calls of readings already running.
 STARTING_AT_ONCE = 2
 _starting: dict[int, asyncio.Semaphore] = {}
+
+
+# Plain threads (not asgiref's, which carry the caller's context and with it its database
+# connections), so what a render opens is this thread's own, and closed below.
+_renderers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="prompt-render")
 
 
 def _prompt_for(state: store.ReadingState, task: ReadingTask):

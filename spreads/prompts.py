@@ -139,6 +139,17 @@ def render_guide(
 _stored = StaffTable(PromptTemplate, lambda rows: {row.name: row.body for row in rows})
 
 
+def read_stored_templates() -> None:
+    """Read staff's templates now unless this process read them a moment ago: a caller that
+    is about to render where no database connection should be opened calls this first."""
+    if not _stored.is_fresh():
+        _stored.get()
+
+
+def stored_templates_fresh() -> bool:
+    return _stored.is_fresh()
+
+
 @lru_cache(maxsize=512)
 def _compiled(body: str):
     """A stored template, parsed once per process and body (an edit is a new body)."""

@@ -7,7 +7,7 @@ import time
 
 import httpx2
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from rest_framework.authtoken.models import Token
 
 from benchmarks.workers import WebServer
@@ -83,6 +83,19 @@ def events(response, on_open=lambda: None):
             data.append(line[6:])
 
 
+def watcher_thread(target) -> threading.Thread:
+    """A viewer on a thread of its own, which gives its database connection back when done
+    (a thread's connection outlives the thread otherwise, and the pool runs dry)."""
+
+    def watch():
+        try:
+            target()
+        finally:
+            connections.close_all()
+
+    return threading.Thread(target=watch)
+
+
 def follow(http, reading, **headers) -> list:
     with http.stream("GET", f"/api/readings/{reading.pk}/events/", headers=headers) as response:
         assert response.status_code == 200
@@ -121,7 +134,7 @@ def test_a_client_watching_live_sees_text_before_the_reading_ends(web, bob, emul
             for _, kind, _ in events(response, on_open=connected.set):
                 seen_at.setdefault(kind, time.time())
 
-    watcher = threading.Thread(target=watch)
+    watcher = watcher_thread(watch)
     watcher.start()
     wait_for(connected.is_set, timeout=15, what="the watcher's stream to open")
     assert seen_at == {}  # connected, nothing to see yet
@@ -147,7 +160,7 @@ def test_a_client_resumes_after_the_last_event_it_saw(web, bob, emulator):
                 if len(first) == 3:
                     return  # the connection drops
 
-    watcher = threading.Thread(target=watch_a_little)
+    watcher = watcher_thread(watch_a_little)
     watcher.start()
     wait_for(connected.is_set, timeout=15, what="the watcher's stream to open")
     run_reading_sync(reading.pk)
@@ -221,7 +234,7 @@ def test_a_client_that_hangs_up_costs_the_worker_nothing(web, bob, emulator):
                 if kind == EventKind.TEXT:
                     return  # gone mid-reading
 
-    watcher = threading.Thread(target=hang_up_early)
+    watcher = watcher_thread(hang_up_early)
     watcher.start()
     finished = run_reading_sync(reading.pk)
     watcher.join(timeout=30)
