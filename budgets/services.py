@@ -104,6 +104,42 @@ def reserve_for_reading(*, reading, worst_case_usd: Decimal) -> list[Reservation
         return Reservation.objects.bulk_create(reservations)
 
 
+def reserve_for_retry(*, reading, worst_case_usd: Decimal) -> None:
+    """A failed reading goes again: hold `worst_case_usd` against every budget that applies
+    now, in this period, or raise BudgetExceeded. Its reservation on a budget is held again
+    (one per reading and budget); what it spent before stays spent, and its calls settle
+    against the new hold as before."""
+    budgets = budgets_applying(owner=reading.owner, spread=reading.spread)
+    if not budgets:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        ledgers = _locked_ledgers(budgets, now)
+        _expire_holds(list(ledgers.values()), now)
+        for budget in budgets:
+            standing = _standing(budget, now, ledgers[budget.pk])
+            if not standing.allows(worst_case_usd):
+                raise BudgetExceeded(standing, worst_case_usd)
+        earlier = {
+            r.budget_id: r
+            for r in Reservation.objects.select_for_update().filter(
+                reading=reading, state=ReservationState.RELEASED
+            )
+        }
+        for budget in budgets:
+            ledger = ledgers[budget.pk]
+            ledger.reserved_usd += worst_case_usd
+            ledger.save(update_fields=["reserved_usd", "updated_at"])
+            reservation = earlier.get(budget.pk) or Reservation(reading=reading, budget=budget)
+            reservation.ledger = ledger
+            reservation.worst_case_usd = reservation.spent_usd + worst_case_usd
+            reservation.held_usd = worst_case_usd
+            reservation.state = ReservationState.HELD
+            reservation.released_at = None
+            reservation.expires_at = now + reservation_ttl()
+            reservation.save()
+
+
 def _locked_reservations(reading_id) -> list[Reservation]:
     """The reading's reservations, their ledgers locked first (in id order, as reserving
     does), then the reservations themselves."""

@@ -4,18 +4,26 @@ their history. Costs and model names stay out of it; they are staff business."""
 
 import math
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
 from budgets.services import BudgetExceeded
 from budgets.throttles import reading_creation_wait
 from readings.languages import reading_language
-from readings.models import Language, Reading, ReadingStatus
+from readings.models import Language, Reading, ReadingMode, ReadingStatus
 from readings.selectors import reading_results
-from readings.services import MAX_QUESTION_LENGTH, reading_create, submit
+from readings.services import (
+    MAX_QUESTION_LENGTH,
+    RetryRefused,
+    reading_create,
+    reading_retry,
+    submit,
+)
 from spreads.models import Spread
 
 HISTORY_LENGTH = 50
@@ -87,6 +95,30 @@ def reading_page(request, pk):
             "reading": reading,
             "results": reading_results(reading),
             "finished": finished,
+            "retryable": reading.mode == ReadingMode.STANDARD,
             "events_url": "" if finished else reverse("api:reading-events", kwargs={"pk": pk}),
         },
     )
+
+
+@login_required(login_url="accounts:login")
+@require_POST
+def retry(request, pk):
+    """The reading page's retry button: the API's retry, under the same throttle."""
+    reading = get_object_or_404(Reading, pk=pk, owner=request.user)
+    if wait_s := reading_creation_wait(request.user):
+        messages.error(
+            request,
+            _("You have asked for many readings just now. Ask again in %(seconds)d seconds.")
+            % {"seconds": math.ceil(wait_s)},
+        )
+        return redirect("pages:reading", pk=pk)
+    try:
+        reading = reading_retry(reading)
+    except RetryRefused as exc:
+        messages.error(request, str(exc))
+    except BudgetExceeded:
+        messages.error(request, _("No more readings can be made today. Try again tomorrow."))
+    else:
+        submit(reading)
+    return redirect("pages:reading", pk=pk)

@@ -12,10 +12,10 @@ from allocation.allocator import AllocationError, get_allocator
 from allocation.pricing import price_problem
 from budgets.models import CostEstimate
 from budgets.selectors import budgets_applying, quota_for
-from budgets.services import reserve_for_reading
+from budgets.services import reserve_for_reading, reserve_for_retry
 from readings.estimates import EstimateError, ReadingEstimate, estimate_reading
 from readings.languages import validate_language
-from readings.models import DrawnCard, Language, Reading, ReadingMode
+from readings.models import DrawnCard, Language, Reading, ReadingMode, ReadingStatus
 from readings.signals import reading_submitted
 from spreads import selectors
 from spreads.models import DECK_SIZE, Card, Position, Spread, TaskType
@@ -245,6 +245,39 @@ def reading_create(
             )
         if governed:
             reserve_for_reading(reading=reading, worst_case_usd=estimate.worst_case_usd)
+    return reading
+
+
+class RetryRefused(Exception):
+    """The reading cannot be retried; the message says why, to its owner."""
+
+
+def reading_retry(reading: Reading) -> Reading:
+    """Queue a failed reading again. Only its unfinished tasks run (the engine resumes it as
+    after a crash), so no finished task is paid twice; its worst case is held against the
+    budgets that apply now (BudgetExceeded if one cannot take it). The caller hands it to the
+    worker (submit)."""
+    with transaction.atomic():
+        reading = Reading.objects.select_for_update().select_related("spread").get(pk=reading.pk)
+        if reading.status != ReadingStatus.FAILED:
+            raise RetryRefused(
+                _("Only a failed reading can be retried; this one is %(status)s.")
+                % {"status": reading.get_status_display().lower()}
+            )
+        if reading.mode == ReadingMode.ECONOMY:
+            raise RetryRefused(_("An economy reading cannot be retried: ask the question again."))
+        exempt = quota_for(reading.owner).exempt_from_budgets
+        if not exempt and budgets_applying(owner=reading.owner, spread=reading.spread):
+            estimate = CostEstimate.objects.filter(reading=reading).first()
+            if estimate is None:
+                raise RetryRefused(_("This reading has no cost estimate: ask the question again."))
+            reserve_for_retry(reading=reading, worst_case_usd=estimate.worst_case_usd)
+        reading.status = ReadingStatus.QUEUED
+        reading.error = ""
+        reading.finished_at = None
+        reading.dispatched_at = None
+        reading.held_by = ""
+        reading.save(update_fields=["status", "error", "finished_at", "dispatched_at", "held_by"])
     return reading
 
 

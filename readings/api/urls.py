@@ -12,6 +12,7 @@ urlpatterns = [
     path("readings/", views.ReadingCollection.as_view(), name="reading-list"),
     path("readings/estimate/", views.ReadingEstimateView.as_view(), name="reading-estimate"),
     path("readings/<uuid:pk>/", views.ReadingDetail.as_view(), name="reading-detail"),
+    path("readings/<uuid:pk>/retry/", views.ReadingRetry.as_view(), name="reading-retry"),
     path("readings/<uuid:pk>/events/", events.ReadingEvents.as_view(), name="reading-events"),
     path("auth/token/", views.TokenLogin.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

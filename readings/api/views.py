@@ -32,7 +32,15 @@ from readings.api.serializers import (
 )
 from readings.languages import reading_language
 from readings.models import Reading, ReadingStatus, ReadingTask
-from readings.services import CardChoice, reading_create, reading_estimate, reading_validate, submit
+from readings.services import (
+    CardChoice,
+    RetryRefused,
+    reading_create,
+    reading_estimate,
+    reading_retry,
+    reading_validate,
+    submit,
+)
 from spreads.models import Card, Spread
 
 
@@ -206,6 +214,43 @@ class ReadingDetail(generics.RetrieveAPIView):
         return readings_visible_to(self.request.user).prefetch_related(
             Prefetch("tasks", queryset=ReadingTask.objects.order_by("phase", "batch_index", "pk"))
         )
+
+
+class ReadingRetry(generics.GenericAPIView):
+    """A failed reading, queued again: only what was not finished runs."""
+
+    serializer_class = ReadingQueuedSerializer
+    # A retry spends as a new reading does: it is counted with creations.
+    throttle_classes = [ReadingCreateThrottle]
+
+    def get_queryset(self):
+        return readings_visible_to(self.request.user)
+
+    @extend_schema(
+        summary="Retry a failed reading",
+        description="Queues a failed reading again and answers at once. Only its unfinished "
+        "tasks run, so nothing already written is paid for twice; its worst case is held "
+        "against your budgets again. Follow it at `url`, as after creating one.",
+        request=None,
+        responses={
+            202: ReadingQueuedSerializer,
+            402: BudgetRefusalSerializer,
+            404: OpenApiResponse(description="No such reading of yours."),
+            409: OpenApiResponse(description="The reading is not failed, or cannot be retried."),
+            429: OpenApiResponse(description="Too many readings: wait Retry-After seconds."),
+        },
+    )
+    def post(self, request, pk):
+        try:
+            reading = reading_retry(self.get_object())
+        except RetryRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except BudgetExceeded as exc:
+            return Response(exc.as_dict(), status=status.HTTP_402_PAYMENT_REQUIRED)
+        submit(reading)
+        url = request.build_absolute_uri(reverse("api:reading-detail", kwargs={"pk": reading.pk}))
+        queued = ReadingQueuedSerializer({"id": reading.pk, "status": reading.status, "url": url})
+        return Response(queued.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
 
 
 class TokenLogin(ObtainAuthToken):

@@ -78,6 +78,8 @@
     root.querySelectorAll("[aria-busy]").forEach((box) => box.setAttribute("aria-busy", "false"));
     root.dataset.status = data.status;
     status.textContent = data.status === "done" ? root.dataset.textDone : root.dataset.textFailed;
+    const retry = document.getElementById("retry");
+    if (retry && data.status === "failed") retry.hidden = false;
   });
   source.addEventListener("error", (e) => {
     if (e.data) {
