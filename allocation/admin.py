@@ -38,6 +38,7 @@ class ModelAllocationForm(forms.ModelForm):
             "temperature",
             "fallback_models",
             "fallback_cost_ceiling",
+            "overload_patience_s",
             "cache_ttl",
         ]
 

@@ -50,6 +50,10 @@ class Layer:
     DEFAULT = "default"
 
 
+# Anthropic's overloads come in waves of seconds to minutes: a task waits out a minute of one.
+DEFAULT_OVERLOAD_PATIENCE_S = 60
+
+
 @dataclass(frozen=True)
 class AllocationConfig:
     task_type: str
@@ -61,6 +65,8 @@ class AllocationConfig:
     # A fallback may cost at most this multiple of the model's cost for the same call (None:
     # no ceiling). See allocation/failover_cost.py.
     fallback_cost_ceiling: Decimal | None = None
+    # Seconds a task keeps trying while the provider is overloaded (allocation/calls.py).
+    overload_patience_s: float = DEFAULT_OVERLOAD_PATIENCE_S
     # field name -> the layer it came from, e.g. {"model": "environment", "max_tokens": "spread"}
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -111,6 +117,14 @@ class Allocator:
         # Blank on a row means "no opinion": the next layer, then the spread decides.
         values["cache_ttl"] = next(
             (row.cache_ttl for row in rows_in_order(rows) if row.cache_ttl), ""
+        )
+        values["overload_patience_s"] = next(
+            (
+                row.overload_patience_s
+                for row in rows_in_order(rows)
+                if row.overload_patience_s is not None
+            ),
+            DEFAULT_OVERLOAD_PATIENCE_S,
         )
         if "fallback_cost_ceiling" in env:
             values["fallback_cost_ceiling"] = env["fallback_cost_ceiling"]

@@ -8,6 +8,7 @@ next model in the allocation.
 
 import asyncio
 import dataclasses
+import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -144,63 +145,80 @@ async def complete(
     attempts = 0
     last_problem = "no model was tried"
     models, skipped = await _models_within_ceiling(config, prompt)
-    for model_index, model in enumerate(models):
-        is_last_model = model_index == len(models) - 1
-        for attempt_on_model in range(1, params.max_attempts_per_model + 1):
-            try:
-                sent = await _send(
-                    model=model,
-                    prompt=prompt,
-                    config=config,
-                    gate=gate,
-                    on_send=on_send,
-                    attempt=attempts + 1,
-                    is_retry=attempt_on_model > 1,
-                    is_fallback=model_index > 0,
-                    answer=answer,
-                    on_text=on_text,
-                )
-            except BreakerOpen:
-                last_problem = f"{model}: circuit open after repeated failures"
-                break  # straight to the next model, no call made
-            attempts += 1
-            await on_attempt(sent.attempt)
-            if sent.failure is None:
-                text = "".join(b.text for b in sent.message.content if b.type == "text")
-                return Completion(
-                    text=text,
-                    model=model,
-                    attempts=attempts,
-                    fell_back=model_index > 0,
-                    result=sent.result,
-                )
+    # An overloaded provider (or circuits opened by it) is waited out, round after round of
+    # the models, until the allocation's patience is spent: overloads come in waves of
+    # seconds to minutes, and a task that gives up in the first second throws away what its
+    # reading has already paid for.
+    patience_ends = time.monotonic() + config.overload_patience_s
+    for round_number in itertools.count(1):
+        waiting_out = False  # the round ended on an overload or open circuits
+        for model_index, model in enumerate(models):
+            is_last_model = model_index == len(models) - 1
+            for attempt_on_model in range(1, params.max_attempts_per_model + 1):
+                try:
+                    sent = await _send(
+                        model=model,
+                        prompt=prompt,
+                        config=config,
+                        gate=gate,
+                        on_send=on_send,
+                        attempt=attempts + 1,
+                        is_retry=attempt_on_model > 1 or round_number > 1,
+                        is_fallback=model_index > 0,
+                        answer=answer,
+                        on_text=on_text,
+                    )
+                except BreakerOpen:
+                    last_problem = f"{model}: circuit open after repeated failures"
+                    waiting_out = True
+                    break  # straight to the next model, no call made
+                attempts += 1
+                await on_attempt(sent.attempt)
+                if sent.failure is None:
+                    text = "".join(b.text for b in sent.message.content if b.type == "text")
+                    return Completion(
+                        text=text,
+                        model=model,
+                        attempts=attempts,
+                        fell_back=model_index > 0,
+                        result=sent.result,
+                    )
 
-            failure, outcome = sent.failure, sent.attempt.outcome
-            why = sent.attempt.status_code or type(failure).__name__
-            last_problem = f"{model}: {outcome} ({why}): {failure}"
-            if is_fatal(failure):
-                if not fallback_may_help(failure):
-                    raise TaskFailed(last_problem) from failure  # every model would say the same
-                break  # e.g. a model this key cannot use: the next one may serve
-            # A 429 or a 529 is transient: the same model, after a backoff, is the cheaper bet
-            # than a fallback that may cost several times as much. Errors and timeouts hand
-            # the task on now.
-            transient = outcome in (CallOutcome.RATE_LIMITED, CallOutcome.OVERLOADED)
-            # An answer in the wrong form gets one more try on its model: usually a slip.
-            slip = isinstance(failure, InvalidAnswer) and attempt_on_model < 2
-            if not (transient or slip) and not is_last_model:
-                break
-            if attempt_on_model == params.max_attempts_per_model:
-                break
-            await asyncio.sleep(
-                backoff_delay(
-                    attempt_on_model,
-                    retry_after=retry_after_from_headers(sent.headers or {}, now=time.time()),
-                    rng=rng,
-                    initial=params.initial_delay_s,
-                    max_delay=params.max_delay_s,
+                failure, outcome = sent.failure, sent.attempt.outcome
+                why = sent.attempt.status_code or type(failure).__name__
+                last_problem = f"{model}: {outcome} ({why}): {failure}"
+                waiting_out = outcome == CallOutcome.OVERLOADED
+                if is_fatal(failure):
+                    if not fallback_may_help(failure):
+                        raise TaskFailed(last_problem) from failure  # every model would say so
+                    break  # e.g. a model this key cannot use: the next one may serve
+                # A 429 or a 529 is transient: the same model, after a backoff, is the cheaper
+                # bet than a fallback that may cost several times as much. Errors and timeouts
+                # hand the task on now.
+                transient = outcome in (CallOutcome.RATE_LIMITED, CallOutcome.OVERLOADED)
+                # An answer in the wrong form gets one more try on its model: usually a slip.
+                slip = isinstance(failure, InvalidAnswer) and attempt_on_model < 2
+                if not (transient or slip) and not is_last_model:
+                    break
+                if attempt_on_model == params.max_attempts_per_model:
+                    break
+                await asyncio.sleep(
+                    backoff_delay(
+                        attempt_on_model,
+                        retry_after=retry_after_from_headers(sent.headers or {}, now=time.time()),
+                        rng=rng,
+                        initial=params.initial_delay_s,
+                        max_delay=params.max_delay_s,
+                    )
                 )
-            )
+        if not waiting_out:
+            break
+        left_s = patience_ends - time.monotonic()
+        if left_s <= 0:
+            last_problem += f" (waited out {config.overload_patience_s:g} s of overload)"
+            break
+        pause = backoff_delay(round_number, retry_after=None, rng=rng, max_delay=params.max_delay_s)
+        await asyncio.sleep(min(pause, left_s))
     if skipped:
         last_problem += "; " + "; ".join(skipped.values())
     raise TaskFailed(f"All models failed for {config.task_type}; last: {last_problem}")

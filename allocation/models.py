@@ -56,6 +56,15 @@ class ModelAllocation(models.Model):
         "fallback above it is skipped. Empty: no opinion (the global allocation decides, "
         "else any fallback may be used).",
     )
+    overload_patience_s = models.PositiveIntegerField(
+        "overload patience (s)",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(3600)],
+        help_text="While the provider is overloaded (529, or an overloaded_error mid-stream), "
+        "how many seconds a task keeps trying its model and fallbacks, with backoff, before "
+        "it fails. Empty: the global allocation's, else 60.",
+    )
     cache_ttl = models.CharField(
         "cache TTL",
         max_length=3,

@@ -195,3 +195,19 @@ def test_it_logs_each_allocation_with_the_layer_it_came_from(celtic_cross, monke
 
     assert "model=claude-haiku-4-5 (environment)" in caplog.text
     assert "max_tokens=1024 (global)" in caplog.text
+
+
+def test_overload_patience_comes_from_the_spread_then_the_global_allocation(celtic_cross):
+    assert config(spread=celtic_cross).overload_patience_s == 60  # the default
+    card = ModelAllocation.objects.get(task_type=TaskType.CARD_INTERPRETATION, spread=None)
+    card.overload_patience_s = 20
+    card.save()
+    assert config(spread=celtic_cross).overload_patience_s == 20
+
+    ModelAllocation.objects.create(
+        task_type=TaskType.CARD_INTERPRETATION,
+        spread=celtic_cross,
+        model="claude-haiku-5-5",
+        overload_patience_s=0,
+    )
+    assert config(spread=celtic_cross).overload_patience_s == 0

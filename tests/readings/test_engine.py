@@ -1,5 +1,6 @@
 """The parallel engine, end to end against the emulator through the real anthropic SDK."""
 
+import threading
 from decimal import Decimal
 
 import pytest
@@ -163,7 +164,7 @@ def test_an_overloaded_primary_model_is_retried_then_falls_back_and_the_log_show
 def test_a_fallback_dearer_than_the_allocations_cost_ceiling_is_never_called(emulator):
     # The seeded card fallback, claude-haiku-4-5, costs ten times claude-haiku-5-5.
     ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION, spread=None).update(
-        fallback_cost_ceiling=Decimal("2.00")
+        fallback_cost_ceiling=Decimal("2.00"), overload_patience_s=0
     )
     emulator.configure(overloaded_models=frozenset({"claude-haiku-5-5"}))
 
@@ -188,6 +189,46 @@ def test_a_fallback_within_the_cost_ceiling_still_rescues_the_task(emulator):
     assert reading.tasks.get(task_type=TaskType.CARD_INTERPRETATION).model_used == (
         "claude-haiku-4-5"
     )
+
+
+def test_an_overload_shorter_than_the_allocations_patience_is_waited_out(emulator):
+    ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION, spread=None).update(
+        overload_patience_s=30
+    )
+    card_models = frozenset({"claude-haiku-5-5", "claude-haiku-4-5"})
+    emulator.configure(overloaded_models=card_models)
+    # The wave passes a moment after the reading has tried every card model.
+    wave = threading.Timer(2.5, emulator.configure, kwargs={"overloaded_models": frozenset()})
+    wave.start()
+    try:
+        reading = read("three_card")
+    finally:
+        wave.cancel()
+
+    assert reading.status == ReadingStatus.DONE
+    outcomes = list(
+        LLMCall.objects.filter(reading=reading, task_type=TaskType.CARD_INTERPRETATION)
+        .order_by("started_at")
+        .values_list("model", "outcome")
+    )
+    assert {model for model, _ in outcomes[:-1]} == card_models  # every model, overloaded
+    assert {outcome for _, outcome in outcomes[:-1]} == {CallOutcome.OVERLOADED}
+    assert outcomes[-1][1] == CallOutcome.OK
+
+
+def test_a_task_fails_once_its_patience_with_an_overload_is_spent(emulator):
+    ModelAllocation.objects.filter(task_type=TaskType.CARD_INTERPRETATION, spread=None).update(
+        overload_patience_s=4
+    )
+    emulator.configure(overloaded_models=frozenset({"claude-haiku-5-5", "claude-haiku-4-5"}))
+
+    reading = read("three_card")
+
+    assert reading.status == ReadingStatus.FAILED
+    assert "waited out 4 s of overload" in reading.error
+    card_calls = LLMCall.objects.filter(reading=reading, task_type=TaskType.CARD_INTERPRETATION)
+    # More than one round of both models (three attempts each), not one round and done.
+    assert card_calls.count() > 6
 
 
 def test_a_model_that_always_fails_ends_the_reading_failed_and_keeps_finished_work(emulator):
