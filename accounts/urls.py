@@ -10,7 +10,10 @@ urlpatterns = [
     path(
         "login/",
         auth_views.LoginView.as_view(
-            template_name="accounts/login.html", redirect_authenticated_user=True
+            # The querent's home, unless `next` names a page of this site.
+            template_name="accounts/login.html",
+            redirect_authenticated_user=True,
+            next_page="pages:home",
         ),
         name="login",
     ),

@@ -195,6 +195,8 @@ WHITENOISE_USE_FINDERS = True
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 LOGIN_URL = "/admin/login/"  # staff pages; the reading page signs in at /accounts/login/
+# Where a sign-in without `next` lands (Django's default, /accounts/profile/, does not exist).
+LOGIN_REDIRECT_URL = "pages:home"
 
 # uvicorn processes `manage.py serve` starts, each with its own DATABASE_POOL_MAX.
 WEB_PROCESSES = env.get("WEB_PROCESSES")

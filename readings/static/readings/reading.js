@@ -78,6 +78,8 @@
     root.querySelectorAll("[aria-busy]").forEach((box) => box.setAttribute("aria-busy", "false"));
     root.dataset.status = data.status;
     status.textContent = data.status === "done" ? root.dataset.textDone : root.dataset.textFailed;
+    // A failure reads as one, and offers to finish what was not written.
+    status.classList.toggle("errors", data.status === "failed");
     const retry = document.getElementById("retry");
     if (retry && data.status === "failed") retry.hidden = false;
   });

@@ -119,6 +119,7 @@ def test_the_reading_page_offers_the_retry_and_queues_it(emulator, bob, client):
     client.force_login(bob)
 
     page = client.get(f"/readings/{reading.pk}/").content.decode()
+    assert 'class="status errors"' in page  # a failure reads as one
     assert 'id="retry"' in page and f'action="/readings/{reading.pk}/retry/"' in page
     assert f'id="retry" method="post" action="/readings/{reading.pk}/retry/" hidden' not in page
 
