@@ -57,6 +57,18 @@ def reservation_ttl() -> timedelta:
     return timedelta(seconds=settings.BUDGET_RESERVATION_TTL_S)
 
 
+def _ledgers_that_allow(budgets: list[Budget], worst_case_usd: Decimal, now):
+    """The budgets' current ledgers, locked, once each has room for `worst_case_usd`;
+    BudgetExceeded naming the first that has not."""
+    ledgers = _locked_ledgers(budgets, now)
+    _expire_holds(list(ledgers.values()), now)
+    for budget in budgets:
+        standing = _standing(budget, now, ledgers[budget.pk])
+        if not standing.allows(worst_case_usd):
+            raise BudgetExceeded(standing, worst_case_usd)
+    return ledgers
+
+
 def _locked_ledgers(budgets: list[Budget], now) -> dict[int, BudgetLedger]:
     """The current period's ledger of each budget, created if missing, locked in id order."""
     starts = {b.pk: b.bounds(now)[0] for b in budgets}
@@ -80,12 +92,7 @@ def reserve_for_reading(*, reading, worst_case_usd: Decimal) -> list[Reservation
         return []
     now = timezone.now()
     with transaction.atomic():
-        ledgers = _locked_ledgers(budgets, now)
-        _expire_holds(list(ledgers.values()), now)
-        for budget in budgets:
-            standing = _standing(budget, now, ledgers[budget.pk])
-            if not standing.allows(worst_case_usd):
-                raise BudgetExceeded(standing, worst_case_usd)
+        ledgers = _ledgers_that_allow(budgets, worst_case_usd, now)
         reservations = []
         for budget in budgets:
             ledger = ledgers[budget.pk]
@@ -114,12 +121,7 @@ def reserve_for_retry(*, reading, worst_case_usd: Decimal) -> None:
         return
     now = timezone.now()
     with transaction.atomic():
-        ledgers = _locked_ledgers(budgets, now)
-        _expire_holds(list(ledgers.values()), now)
-        for budget in budgets:
-            standing = _standing(budget, now, ledgers[budget.pk])
-            if not standing.allows(worst_case_usd):
-                raise BudgetExceeded(standing, worst_case_usd)
+        ledgers = _ledgers_that_allow(budgets, worst_case_usd, now)
         earlier = {
             r.budget_id: r
             for r in Reservation.objects.select_for_update().filter(

@@ -152,9 +152,14 @@ class ReadingCollection(generics.GenericAPIView):
         except BudgetExceeded as exc:
             return Response(exc.as_dict(), status=status.HTTP_402_PAYMENT_REQUIRED)
         submit(reading)
-        url = request.build_absolute_uri(reverse("api:reading-detail", kwargs={"pk": reading.pk}))
-        queued = ReadingQueuedSerializer({"id": reading.pk, "status": reading.status, "url": url})
-        return Response(queued.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+        return queued_answer(request, reading)
+
+
+def queued_answer(request, reading) -> Response:
+    """202 with the reading's id, status and url (also in Location): follow it there."""
+    url = request.build_absolute_uri(reverse("api:reading-detail", kwargs={"pk": reading.pk}))
+    queued = ReadingQueuedSerializer({"id": reading.pk, "status": reading.status, "url": url})
+    return Response(queued.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
 
 
 def reading_body(request) -> tuple[dict, dict]:
@@ -248,9 +253,7 @@ class ReadingRetry(generics.GenericAPIView):
         except BudgetExceeded as exc:
             return Response(exc.as_dict(), status=status.HTTP_402_PAYMENT_REQUIRED)
         submit(reading)
-        url = request.build_absolute_uri(reverse("api:reading-detail", kwargs={"pk": reading.pk}))
-        queued = ReadingQueuedSerializer({"id": reading.pk, "status": reading.status, "url": url})
-        return Response(queued.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+        return queued_answer(request, reading)
 
 
 class TokenLogin(ObtainAuthToken):
