@@ -69,6 +69,21 @@ def test_a_bad_question_is_answered_on_the_page(client, bob):
     assert not Reading.objects.exists()
 
 
+def test_a_long_paste_is_refused_whole_not_cut(client, bob):
+    client.force_login(bob)
+    assert "maxlength" not in client.get("/").content.decode()  # the browser cuts nothing
+    pasted = ("Will it rain? " * 357).strip()  # 4,997 characters
+
+    response = client.post("/", {"spread": "three_card", "question": pasted, "language": "en"})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Keep the question under 1000 characters (it has 4997)." in page
+    assert pasted in page  # still there to shorten
+    assert "4997 of 1000 characters" in page
+    assert not Reading.objects.exists()
+
+
 def test_the_history_lists_only_the_readers_own_readings(client, bob, charlie):
     mine = reading_create(owner=bob, spread="three_card", question="Mine?")
     theirs = reading_create(owner=charlie, spread="three_card", question="Theirs?")
