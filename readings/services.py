@@ -15,7 +15,14 @@ from budgets.selectors import budgets_applying, quota_for
 from budgets.services import reserve_for_reading, reserve_for_retry
 from readings.estimates import EstimateError, ReadingEstimate, estimate_reading
 from readings.languages import validate_language
-from readings.models import DrawnCard, Language, Reading, ReadingMode, ReadingStatus
+from readings.models import (
+    DrawnCard,
+    Language,
+    Reading,
+    ReadingEvent,
+    ReadingMode,
+    ReadingStatus,
+)
 from readings.signals import reading_submitted
 from spreads import selectors
 from spreads.models import DECK_SIZE, Card, Position, Spread, TaskType
@@ -272,6 +279,8 @@ def reading_retry(reading: Reading) -> Reading:
             if estimate is None:
                 raise RetryRefused(_("This reading has no cost estimate: ask the question again."))
             reserve_for_retry(reading=reading, worst_case_usd=estimate.worst_case_usd)
+        # Its last run's reading_finished event goes: a viewer waits for this run's events.
+        ReadingEvent.objects.filter(reading=reading).delete()
         reading.status = ReadingStatus.QUEUED
         reading.error = ""
         reading.finished_at = None

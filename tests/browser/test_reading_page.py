@@ -13,8 +13,10 @@ import pytest
 from django.db import connection
 from playwright.sync_api import expect, sync_playwright
 
+from allocation.models import ModelAllocation
 from benchmarks.workers import WebServer
 from readings.models import Reading, ReadingStatus
+from spreads.models import TaskType
 from tests.browser.test_staff_journey import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.test_staff_pages import AXE
 from tests.worker.test_worker import qcluster_factory  # noqa: F401 - a fixture
@@ -133,6 +135,74 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
             history.get_by_role("link", name=QUESTION).click()
             expect(page.get_by_role("heading", name=QUESTION)).to_be_visible()
             assert HANGUL.search(page.locator('[data-part="advice"]').inner_text())
+            browser.close()
+    finally:
+        wait_for_sessions_to_end()
+
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_reader_finishes_a_reading_that_failed_late(
+    emulator,
+    qcluster_factory,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
+    # The advice alone on a model that is down, with nothing to fall back to.
+    ModelAllocation.objects.filter(task_type=TaskType.ADVICE).update(
+        model="claude-opus-4-1", fallback_models=""
+    )
+    emulator.configure(ttft_ms=50, ms_per_token=1, failing_models=frozenset({"claude-opus-4-1"}))
+    cluster = qcluster_factory()
+    cluster.wait_until_ready()
+    problems = []
+    try:
+        with (
+            WebServer(log_path=tmp_path / "web.log") as web,
+            sync_playwright() as playwright,
+        ):
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            context = browser.new_context(
+                base_url=web.url, locale="ko-KR", viewport={"width": 390, "height": 844}
+            )
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+
+            # A new reader signs up, signs out, and signs in again: each lands on the home page.
+            page.goto("/accounts/signup/")
+            page.fill("#id_username", "seoyeon")
+            page.fill("#id_password1", "a-long-pass-phrase-42")
+            page.fill("#id_password2", "a-long-pass-phrase-42")
+            page.get_by_role("button", name="계정 만들기").click()
+            expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+            page.get_by_role("button", name=re.compile("로그아웃")).click()
+            page.get_by_label("사용자 이름").fill("seoyeon")
+            page.get_by_label("비밀번호").fill("a-long-pass-phrase-42")
+            page.get_by_role("button", name="로그인").click()
+            expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+            expect(page).to_have_url(web.url + "/")
+            page.get_by_label("질문").fill(QUESTION)
+            page.get_by_role("button", name="카드 뽑기").click()
+
+            # It fails at its last step: the failure reads as one, what was written stays,
+            # and the page offers to finish it.
+            status = page.get_by_role("status")
+            expect(status).to_have_class(re.compile(r"\berrors\b"), timeout=60_000)
+            expect(page.locator('[data-part="card-1"]')).not_to_be_empty()
+            expect(page.locator('[data-part="advice"]')).to_be_empty()
+            finish = page.get_by_role("button", name="이 리딩 마저 읽기")
+            expect(finish).to_be_visible()
+            problems += axe_problems(page, "reading, failed")
+
+            # The provider is back: finishing it writes only the advice.
+            emulator.configure(failing_models=frozenset())
+            finish.click()
+            expect(status).to_have_text("리딩이 완성되었습니다.", timeout=60_000)
+            expect(page.locator('[data-part="advice"]')).not_to_be_empty()
+            reading = from_db(lambda: Reading.objects.get(owner__username="seoyeon"))
+            assert reading.status == ReadingStatus.DONE
             browser.close()
     finally:
         wait_for_sessions_to_end()

@@ -8,7 +8,7 @@ import pytest
 from allocation.models import LLMCall, ModelAllocation
 from budgets.models import Reservation, ReservationState
 from readings.engine import run_reading_sync
-from readings.models import Reading, ReadingStatus, TaskStatus
+from readings.models import Reading, ReadingEvent, ReadingStatus, TaskStatus
 from readings.services import reading_create
 from spreads.models import TaskType
 from tests.budgets.three_cards import worst_case_of_three_cards
@@ -55,6 +55,8 @@ def test_a_reading_that_failed_late_finishes_without_paying_twice(emulator, bob)
     assert response.status_code == 202
     assert response.json()["status"] == ReadingStatus.QUEUED
     assert response["Location"].endswith(f"/api/readings/{reading.pk}/")
+    # The failed run's reading_finished event is gone: a viewer waits for this run's.
+    assert not ReadingEvent.objects.filter(reading=reading).exists()
     finished = run_reading_sync(reading.pk)  # what the worker does with the queued job
     assert finished.status == ReadingStatus.DONE
     assert finished.error == ""
