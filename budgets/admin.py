@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from allocation.admin import ReadOnlyAdmin
+from allocation.money import usd_exact, usd_total
 from budgets.models import Budget, BudgetAlert, BudgetLedger, QuotaOverride, Reservation
 from budgets.selectors import standing
 
@@ -16,9 +17,10 @@ class BudgetAdmin(admin.ModelAdmin):
         "scope",
         "target",
         "period",
-        "limit_usd",
+        "limit",
         "spent_now",
         "reserved_now",
+        "counts_from",
         "alert_thresholds",
         "is_active",
     ]
@@ -40,18 +42,38 @@ class BudgetAdmin(admin.ModelAdmin):
     def target(self, budget):
         return budget.user or budget.spread or "everything"
 
-    @admin.display(description="spent this period (USD)")
-    def spent_now(self, budget):
-        return f"{standing(budget, now=timezone.now()).spent_usd:.4f}"
+    @admin.display(description="limit", ordering="limit_usd")
+    def limit(self, budget):
+        return usd_total(budget.limit_usd)
 
-    @admin.display(description="reserved now (USD)")
+    @admin.display(description="spent this period")
+    def spent_now(self, budget):
+        return usd_total(standing(budget, now=timezone.now()).spent_usd)
+
+    @admin.display(description="reserved now")
     def reserved_now(self, budget):
-        return f"{standing(budget, now=timezone.now()).reserved_usd:.4f}"
+        return usd_total(standing(budget, now=timezone.now()).reserved_usd)
+
+    @admin.display(description="counts spend from (UTC)")
+    def counts_from(self, budget):
+        # A budget counts what is spent after it was made: in its first period, not the
+        # whole period's spend.
+        start = max(budget.bounds(timezone.now())[0], budget.created_at)
+        return f"{start:%Y-%m-%d %H:%M}"
 
 
 @admin.register(BudgetLedger)
 class BudgetLedgerAdmin(ReadOnlyAdmin):
-    list_display = ["budget", "period_start", "spent_usd", "reserved_usd", "updated_at"]
+    list_display = ["budget", "period_start", "spent", "reserved", "updated_at"]
+
+    @admin.display(description="spent", ordering="spent_usd")
+    def spent(self, ledger):
+        return usd_total(ledger.spent_usd)
+
+    @admin.display(description="reserved", ordering="reserved_usd")
+    def reserved(self, ledger):
+        return usd_total(ledger.reserved_usd)
+
     list_filter = ["budget"]
     list_select_related = ["budget"]
 
@@ -62,9 +84,9 @@ class ReservationAdmin(ReadOnlyAdmin):
         "reading",
         "budget",
         "state",
-        "worst_case_usd",
-        "spent_usd",
-        "held_usd",
+        "worst_case",
+        "spent",
+        "held",
         "created_at",
         "expires_at",
     ]
@@ -72,20 +94,41 @@ class ReservationAdmin(ReadOnlyAdmin):
     list_select_related = ["budget", "reading__spread"]
     show_full_result_count = False
 
+    # One reading's hold is cents or less: every stored digit.
+    @admin.display(description="worst case", ordering="worst_case_usd")
+    def worst_case(self, reservation):
+        return usd_exact(reservation.worst_case_usd)
+
+    @admin.display(description="spent", ordering="spent_usd")
+    def spent(self, reservation):
+        return usd_exact(reservation.spent_usd)
+
+    @admin.display(description="held", ordering="held_usd")
+    def held(self, reservation):
+        return usd_exact(reservation.held_usd)
+
 
 @admin.register(BudgetAlert)
 class BudgetAlertAdmin(ReadOnlyAdmin):
     list_display = [
         "budget",
         "threshold_percent",
-        "spent_usd",
-        "limit_usd",
+        "spent",
+        "limit",
         "period_start",
         "created_at",
         "emailed_to",
     ]
     list_filter = ["budget"]
     list_select_related = ["budget"]
+
+    @admin.display(description="spent", ordering="spent_usd")
+    def spent(self, alert):
+        return usd_total(alert.spent_usd)
+
+    @admin.display(description="limit", ordering="limit_usd")
+    def limit(self, alert):
+        return usd_total(alert.limit_usd)
 
 
 @admin.register(QuotaOverride)

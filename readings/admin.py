@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.text import Truncator
 
 from allocation.admin import ReadOnlyAdmin
 from allocation.money import usd_exact, usd_total
@@ -107,6 +108,8 @@ class ReadingAdmin(ReadOnlyAdmin):
         "created",
         "spread",
         "owner",
+        "short_question",
+        "language",
         "status",
         "cost",
         "wall_time",
@@ -183,6 +186,10 @@ class ReadingAdmin(ReadOnlyAdmin):
     @admin.display(description="Cost (USD)", ordering="cost_usd")
     def cost(self, obj):
         return usd_total(obj.cost_usd)
+
+    @admin.display(description="Question")
+    def short_question(self, obj):
+        return Truncator(obj.question).chars(60)
 
     @admin.display(description="Wall time (s)", ordering="wall_time_s")
     def wall_time(self, obj):

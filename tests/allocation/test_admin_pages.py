@@ -236,3 +236,13 @@ def test_staff_set_a_fallback_cost_ceiling_and_see_when_it_rules_a_fallback_out(
     assert saved.status_code == 302
     card.refresh_from_db()
     assert str(card.fallback_cost_ceiling) == "10.00"
+
+
+def test_limits_read_with_thousands_separators(staff_client):
+    ModelLimit.objects.update_or_create(
+        model="claude-haiku-5-5",
+        defaults={"requests_per_minute": 4000, "input_tokens_per_minute": 2_000_000},
+    )
+    page = staff_client.get("/admin/allocation/modellimit/").content.decode()
+    assert '<td class="field-requests">4,000</td>' in page
+    assert '<td class="field-input_tokens">2,000,000</td>' in page

@@ -72,10 +72,17 @@ def test_staff_add_a_spread_budget(staff_client):
     assert Budget.objects.get().spread == spread
 
 
-def test_the_budget_list_shows_spent_and_reserved(staff_client, bob):
-    Budget.objects.create(scope="user", user=bob, period="month", limit_usd=3)
+def test_the_budget_list_shows_money_in_dollars_and_cents_and_from_when_it_counts(
+    staff_client, bob
+):
+    budget = Budget.objects.create(scope="user", user=bob, period="month", limit_usd="1234.5")
     page = staff_client.get("/admin/budgets/budget/").content.decode()
-    assert "bob" in page and "0.0000" in page
+    assert "bob" in page
+    assert '<td class="field-limit">$1,234.50</td>' in page
+    assert '<td class="field-spent_now">$0.00</td>' in page
+    assert '<td class="field-reserved_now">$0.00</td>' in page
+    # Made this month: it counts from its creation, not from the month's start.
+    assert f'<td class="field-counts_from">{budget.created_at:%Y-%m-%d %H:%M}</td>' in page
 
 
 def test_it_refuses_a_quota_override_with_a_bad_rate(staff_client, bob):

@@ -65,6 +65,8 @@ def test_it_lists_readings_for_staff(staff_client, reading):
     assert '<td class="field-cost">$0.01</td>' in page  # a total: dollars and cents
     assert '<td class="field-wall_time">4.00</td>' in page
     assert "Cost (USD)" in page and "Wall time (s)" in page  # units in the headings
+    assert f'<td class="field-short_question">{reading.question[:60]}' in page
+    assert '<td class="field-language">English</td>' in page
 
 
 def test_it_explains_a_negative_time_saved_in_words(staff_client, reading):
