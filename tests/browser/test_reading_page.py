@@ -8,6 +8,7 @@ serious or critical axe-core finding.
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection
@@ -64,6 +65,30 @@ def wait_for_sessions_to_end() -> None:
             time.sleep(0.1)
 
 
+@contextmanager
+def korean_reader(start_cluster, tmp_path, *, width: int, height: int):
+    """A page in a Korean browser of that size, on the platform served for real (uvicorn and a
+    qcluster worker); the server's database sessions are waited out afterwards."""
+    cluster = start_cluster()
+    cluster.wait_until_ready()
+    try:
+        with (
+            WebServer(log_path=tmp_path / "web.log") as web,
+            sync_playwright() as playwright,
+        ):
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            # A Korean browser: the page speaks Korean and readings default to Korean.
+            context = browser.new_context(
+                base_url=web.url, locale="ko-KR", viewport={"width": width, "height": height}
+            )
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            yield page
+            browser.close()
+    finally:
+        wait_for_sessions_to_end()
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -77,67 +102,48 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
 ):
     # Slow enough to watch: about a second and a half per answer.
     emulator.configure(ttft_ms=300, ms_per_token=6)
-    cluster = qcluster_factory()
-    cluster.wait_until_ready()
     problems = []
-    try:
-        with (
-            WebServer(log_path=tmp_path / "web.log") as web,
-            sync_playwright() as playwright,
-        ):
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            # A Korean browser: the page speaks Korean and readings default to Korean.
-            context = browser.new_context(
-                base_url=web.url, locale="ko-KR", viewport={"width": 1200, "height": 900}
-            )
-            page = context.new_page()
-            page.set_default_timeout(20_000)
+    with korean_reader(qcluster_factory, tmp_path, width=1200, height=900) as page:
+        page.goto("/")
+        expect(page).to_have_url(re.compile(r"/accounts/login/"))
+        problems += axe_problems(page, "sign in")
+        page.get_by_role("link", name="가입하기").first.click()
+        problems += axe_problems(page, "sign up")
+        page.fill("#id_username", "minji")
+        page.fill("#id_password1", "a-long-pass-phrase-42")
+        page.fill("#id_password2", "a-long-pass-phrase-42")
+        page.get_by_role("button", name="계정 만들기").click()
 
-            page.goto("/")
-            expect(page).to_have_url(re.compile(r"/accounts/login/"))
-            problems += axe_problems(page, "sign in")
-            page.get_by_role("link", name="가입하기").first.click()
-            problems += axe_problems(page, "sign up")
-            page.fill("#id_username", "minji")
-            page.fill("#id_password1", "a-long-pass-phrase-42")
-            page.fill("#id_password2", "a-long-pass-phrase-42")
-            page.get_by_role("button", name="계정 만들기").click()
+        expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+        problems += axe_problems(page, "home")
+        page.get_by_label("켈틱 크로스").check()  # the seeded names are translated
+        page.get_by_label("질문").fill(QUESTION)
+        expect(page.get_by_label("리딩 언어")).to_have_value("ko")
+        page.get_by_role("button", name="카드 뽑기").click()
 
-            expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
-            problems += axe_problems(page, "home")
-            page.get_by_label("켈틱 크로스").check()  # the seeded names are translated
-            page.get_by_label("질문").fill(QUESTION)
-            expect(page.get_by_label("리딩 언어")).to_have_value("ko")
-            page.get_by_role("button", name="카드 뽑기").click()
+        # The cards are laid out at once, in their positions, before any text.
+        expect(page.locator("li.card")).to_have_count(10)
+        first_card = page.locator('[data-part="card-1"]')
+        expect(first_card).not_to_be_empty()
+        reading = from_db(lambda: Reading.objects.get(owner__username="minji"))
+        assert reading.status == ReadingStatus.RUNNING  # arrived while being written
+        assert reading.language == "ko"
+        problems += axe_problems(page, "reading, running")
 
-            # The cards are laid out at once, in their positions, before any text.
-            expect(page.locator("li.card")).to_have_count(10)
-            first_card = page.locator('[data-part="card-1"]')
-            expect(first_card).not_to_be_empty()
-            reading = from_db(lambda: Reading.objects.get(owner__username="minji"))
-            assert reading.status == ReadingStatus.RUNNING  # arrived while being written
-            assert reading.language == "ko"
-            problems += axe_problems(page, "reading, running")
+        expect(page.get_by_role("status")).to_have_text("리딩이 완성되었습니다.", timeout=60_000)
+        for part in ["card-1", "card-10", "overall", "relationships", "advice"]:
+            text = page.locator(f'[data-part="{part}"]').inner_text()
+            assert HANGUL.search(text), f"{part}: {text[:80]!r}"
+        page_text = page.locator("main").inner_text()
+        assert "claude" not in page_text.lower() and "$" not in page_text
+        problems += axe_problems(page, "reading, done")
 
-            expect(page.get_by_role("status")).to_have_text(
-                "리딩이 완성되었습니다.", timeout=60_000
-            )
-            for part in ["card-1", "card-10", "overall", "relationships", "advice"]:
-                text = page.locator(f'[data-part="{part}"]').inner_text()
-                assert HANGUL.search(text), f"{part}: {text[:80]!r}"
-            page_text = page.locator("main").inner_text()
-            assert "claude" not in page_text.lower() and "$" not in page_text
-            problems += axe_problems(page, "reading, done")
-
-            page.get_by_role("link", name="다른 질문하기").click()
-            history = page.locator("#history")
-            expect(history.get_by_role("link", name=QUESTION)).to_be_visible()
-            history.get_by_role("link", name=QUESTION).click()
-            expect(page.get_by_role("heading", name=QUESTION)).to_be_visible()
-            assert HANGUL.search(page.locator('[data-part="advice"]').inner_text())
-            browser.close()
-    finally:
-        wait_for_sessions_to_end()
+        page.get_by_role("link", name="다른 질문하기").click()
+        history = page.locator("#history")
+        expect(history.get_by_role("link", name=QUESTION)).to_be_visible()
+        history.get_by_role("link", name=QUESTION).click()
+        expect(page.get_by_role("heading", name=QUESTION)).to_be_visible()
+        assert HANGUL.search(page.locator('[data-part="advice"]').inner_text())
 
     assert not problems, "\n".join(problems)
 
@@ -155,56 +161,40 @@ def test_a_reader_finishes_a_reading_that_failed_late(
         model="claude-opus-4-1", fallback_models=""
     )
     emulator.configure(ttft_ms=50, ms_per_token=1, failing_models=frozenset({"claude-opus-4-1"}))
-    cluster = qcluster_factory()
-    cluster.wait_until_ready()
     problems = []
-    try:
-        with (
-            WebServer(log_path=tmp_path / "web.log") as web,
-            sync_playwright() as playwright,
-        ):
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            context = browser.new_context(
-                base_url=web.url, locale="ko-KR", viewport={"width": 390, "height": 844}
-            )
-            page = context.new_page()
-            page.set_default_timeout(20_000)
+    with korean_reader(qcluster_factory, tmp_path, width=390, height=844) as page:
+        # A new reader signs up, signs out, and signs in again: each lands on the home page.
+        page.goto("/accounts/signup/")
+        page.fill("#id_username", "seoyeon")
+        page.fill("#id_password1", "a-long-pass-phrase-42")
+        page.fill("#id_password2", "a-long-pass-phrase-42")
+        page.get_by_role("button", name="계정 만들기").click()
+        expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+        page.get_by_role("button", name=re.compile("로그아웃")).click()
+        page.get_by_label("사용자 이름").fill("seoyeon")
+        page.get_by_label("비밀번호").fill("a-long-pass-phrase-42")
+        page.get_by_role("button", name="로그인").click()
+        expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"^http://[^/]+/$"))
+        page.get_by_label("질문").fill(QUESTION)
+        page.get_by_role("button", name="카드 뽑기").click()
 
-            # A new reader signs up, signs out, and signs in again: each lands on the home page.
-            page.goto("/accounts/signup/")
-            page.fill("#id_username", "seoyeon")
-            page.fill("#id_password1", "a-long-pass-phrase-42")
-            page.fill("#id_password2", "a-long-pass-phrase-42")
-            page.get_by_role("button", name="계정 만들기").click()
-            expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
-            page.get_by_role("button", name=re.compile("로그아웃")).click()
-            page.get_by_label("사용자 이름").fill("seoyeon")
-            page.get_by_label("비밀번호").fill("a-long-pass-phrase-42")
-            page.get_by_role("button", name="로그인").click()
-            expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
-            expect(page).to_have_url(web.url + "/")
-            page.get_by_label("질문").fill(QUESTION)
-            page.get_by_role("button", name="카드 뽑기").click()
+        # It fails at its last step: the failure reads as one, what was written stays,
+        # and the page offers to finish it.
+        status = page.get_by_role("status")
+        expect(status).to_have_class(re.compile(r"\berrors\b"), timeout=60_000)
+        expect(page.locator('[data-part="card-1"]')).not_to_be_empty()
+        expect(page.locator('[data-part="advice"]')).to_be_empty()
+        finish = page.get_by_role("button", name="이 리딩 마저 읽기")
+        expect(finish).to_be_visible()
+        problems += axe_problems(page, "reading, failed")
 
-            # It fails at its last step: the failure reads as one, what was written stays,
-            # and the page offers to finish it.
-            status = page.get_by_role("status")
-            expect(status).to_have_class(re.compile(r"\berrors\b"), timeout=60_000)
-            expect(page.locator('[data-part="card-1"]')).not_to_be_empty()
-            expect(page.locator('[data-part="advice"]')).to_be_empty()
-            finish = page.get_by_role("button", name="이 리딩 마저 읽기")
-            expect(finish).to_be_visible()
-            problems += axe_problems(page, "reading, failed")
-
-            # The provider is back: finishing it writes only the advice.
-            emulator.configure(failing_models=frozenset())
-            finish.click()
-            expect(status).to_have_text("리딩이 완성되었습니다.", timeout=60_000)
-            expect(page.locator('[data-part="advice"]')).not_to_be_empty()
-            reading = from_db(lambda: Reading.objects.get(owner__username="seoyeon"))
-            assert reading.status == ReadingStatus.DONE
-            browser.close()
-    finally:
-        wait_for_sessions_to_end()
+        # The provider is back: finishing it writes only the advice.
+        emulator.configure(failing_models=frozenset())
+        finish.click()
+        expect(status).to_have_text("리딩이 완성되었습니다.", timeout=60_000)
+        expect(page.locator('[data-part="advice"]')).not_to_be_empty()
+        reading = from_db(lambda: Reading.objects.get(owner__username="seoyeon"))
+        assert reading.status == ReadingStatus.DONE
 
     assert not problems, "\n".join(problems)
