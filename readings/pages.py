@@ -29,6 +29,17 @@ from spreads.models import Spread
 HISTORY_LENGTH = 50
 
 
+# What the page says when creating (or finishing) a reading is refused.
+def too_many(wait_s: float) -> str:
+    return _("You have asked for many readings just now. Ask again in %(seconds)d seconds.") % {
+        "seconds": math.ceil(wait_s)
+    }
+
+
+def over_budget() -> str:
+    return _("No more readings can be made today. Try again tomorrow.")
+
+
 @login_required(login_url="accounts:login")
 def home(request):
     errors: dict[str, list[str]] = {}
@@ -42,12 +53,7 @@ def home(request):
         )
         wait_s = reading_creation_wait(request.user)
     if wait_s:
-        errors = {
-            "__all__": [
-                _("You have asked for many readings just now. Ask again in %(seconds)d seconds.")
-                % {"seconds": math.ceil(wait_s)}
-            ]
-        }
+        errors = {"__all__": [too_many(wait_s)]}
     elif request.method == "POST":
         try:
             reading = reading_create(
@@ -59,7 +65,7 @@ def home(request):
         except ValidationError as exc:
             errors = exc.message_dict
         except BudgetExceeded:
-            errors = {"__all__": [_("No more readings can be made today. Try again tomorrow.")]}
+            errors = {"__all__": [over_budget()]}
         else:
             submit(reading)
             return redirect("pages:reading", pk=reading.pk)
@@ -107,18 +113,14 @@ def retry(request, pk):
     """The reading page's retry button: the API's retry, under the same throttle."""
     reading = get_object_or_404(Reading, pk=pk, owner=request.user)
     if wait_s := reading_creation_wait(request.user):
-        messages.error(
-            request,
-            _("You have asked for many readings just now. Ask again in %(seconds)d seconds.")
-            % {"seconds": math.ceil(wait_s)},
-        )
+        messages.error(request, too_many(wait_s))
         return redirect("pages:reading", pk=pk)
     try:
         reading = reading_retry(reading)
     except RetryRefused as exc:
         messages.error(request, str(exc))
     except BudgetExceeded:
-        messages.error(request, _("No more readings can be made today. Try again tomorrow."))
+        messages.error(request, over_budget())
     else:
         submit(reading)
     return redirect("pages:reading", pk=pk)

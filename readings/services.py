@@ -13,16 +13,10 @@ from allocation.pricing import price_problem
 from budgets.models import CostEstimate
 from budgets.selectors import budgets_applying, quota_for
 from budgets.services import reserve_for_reading, reserve_for_retry
+from readings import live
 from readings.estimates import EstimateError, ReadingEstimate, estimate_reading
 from readings.languages import validate_language
-from readings.models import (
-    DrawnCard,
-    Language,
-    Reading,
-    ReadingEvent,
-    ReadingMode,
-    ReadingStatus,
-)
+from readings.models import DrawnCard, Language, Reading, ReadingMode, ReadingStatus
 from readings.signals import reading_submitted
 from spreads import selectors
 from spreads.models import DECK_SIZE, Card, Position, Spread, TaskType
@@ -206,6 +200,13 @@ def validate_mode(mode: str, spread: Spread) -> str:
     return mode
 
 
+def governed_by_budgets(owner, spread: Spread) -> bool:
+    """Whether a reading of `owner`'s on `spread` must hold its worst case against budgets."""
+    if quota_for(owner).exempt_from_budgets:
+        return False
+    return bool(budgets_applying(owner=owner, spread=spread))
+
+
 def reading_create(
     *,
     owner=None,
@@ -222,8 +223,7 @@ def reading_create(
     validate_language(language)
     request = reading_validate(owner=owner, spread=spread, question=question, cards=cards)
     mode = validate_mode(mode, request.spread)
-    exempt = quota_for(owner).exempt_from_budgets
-    governed = not exempt and bool(budgets_applying(owner=owner, spread=request.spread))
+    governed = governed_by_budgets(owner, request.spread)
     try:
         estimate = reading_estimate(request, language=language)
     except ValidationError:
@@ -273,14 +273,13 @@ def reading_retry(reading: Reading) -> Reading:
             )
         if reading.mode == ReadingMode.ECONOMY:
             raise RetryRefused(_("An economy reading cannot be retried: ask the question again."))
-        exempt = quota_for(reading.owner).exempt_from_budgets
-        if not exempt and budgets_applying(owner=reading.owner, spread=reading.spread):
+        if governed_by_budgets(reading.owner, reading.spread):
             estimate = CostEstimate.objects.filter(reading=reading).first()
             if estimate is None:
                 raise RetryRefused(_("This reading has no cost estimate: ask the question again."))
             reserve_for_retry(reading=reading, worst_case_usd=estimate.worst_case_usd)
         # Its last run's reading_finished event goes: a viewer waits for this run's events.
-        ReadingEvent.objects.filter(reading=reading).delete()
+        live.compact(reading.pk)
         reading.status = ReadingStatus.QUEUED
         reading.error = ""
         reading.finished_at = None

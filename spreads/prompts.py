@@ -142,8 +142,7 @@ _stored = StaffTable(PromptTemplate, lambda rows: {row.name: row.body for row in
 def read_stored_templates() -> None:
     """Read staff's templates now unless this process read them a moment ago: a caller that
     is about to render where no database connection should be opened calls this first."""
-    if not _stored.is_fresh():
-        _stored.get()
+    _stored.get()
 
 
 def stored_templates_fresh() -> bool:
