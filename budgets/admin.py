@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from allocation.admin import ReadOnlyAdmin
 from allocation.money import usd_exact, usd_total
+from budgets.alerts import WAITING
 from budgets.models import Budget, BudgetAlert, BudgetLedger, QuotaOverride, Reservation
 from budgets.selectors import standing
 
@@ -84,9 +85,12 @@ class ReservationAdmin(ReadOnlyAdmin):
         "reading",
         "budget",
         "state",
-        "worst_case",
-        "spent",
+        "reading_status",
+        "claimed",
+        "expected",
         "held",
+        "spent",
+        "worst_case",
         "created_at",
         "expires_at",
     ]
@@ -103,16 +107,29 @@ class ReservationAdmin(ReadOnlyAdmin):
     def spent(self, reservation):
         return usd_exact(reservation.spent_usd)
 
-    @admin.display(description="held", ordering="held_usd")
+    @admin.display(description="held by its phase", ordering="held_usd")
     def held(self, reservation):
         return usd_exact(reservation.held_usd)
+
+    @admin.display(description="admitted at", ordering="expected_usd")
+    def expected(self, reservation):
+        return usd_exact(reservation.expected_usd)
+
+    @admin.display(description="claimed now")
+    def claimed(self, reservation):
+        return usd_exact(reservation.claim_usd)
+
+    @admin.display(description="reading")
+    def reading_status(self, reservation):
+        # A reading waiting for budget stands out here, next to what it holds.
+        return reservation.reading.get_status_display() if reservation.reading else "deleted"
 
 
 @admin.register(BudgetAlert)
 class BudgetAlertAdmin(ReadOnlyAdmin):
     list_display = [
         "budget",
-        "threshold_percent",
+        "threshold",
         "spent",
         "limit",
         "period_start",
@@ -125,6 +142,12 @@ class BudgetAlertAdmin(ReadOnlyAdmin):
     @admin.display(description="spent", ordering="spent_usd")
     def spent(self, alert):
         return usd_total(alert.spent_usd)
+
+    @admin.display(description="threshold", ordering="threshold_percent")
+    def threshold(self, alert):
+        if alert.threshold_percent == WAITING:
+            return "100%: readings waiting for budget"
+        return f"{alert.threshold_percent.normalize():f}%"
 
     @admin.display(description="limit", ordering="limit_usd")
     def limit(self, alert):

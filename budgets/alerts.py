@@ -1,8 +1,10 @@
 """Soft thresholds: when a budget's spending crosses one, staff hear about it once per
 period: a BudgetAlert row (admin and reports page), and an email through Django's mail
-settings once the spending is committed."""
+settings once the spending is committed. When a budget first makes an admitted reading wait
+for money, staff hear about that once per period too (an alert at 100%)."""
 
 import logging
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -12,6 +14,9 @@ from django.db import transaction
 from budgets.models import BudgetAlert, BudgetLedger
 
 logger = logging.getLogger(__name__)
+
+# The alert a waiting reading raises: the limit itself, which no soft threshold may be.
+WAITING = Decimal(100)
 
 
 def raise_alerts(ledger: BudgetLedger) -> list[BudgetAlert]:
@@ -44,11 +49,36 @@ def raise_alerts(ledger: BudgetLedger) -> list[BudgetAlert]:
     return raised
 
 
+def raise_waiting_alert(standing) -> None:
+    """An admitted reading waits because this budget (a BudgetStanding) has no room for its
+    next phase: tell staff, once per period."""
+    alert, created = BudgetAlert.objects.get_or_create(
+        budget=standing.budget,
+        period_start=standing.period_start,
+        threshold_percent=WAITING,
+        defaults={"spent_usd": standing.spent_usd, "limit_usd": standing.limit_usd},
+    )
+    if created:
+        logger.warning("readings wait for budget %s", standing.budget)
+        transaction.on_commit(lambda: email_staff(alert.pk))
+
+
 def alert_message(alert: BudgetAlert) -> tuple[str, str]:
     budget = alert.budget
+    start, resets = budget.bounds(alert.period_start)
+    if alert.threshold_percent == WAITING:
+        subject = f"[tarot] Readings are waiting for budget {budget}"
+        body = (
+            f"{budget} ({budget.scope_label}, {budget.get_period_display()}) has no room for "
+            f"the next step of a reading it admitted: {alert.spent_usd:.4f} USD of its "
+            f"{alert.limit_usd} USD limit spent, the rest claimed by readings in progress. "
+            "Waiting readings go on as money is released, when the limit is raised, or when "
+            f"the period resets at {resets:%Y-%m-%d %H:%M} UTC.\n\n"
+            "Raise the limit or switch the budget off in the admin."
+        )
+        return subject, body
     threshold = f"{alert.threshold_percent.normalize():f}"
     subject = f"[tarot] Budget {budget} has passed {threshold}% of its limit"
-    start, resets = budget.bounds(alert.period_start)
     body = (
         f"{budget} ({budget.scope_label}, {budget.get_period_display()}) has spent "
         f"{alert.spent_usd:.4f} USD of its {alert.limit_usd} USD limit "

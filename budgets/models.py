@@ -181,8 +181,11 @@ class ReservationState(models.TextChoices):
 
 
 class Reservation(models.Model):
-    """One reading's hold on one budget's period: its worst case, less what it has spent,
-    until the reading ends. It belongs to the reading, so a resumed reading keeps it."""
+    """One reading's claim on one budget's period until the reading ends: the larger of what
+    its current step could still spend at worst (held_usd) and what it is still expected to
+    spend (expected_usd less spent_usd); the ledger's reserved money is the sum of its
+    readings' claims (budgets/services.py). It belongs to the reading, so a resumed reading
+    keeps it."""
 
     reading = models.ForeignKey(
         "readings.Reading",
@@ -194,9 +197,20 @@ class Reservation(models.Model):
     )
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="reservations")
     ledger = models.ForeignKey(BudgetLedger, on_delete=models.CASCADE, related_name="reservations")
-    worst_case_usd = models.DecimalField(**MONEY)
+    worst_case_usd = models.DecimalField(
+        **MONEY,
+        help_text="The whole reading at worst: every task at max_tokens, on the dearest "
+        "model it may fall back to.",
+    )
+    expected_usd = models.DecimalField(
+        **MONEY,
+        default=Decimal(0),
+        help_text="What the reading was admitted at: its expected cost with the margin.",
+    )
     spent_usd = models.DecimalField(**MONEY, default=Decimal(0))
-    held_usd = models.DecimalField(**MONEY)
+    held_usd = models.DecimalField(
+        **MONEY, help_text="What the step now running could still spend at worst."
+    )
     state = models.CharField(
         max_length=10, choices=ReservationState.choices, default=ReservationState.HELD
     )
@@ -217,7 +231,14 @@ class Reservation(models.Model):
         indexes = [models.Index(fields=["ledger", "state"])]
 
     def __str__(self):
-        return f"{self.held_usd} held on {self.budget}"
+        return f"{self.claim_usd} claimed on {self.budget}"
+
+    @property
+    def claim_usd(self) -> Decimal:
+        """What the reading keeps from others on the budget now (0 once released)."""
+        if self.state != ReservationState.HELD:
+            return Decimal(0)
+        return max(self.held_usd, self.expected_usd - self.spent_usd, Decimal(0))
 
 
 class CostEstimate(models.Model):

@@ -99,7 +99,8 @@ class BudgetStanding:
             return self.spent_usd
         return self.spent_usd * Decimal(whole) / Decimal(elapsed)
 
-    def allows(self, amount: Decimal) -> bool:
+    def has_room(self, amount: Decimal) -> bool:
+        """Whether `amount` more can be claimed without going over the limit."""
         return self.spent_usd + self.reserved_usd + amount <= self.limit_usd
 
     def as_dict(self) -> dict:
@@ -156,20 +157,21 @@ def current_alerts(*, now: datetime | None = None) -> list[BudgetAlert]:
     return [a for a in alerts if a.period_start == a.budget.bounds(now)[0]]
 
 
-def estimate_answer(request, estimate) -> dict:
-    """An estimate as the API gives it: the figures, and what each applicable budget says
-    about the worst case now. `request` is a readings.services.ReadingRequest."""
+def estimate_answer(request, estimate, room_usd: Decimal) -> dict:
+    """An estimate as the API gives it: the figures, and whether each applicable budget has
+    the room to admit the reading now. `request` is a readings.services.ReadingRequest."""
     exempt = quota_for(request.owner).exempt_from_budgets
     budgets = [] if exempt else budgets_applying(owner=request.owner, spread=request.spread)
     now = timezone.now()
     checks = []
     for budget in budgets:
         current = standing(budget, now=now)
-        checks.append({**current.as_dict(), "allows": current.allows(estimate.worst_case_usd)})
+        checks.append({**current.as_dict(), "allows": current.has_room(room_usd)})
     return {
         "spread": request.spread.slug,
         "expected_usd": estimate.expected_usd,
         "worst_case_usd": estimate.worst_case_usd,
+        "room_needed_usd": room_usd,
         "exempt_from_budgets": exempt,
         "allowed": all(check["allows"] for check in checks),
         "budgets": checks,

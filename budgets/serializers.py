@@ -29,7 +29,9 @@ class BudgetRefusalSerializer(serializers.Serializer):
     detail = serializers.CharField()
     budget = BudgetStandingSerializer()
     needed_usd = serializers.DecimalField(
-        **MONEY, help_text="The reading's worst case, which did not fit."
+        **MONEY,
+        help_text="The room the reading needed: its expected cost with the admission margin, "
+        "or its dearest phase's worst case if larger.",
     )
 
 
@@ -48,7 +50,14 @@ class ReadingEstimateSerializer(serializers.Serializer):
     spread = serializers.CharField()
     expected_usd = serializers.DecimalField(**MONEY)
     worst_case_usd = serializers.DecimalField(
-        **MONEY, help_text="What creating the reading would reserve against each budget."
+        **MONEY,
+        help_text="The whole reading at worst: every task at max_tokens on the dearest "
+        "model it may fall back to.",
+    )
+    room_needed_usd = serializers.DecimalField(
+        **MONEY,
+        help_text="The room each budget must have to admit it: its expected cost with the "
+        "admission margin, or its dearest phase's worst case if larger (budgets.md).",
     )
     exempt_from_budgets = serializers.BooleanField()
     allowed = serializers.BooleanField(help_text="Every applicable budget allows it now.")

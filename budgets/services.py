@@ -1,15 +1,28 @@
-"""Reserve, settle, release: how budgets govern spend across every process.
+"""Admit, hold, settle, release: how budgets govern spend across every process.
 
-- reserve_for_reading() runs inside the transaction that creates the reading. It locks the
-  current period's ledger row of every budget that applies (in id order, so two creations
-  never deadlock), refuses if any would go over its limit, else adds the reading's worst case
-  to each ledger's reserved money. The lock is held until the reading is committed, so two
-  processes can never both take the last dollar, and a refused reading leaves nothing behind.
-- settle_call() moves a call's real cost from reserved to spent, in the transaction that
+A reading's claim on a budget is the larger of two figures (Reservation.claim_usd):
+- what the step now running could still spend at worst (held_usd): every call of the phase
+  at max_tokens on the dearest model it may fall back to, less what the phase has spent;
+- what the reading is still expected to spend (expected_usd, its estimate with the admission
+  margin, less what it has spent).
+A ledger's reserved money is the sum of its readings' claims, and no claim grows unless
+spent + reserved stays within the limit, so a budget is never exceeded; and a reading is
+not failed by its budget once admitted: a step that does not fit waits for money instead.
+
+- reserve_for_reading() admits a reading, inside the transaction that creates it, when its
+  expected cost with the margin fits, and its largest step's worst case fits beside every
+  other reading's claim (so it can finish once the others have). It locks the period's ledger
+  row of every budget that applies (in id order, so two creations never deadlock) until the
+  reading is committed: two processes can never both take the last dollar, and a refused
+  reading leaves nothing behind. An economy reading holds its whole worst case from the
+  start: its batches are not run phase by phase under the engine's eye.
+- hold_for_step() raises the claim to the next phase's worst case just before the phase
+  starts (BudgetExceeded, changing nothing, when it does not fit now).
+- settle_call() moves a call's real cost from the claim to spent, in the transaction that
   logs the call: a resumed reading neither loses nor double-counts a call.
-- release_reading() gives back what is still held when the reading ends, in the transaction
-  that marks it ended.
-- A hold whose reading is gone (deleted), ended without releasing, or past its expiry is
+- release_reading() gives back the claim when the reading ends, in the transaction that
+  marks it ended.
+- A claim whose reading is gone (deleted), ended without releasing, or past its expiry is
   released the next time its ledger is locked (or by `manage.py expire_reservations`).
 """
 
@@ -23,7 +36,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from budgets.alerts import raise_alerts
+from budgets.alerts import raise_alerts, raise_waiting_alert
 from budgets.models import Budget, BudgetLedger, Reservation, ReservationState
 from budgets.selectors import BudgetStanding, _standing, budgets_applying
 
@@ -32,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class BudgetExceeded(Exception):
-    """The reading's worst case does not fit in this budget's period."""
+    """The reading (or its next step) does not fit in this budget's period now."""
 
     standing: BudgetStanding
     needed_usd: Decimal
@@ -41,7 +54,7 @@ class BudgetExceeded(Exception):
         s = self.standing
         return (
             f"Budget {s.budget} ({s.budget.get_period_display()}) cannot take this reading: "
-            f"its worst case is {self.needed_usd:.4f} USD and {s.remaining_usd:.4f} of "
+            f"it needs room for {self.needed_usd:.4f} USD and {s.remaining_usd:.4f} of "
             f"{s.limit_usd} remain until {s.resets_at:%Y-%m-%d %H:%M} UTC."
         )
 
@@ -53,19 +66,46 @@ class BudgetExceeded(Exception):
         }
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What a reading asks of its budgets when it is created (or retried)."""
+
+    expected_usd: Decimal  # its expected cost, with the admission margin
+    largest_step_usd: Decimal  # the worst case of its dearest phase: room it must be able to get
+    worst_case_usd: Decimal  # the whole reading at worst
+    hold_whole: bool = False  # an economy reading: held at its worst case from the start
+
+    @property
+    def room_usd(self) -> Decimal:
+        """The room a budget must have, beside every other reading's claim, to admit it."""
+        if self.hold_whole:
+            return self.worst_case_usd
+        return max(self.expected_usd, self.largest_step_usd)
+
+    @property
+    def first_hold_usd(self) -> Decimal:
+        return self.worst_case_usd if self.hold_whole else Decimal(0)
+
+
+def with_margin(expected_usd: Decimal) -> Decimal:
+    """The expected cost as admission counts it: a reading that costs more than expected
+    (a longer answer, a retry) is still covered by its own claim."""
+    return expected_usd * (100 + settings.BUDGET_ADMISSION_MARGIN_PERCENT) / 100
+
+
 def reservation_ttl() -> timedelta:
     return timedelta(seconds=settings.BUDGET_RESERVATION_TTL_S)
 
 
-def _ledgers_that_allow(budgets: list[Budget], worst_case_usd: Decimal, now):
-    """The budgets' current ledgers, locked, once each has room for `worst_case_usd`;
+def _ledgers_with_room(budgets: list[Budget], room_usd: Decimal, now):
+    """The budgets' current ledgers, locked, once each has `room_usd` beside every claim;
     BudgetExceeded naming the first that has not."""
     ledgers = _locked_ledgers(budgets, now)
     _expire_holds(list(ledgers.values()), now)
     for budget in budgets:
         standing = _standing(budget, now, ledgers[budget.pk])
-        if not standing.allows(worst_case_usd):
-            raise BudgetExceeded(standing, worst_case_usd)
+        if not standing.has_room(room_usd):
+            raise BudgetExceeded(standing, room_usd)
     return ledgers
 
 
@@ -83,45 +123,51 @@ def _locked_ledgers(budgets: list[Budget], now) -> dict[int, BudgetLedger]:
     return {ledger.budget_id: ledger for ledger in locked}
 
 
-def reserve_for_reading(*, reading, worst_case_usd: Decimal) -> list[Reservation]:
-    """Hold `worst_case_usd` against every budget that applies to `reading`, or raise
-    BudgetExceeded naming the first budget that cannot take it. Call inside the transaction
-    that creates the reading."""
+def _reclaim(reservation: Reservation, ledger: BudgetLedger, change) -> None:
+    """Apply `change` to the reservation and move the ledger's reserved money by what that
+    does to the reading's claim."""
+    before = reservation.claim_usd
+    change(reservation)
+    ledger.reserved_usd = max(Decimal(0), ledger.reserved_usd + reservation.claim_usd - before)
+
+
+def reserve_for_reading(*, reading, admission: Admission) -> list[Reservation]:
+    """Admit `reading` on every budget that applies to it, or raise BudgetExceeded naming the
+    first budget that cannot take it. Call inside the transaction that creates the reading."""
     budgets = budgets_applying(owner=reading.owner, spread=reading.spread)
     if not budgets:
         return []
     now = timezone.now()
     with transaction.atomic():
-        ledgers = _ledgers_that_allow(budgets, worst_case_usd, now)
+        ledgers = _ledgers_with_room(budgets, admission.room_usd, now)
         reservations = []
         for budget in budgets:
             ledger = ledgers[budget.pk]
-            ledger.reserved_usd += worst_case_usd
-            ledger.save(update_fields=["reserved_usd", "updated_at"])
-            reservations.append(
-                Reservation(
-                    reading=reading,
-                    budget=budget,
-                    ledger=ledger,
-                    worst_case_usd=worst_case_usd,
-                    held_usd=worst_case_usd,
-                    expires_at=now + reservation_ttl(),
-                )
+            reservation = Reservation(
+                reading=reading,
+                budget=budget,
+                ledger=ledger,
+                worst_case_usd=admission.worst_case_usd,
+                expected_usd=admission.expected_usd,
+                held_usd=admission.first_hold_usd,
+                expires_at=now + reservation_ttl(),
             )
+            ledger.reserved_usd += reservation.claim_usd
+            ledger.save(update_fields=["reserved_usd", "updated_at"])
+            reservations.append(reservation)
         return Reservation.objects.bulk_create(reservations)
 
 
-def reserve_for_retry(*, reading, worst_case_usd: Decimal) -> None:
-    """A failed reading goes again: hold `worst_case_usd` against every budget that applies
-    now, in this period, or raise BudgetExceeded. Its reservation on a budget is held again
-    (one per reading and budget); what it spent before stays spent, and its calls settle
-    against the new hold as before."""
+def reserve_for_retry(*, reading, admission: Admission) -> None:
+    """A failed reading goes again: admit what is left of it (`admission`) on every budget
+    that applies now, in this period, or raise BudgetExceeded. Its reservation on a budget is
+    claimed again (one per reading and budget); what it spent before stays spent."""
     budgets = budgets_applying(owner=reading.owner, spread=reading.spread)
     if not budgets:
         return
     now = timezone.now()
     with transaction.atomic():
-        ledgers = _ledgers_that_allow(budgets, worst_case_usd, now)
+        ledgers = _ledgers_with_room(budgets, admission.room_usd, now)
         earlier = {
             r.budget_id: r
             for r in Reservation.objects.select_for_update().filter(
@@ -130,16 +176,45 @@ def reserve_for_retry(*, reading, worst_case_usd: Decimal) -> None:
         }
         for budget in budgets:
             ledger = ledgers[budget.pk]
-            ledger.reserved_usd += worst_case_usd
-            ledger.save(update_fields=["reserved_usd", "updated_at"])
             reservation = earlier.get(budget.pk) or Reservation(reading=reading, budget=budget)
             reservation.ledger = ledger
-            reservation.worst_case_usd = reservation.spent_usd + worst_case_usd
-            reservation.held_usd = worst_case_usd
+            reservation.worst_case_usd = reservation.spent_usd + admission.worst_case_usd
+            reservation.expected_usd = reservation.spent_usd + admission.expected_usd
+            reservation.held_usd = admission.first_hold_usd
             reservation.state = ReservationState.HELD
             reservation.released_at = None
             reservation.expires_at = now + reservation_ttl()
             reservation.save()
+            ledger.reserved_usd += reservation.claim_usd
+            ledger.save(update_fields=["reserved_usd", "updated_at"])
+
+
+def hold_for_step(reading_id, worst_usd: Decimal) -> None:
+    """The reading's next phase may spend up to `worst_usd`: claim it on every budget the
+    reading holds a reservation on (in place of what its last phase still held), or raise
+    BudgetExceeded, changing nothing, when one cannot take it now (staff are told, once a
+    period per budget, that a reading waits)."""
+    refusal = None
+    with transaction.atomic():
+        reservations = [
+            r for r in _locked_reservations(reading_id) if r.state == ReservationState.HELD
+        ]
+        for reservation in reservations:
+            growth = max(worst_usd, reservation.expected_usd - reservation.spent_usd)
+            growth -= reservation.claim_usd
+            standing = _standing(reservation.budget, timezone.now(), reservation.ledger)
+            if growth > 0 and not standing.has_room(growth):
+                refusal = BudgetExceeded(standing, worst_usd)
+                break
+        else:
+            for reservation in reservations:
+                ledger = reservation.ledger
+                _reclaim(reservation, ledger, lambda r: setattr(r, "held_usd", worst_usd))
+                reservation.save(update_fields=["held_usd"])
+                ledger.save(update_fields=["reserved_usd", "updated_at"])
+    if refusal is not None:
+        raise_waiting_alert(refusal.standing)
+        raise refusal
 
 
 def _locked_reservations(reading_id) -> list[Reservation]:
@@ -160,22 +235,21 @@ def _locked_reservations(reading_id) -> list[Reservation]:
 
 
 def settle_call(*, reading_id, cost_usd: Decimal) -> None:
-    """A call of the reading cost `cost_usd`: it is now spent, and held no longer (the hold
-    never drops below nothing; a reading that costs more than its worst case still
-    finishes, and its spend still counts)."""
+    """A call of the reading cost `cost_usd`: it is now spent, and no longer part of the
+    reading's claim (which never drops below nothing; a reading that costs more than its
+    worst case still finishes, and its spend still counts)."""
     if not cost_usd:
         return
     with transaction.atomic():
         for reservation in _locked_reservations(reading_id):
             ledger = reservation.ledger
-            reservation.spent_usd += cost_usd
+
+            def spend(r: Reservation):
+                r.spent_usd += cost_usd
+                r.held_usd = max(Decimal(0), r.held_usd - cost_usd)
+
+            _reclaim(reservation, ledger, spend)
             ledger.spent_usd += cost_usd
-            if reservation.state == ReservationState.HELD:
-                held = max(Decimal(0), reservation.worst_case_usd - reservation.spent_usd)
-                ledger.reserved_usd = max(
-                    Decimal(0), ledger.reserved_usd - (reservation.held_usd - held)
-                )
-                reservation.held_usd = held
             reservation.save(update_fields=["spent_usd", "held_usd"])
             ledger.save(update_fields=["spent_usd", "reserved_usd", "updated_at"])
             raise_alerts(ledger)
@@ -191,7 +265,7 @@ def release_reading(reading_id) -> None:
 
 
 def _release(reservation: Reservation, ledger: BudgetLedger, now) -> None:
-    ledger.reserved_usd = max(Decimal(0), ledger.reserved_usd - reservation.held_usd)
+    ledger.reserved_usd = max(Decimal(0), ledger.reserved_usd - reservation.claim_usd)
     ledger.save(update_fields=["reserved_usd", "updated_at"])
     reservation.held_usd = Decimal(0)
     reservation.state = ReservationState.RELEASED
@@ -212,7 +286,7 @@ def _expire_holds(ledgers: list[BudgetLedger], now) -> int:
     )
     by_id = {ledger.pk: ledger for ledger in ledgers}
     for reservation in stale:
-        logger.info("releasing an orphaned hold of %s on %s", reservation.held_usd, reservation)
+        logger.info("releasing an orphaned claim: %s", reservation)
         _release(reservation, by_id[reservation.ledger_id], now)
     return len(stale)
 

@@ -148,6 +148,10 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
             "`redis://...` moves the job queue to Redis; empty: the database", secret=True),
     ),
     "Spend control, throttles and e-mail": (
+        Var("BUDGET_ADMISSION_MARGIN_PERCENT", "int", 20,
+            "a budget admits a reading at its expected cost plus this margin", minimum=0),
+        Var("BUDGET_WAIT_POLL_S", "int", 2,
+            "how often a reading waiting for budget asks again", minimum=1),
         Var("BUDGET_RESERVATION_TTL_S", "int", 86_400,
             "a budget hold whose reading never ends is released after this"),
         Var("READINGS_QUEUED_PER_USER", "int", 2,

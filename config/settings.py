@@ -286,6 +286,10 @@ if _q_redis_url := env.get("Q_REDIS_URL"):
 # A reservation whose reading never ends (its job given up, its row deleted) is released
 # after this long: a day is far beyond any reading's retries (Q_RETRY_S x max_attempts).
 BUDGET_RESERVATION_TTL_S = env.get("BUDGET_RESERVATION_TTL_S")
+# A reading is admitted at its expected cost plus this margin; each phase then claims its own
+# worst case just before it starts, and waits (asking again this often) when it does not fit.
+BUDGET_ADMISSION_MARGIN_PERCENT = env.get("BUDGET_ADMISSION_MARGIN_PERCENT")
+BUDGET_WAIT_POLL_S = env.get("BUDGET_WAIT_POLL_S")
 # Readings in the worker's queue per user at once; a user's further readings wait in the
 # database and join the back of the queue as earlier ones end (round-robin between users).
 READINGS_QUEUED_PER_USER = env.get("READINGS_QUEUED_PER_USER")

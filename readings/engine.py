@@ -26,7 +26,7 @@ from allocation.client_pool import runtime
 from allocation.limiter import Permit, get_limiter
 from allocation.models import CallOutcome
 from allocation.usage import Attempt
-from readings import live, store, task_runner
+from readings import budgeting, live, store, task_runner
 from readings.guide_writers import guide_writers
 from readings.models import EventKind, Reading, ReadingTask, TaskStatus
 from spreads import prompts
@@ -123,6 +123,9 @@ class ReadingRun:
         tasks = self.state.tasks
         for phase in (1, 2, 3):
             todo = [t for t in tasks if t.phase == phase and t.status != TaskStatus.DONE]
+            if not todo:
+                continue
+            await self.claim_budget(todo)
             if self.state.spread.supports_parallel:
                 outcomes = await asyncio.gather(
                     *(self.run_task(t) for t in todo), return_exceptions=True
@@ -138,6 +141,24 @@ class ReadingRun:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
+
+    async def claim_budget(self, tasks: list[ReadingTask]) -> None:
+        """Before a phase starts: claim what its calls could spend at worst on the reading's
+        budgets, waiting (as waiting_for_budget) until they have room."""
+        if not self.state.has_reservations or self.state.economy:
+            return
+        worst = budgeting.step_worst(self.state.cost_estimate, tasks)
+        if worst is None:
+            return
+        reading_id = self.state.reading.pk
+        pause = settings.BUDGET_WAIT_POLL_S
+        waiting = False
+        while not await sync_to_async(store.hold_step)(reading_id, worst, waiting=waiting):
+            waiting = True
+            await asyncio.sleep(pause)
+            # Money comes back as other readings settle, within seconds; a wait for the
+            # next period may last hours, and need not ask every few seconds.
+            pause = min(pause * 1.5, MAX_BUDGET_POLL_S)
 
     async def run_task(self, task: ReadingTask) -> None:
         reading_id = self.state.reading.pk
@@ -247,6 +268,10 @@ class ReadingRun:
 
     def _priority(self, task: ReadingTask) -> tuple:
         return call_priority(self.state.reading.created_at.timestamp(), task.phase)
+
+
+# The longest a reading waiting for budget goes without asking again.
+MAX_BUDGET_POLL_S = 30
 
 
 # Readings set up (store.begin) at most this many at a time per event loop. Database work

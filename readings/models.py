@@ -19,8 +19,15 @@ class Language(models.TextChoices):
 class ReadingStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
+    # Admitted, but its next step's worst case does not fit in a budget now: it goes on when
+    # money is released, the limit is raised or the period turns (budgets/services.py).
+    WAITING_FOR_BUDGET = "waiting_for_budget", _("Waiting for budget")
     DONE = "done", _("Done")
     FAILED = "failed", _("Failed")
+
+
+# A reading in one of these has not ended: its job (or its batches) still owns it.
+UNFINISHED = (ReadingStatus.QUEUED, ReadingStatus.RUNNING, ReadingStatus.WAITING_FOR_BUDGET)
 
 
 class ReadingMode(models.TextChoices):
@@ -53,7 +60,7 @@ class Reading(models.Model):
         help_text="What the reading is written in: its prompts are this language's templates.",
     )
     status = models.CharField(
-        max_length=10, choices=ReadingStatus.choices, default=ReadingStatus.QUEUED
+        max_length=20, choices=ReadingStatus.choices, default=ReadingStatus.QUEUED
     )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -261,6 +268,7 @@ class EventKind(models.TextChoices):
     TEXT = "text", "Text delta"
     TASK_RESTARTED = "task_restarted", "Task restarted"
     TASK_FINISHED = "task_finished", "Task finished"
+    STATUS = "status", "Status changed"
     READING_FINISHED = "reading_finished", "Reading finished"
 
 

@@ -12,11 +12,18 @@ from allocation.allocator import AllocationError, get_allocator
 from allocation.pricing import price_problem
 from budgets.models import CostEstimate
 from budgets.selectors import budgets_applying, quota_for
-from budgets.services import reserve_for_reading, reserve_for_retry
-from readings import live
+from budgets.services import Admission, reserve_for_reading, reserve_for_retry
+from readings import budgeting, live
 from readings.estimates import EstimateError, ReadingEstimate, estimate_reading
 from readings.languages import validate_language
-from readings.models import DrawnCard, Language, Reading, ReadingMode, ReadingStatus
+from readings.models import (
+    DrawnCard,
+    Language,
+    Reading,
+    ReadingMode,
+    ReadingStatus,
+    TaskStatus,
+)
 from readings.signals import reading_submitted
 from spreads import selectors
 from spreads.models import DECK_SIZE, Card, Position, Spread, TaskType
@@ -244,15 +251,28 @@ def reading_create(
             for position, card, is_reversed in request.drawn
         )
         if estimate is not None:
-            CostEstimate.objects.create(
+            kept = CostEstimate.objects.create(
                 reading=reading,
                 expected_usd=estimate.expected_usd,
                 worst_case_usd=estimate.worst_case_usd,
-                sources=estimate.sources(),
+                sources=budgeting.sources_with_costs(estimate),
             )
         if governed:
-            reserve_for_reading(reading=reading, worst_case_usd=estimate.worst_case_usd)
+            reserve_for_reading(
+                reading=reading,
+                admission=budgeting.admission(kept, economy=mode == ReadingMode.ECONOMY),
+            )
     return reading
+
+
+def estimate_admission(estimate: ReadingEstimate, mode: str) -> Admission:
+    """What creating a reading of this estimate would ask of each budget."""
+    unsaved = CostEstimate(
+        expected_usd=estimate.expected_usd,
+        worst_case_usd=estimate.worst_case_usd,
+        sources=budgeting.sources_with_costs(estimate),
+    )
+    return budgeting.admission(unsaved, economy=mode == ReadingMode.ECONOMY)
 
 
 class RetryRefused(Exception):
@@ -261,9 +281,9 @@ class RetryRefused(Exception):
 
 def reading_retry(reading: Reading) -> Reading:
     """Queue a failed reading again. Only its unfinished tasks run (the engine resumes it as
-    after a crash), so no finished task is paid twice; its worst case is held against the
-    budgets that apply now (BudgetExceeded if one cannot take it). The caller hands it to the
-    worker (submit)."""
+    after a crash), so no finished task is paid twice; what is left of it is admitted by the
+    budgets that apply now, as a new reading is (BudgetExceeded if one cannot take it). The
+    caller hands it to the worker (submit)."""
     with transaction.atomic():
         reading = Reading.objects.select_for_update().select_related("spread").get(pk=reading.pk)
         if reading.status != ReadingStatus.FAILED:
@@ -277,7 +297,16 @@ def reading_retry(reading: Reading) -> Reading:
             estimate = CostEstimate.objects.filter(reading=reading).first()
             if estimate is None:
                 raise RetryRefused(_("This reading has no cost estimate: ask the question again."))
-            reserve_for_retry(reading=reading, worst_case_usd=estimate.worst_case_usd)
+            done = [
+                budgeting.task_key(task_type, batch_index)
+                for task_type, batch_index in reading.tasks.filter(
+                    status=TaskStatus.DONE
+                ).values_list("task_type", "batch_index")
+            ]
+            reserve_for_retry(
+                reading=reading,
+                admission=budgeting.admission(estimate, economy=False, tasks_done=done),
+            )
         # Its last run's reading_finished event goes: a viewer waits for this run's events.
         live.compact(reading.pk)
         reading.status = ReadingStatus.QUEUED

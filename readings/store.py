@@ -19,7 +19,8 @@ from allocation.allocator import AllocationConfig, get_allocator
 from allocation.models import CallOutcome, LLMCall
 from allocation.prompt import estimate_tokens
 from allocation.usage import Attempt, open_call, record_call
-from budgets.services import release_reading, settle_call
+from budgets.models import CostEstimate
+from budgets.services import BudgetExceeded, hold_for_step, release_reading, settle_call
 from readings import live
 from readings.models import EventKind, Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.signals import reading_ended
@@ -46,8 +47,10 @@ class ReadingState:
     # template of each shared prompt part and of each task kind (spreads.prompts)
     templates: dict[str, str] = field(default_factory=dict)
     max_concurrent_calls: int = 1
-    # Whether the reading holds budget reservations its calls must settle against.
+    # Whether the reading holds budget reservations its calls must settle against, and the
+    # estimate its phases' claims are taken from (readings/budgeting.py).
     has_reservations: bool = False
+    cost_estimate: CostEstimate | None = None
     economy: bool = False
     # The shared prompt parts once rendered: the same bytes for every call of the reading.
     rendered_parts: dict[str, str] = field(default_factory=dict)
@@ -144,6 +147,27 @@ def render(state: ReadingState, task_type: str, context: PromptContext, *, cache
         rendered=state.rendered_parts,
         guide_steps=steps,
     )
+
+
+def hold_step(reading_id, worst_usd: Decimal, *, waiting: bool) -> bool:
+    """Claim the reading's next phase's worst case on its budgets. If one has no room now,
+    the reading is marked waiting for budget (its viewers told) and this says False; once the
+    claim goes through, a waiting reading is running again."""
+    try:
+        hold_for_step(reading_id, worst_usd)
+    except BudgetExceeded as exc:
+        if not waiting:
+            _set_status(reading_id, ReadingStatus.WAITING_FOR_BUDGET, detail=str(exc))
+        return False
+    if waiting:
+        _set_status(reading_id, ReadingStatus.RUNNING)
+    return True
+
+
+def _set_status(reading_id, status: str, detail: str = "") -> None:
+    with transaction.atomic():
+        Reading.objects.filter(pk=reading_id).update(status=status)
+        live.publish(reading_id, [(EventKind.STATUS, {"status": status, "detail": detail})])
 
 
 def open_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> int:
@@ -283,6 +307,7 @@ def state_for(reading: Reading, *, economy: bool = False) -> ReadingState:
     readings (readings/economy.py) have no job that owns them while their batches wait."""
     allocator = get_allocator()
     spread = reading.spread
+    has_reservations = reading.reservations.exists()
     drawn = reading.drawn_cards.select_related("position", "card").order_by("position__index")
     return ReadingState(
         reading=reading,
@@ -294,6 +319,9 @@ def state_for(reading: Reading, *, economy: bool = False) -> ReadingState:
             spread, [TaskType(t).kind for t in TaskType.values], reading.language
         ),
         max_concurrent_calls=allocator.max_concurrent_calls(spread),
-        has_reservations=reading.reservations.exists(),
+        has_reservations=has_reservations,
+        cost_estimate=(
+            CostEstimate.objects.filter(reading=reading).first() if has_reservations else None
+        ),
         economy=economy,
     )

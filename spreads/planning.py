@@ -9,6 +9,14 @@ from dataclasses import dataclass
 
 from spreads.models import TaskType
 
+# Which phase each task type runs in.
+PHASE_OF = {
+    TaskType.CARD_INTERPRETATION: 1,
+    TaskType.OVERALL_READING: 2,
+    TaskType.RELATIONSHIPS: 2,
+    TaskType.ADVICE: 3,
+}
+
 
 @dataclass(frozen=True)
 class PlannedTask:
@@ -28,12 +36,17 @@ def batches(card_count: int, batch_size: int) -> list[list[int]]:
 
 def plan_tasks(card_count: int, batch_size: int) -> list[PlannedTask]:
     cards = [
-        PlannedTask(TaskType.CARD_INTERPRETATION, 1, batch_index=i, position_indexes=tuple(batch))
+        PlannedTask(
+            TaskType.CARD_INTERPRETATION,
+            PHASE_OF[TaskType.CARD_INTERPRETATION],
+            batch_index=i,
+            position_indexes=tuple(batch),
+        )
         for i, batch in enumerate(batches(card_count, batch_size))
     ]
     return [
         *cards,
-        PlannedTask(TaskType.OVERALL_READING, 2),
-        PlannedTask(TaskType.RELATIONSHIPS, 2),
-        PlannedTask(TaskType.ADVICE, 3),
+        PlannedTask(TaskType.OVERALL_READING, PHASE_OF[TaskType.OVERALL_READING]),
+        PlannedTask(TaskType.RELATIONSHIPS, PHASE_OF[TaskType.RELATIONSHIPS]),
+        PlannedTask(TaskType.ADVICE, PHASE_OF[TaskType.ADVICE]),
     ]

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from budgets.selectors import quota_for
-from readings.models import Reading, ReadingMode, ReadingStatus
+from readings.models import UNFINISHED, Reading, ReadingMode, ReadingStatus
 from worker.queue import enqueue_reading
 
 
@@ -46,7 +46,7 @@ def dispatch_waiting(owner_id) -> list:
         busy = (
             Reading.objects.filter(
                 owner_id=owner_id,
-                status__in=[ReadingStatus.QUEUED, ReadingStatus.RUNNING],
+                status__in=UNFINISHED,
                 dispatched_at__gte=now - _slot_lifetime(),
             )
             # A started economy reading waits for its batches, not in the worker's queue.

@@ -35,7 +35,7 @@ from allocation.models import LLMCall
 from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of
 from budgets.services import settle_call
-from readings.models import Reading, ReadingStatus
+from readings.models import UNFINISHED, Reading
 from worker.heartbeats import HEARTBEAT_STALE_S
 from worker.models import JobClaim, WorkerHeartbeat
 from worker.queue import enqueue_reading
@@ -157,7 +157,7 @@ def dead_held_readings(live: Liveness) -> list[Reading]:
     """Unfinished readings whose holder (Reading.held_by, set only when the queue keeps no
     job: the cluster that took it, then the worker running it) is dead: gone from this host,
     or neither a live worker nor a live cluster in the heartbeats for STALE."""
-    unfinished = Reading.objects.filter(status__in=[ReadingStatus.QUEUED, ReadingStatus.RUNNING])
+    unfinished = Reading.objects.filter(status__in=UNFINISHED)
     cutoff = timezone.now() - STALE
     return [
         reading

@@ -35,6 +35,7 @@ from readings.models import Reading, ReadingStatus, ReadingTask
 from readings.services import (
     CardChoice,
     RetryRefused,
+    estimate_admission,
     reading_create,
     reading_estimate,
     reading_retry,
@@ -206,7 +207,8 @@ class ReadingEstimateView(generics.GenericAPIView):
             estimate = reading_estimate(reading_request, data["mode"], language)
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc
-        answer = estimate_answer(reading_request, estimate)
+        room = estimate_admission(estimate, data["mode"]).room_usd
+        answer = estimate_answer(reading_request, estimate, room)
         return Response(ReadingEstimateSerializer(answer).data)
 
 

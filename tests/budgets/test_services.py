@@ -1,33 +1,44 @@
-"""Reserve, settle, release against real Postgres rows (the engine is not run here)."""
+"""Admit, hold, settle, release against real Postgres rows (the engine is not run here).
 
+A reading is admitted at its expected cost with the margin, if its largest phase's worst
+case fits beside everyone else's claims; each phase then claims its own worst case just
+before it runs, and settles as its calls are logged."""
+
+import contextlib
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
-from budgets.models import BudgetLedger, Reservation, ReservationState
+from budgets.models import BudgetAlert, BudgetLedger, Reservation, ReservationState
 from budgets.selectors import standing
 from budgets.services import (
     BudgetExceeded,
     expire_reservations,
+    hold_for_step,
     release_reading,
     settle_call,
+    with_margin,
 )
-from readings.models import Reading
+from readings.models import Reading, ReadingMode
 from readings.services import reading_create
 from spreads.models import Spread
-from tests.budgets.three_cards import THREE_CARDS, worst_case_of_three_cards
+from tests.budgets.three_cards import THREE_CARDS, admission_of_three_cards
 
 pytestmark = pytest.mark.django_db
 
 
-def create(owner, question="Race?"):
-    return reading_create(owner=owner, spread="three_card", question=question, cards=THREE_CARDS)
+def create(owner, question="Race?", mode=ReadingMode.STANDARD):
+    return reading_create(
+        owner=owner, spread="three_card", question=question, cards=THREE_CARDS, mode=mode
+    )
 
 
-def test_it_reserves_the_worst_case_against_every_budget_that_applies(bob, budget_for):
-    worst = worst_case_of_three_cards(bob)
+def test_a_reading_is_admitted_at_its_expected_cost_with_the_margin_on_every_budget(
+    bob, budget_for
+):
+    asks = admission_of_three_cards(bob)
     mine = budget_for(user=bob, limit=Decimal(1))
     platform = budget_for(limit=Decimal(5))
     spread = budget_for(spread=Spread.objects.get(slug="three_card"), limit=Decimal(5))
@@ -35,77 +46,137 @@ def test_it_reserves_the_worst_case_against_every_budget_that_applies(bob, budge
 
     reading = create(bob)
 
-    assert worst > 0
+    expected = reading.cost_estimate.expected_usd
+    assert asks.expected_usd == with_margin(expected) == expected * Decimal("1.2")
+    # Far less than the whole reading at worst, which is what used to be held.
+    assert asks.expected_usd * 3 < reading.cost_estimate.worst_case_usd
     for budget in (mine, platform, spread):
-        assert standing(budget).reserved_usd == worst
-        assert Reservation.objects.get(reading=reading, budget=budget).held_usd == worst
+        assert standing(budget).reserved_usd == asks.expected_usd
+        reservation = Reservation.objects.get(reading=reading, budget=budget)
+        assert (reservation.expected_usd, reservation.held_usd) == (asks.expected_usd, 0)
     assert standing(other_spread).reserved_usd == 0
-    assert reading.cost_estimate.worst_case_usd == worst
-    assert 0 < reading.cost_estimate.expected_usd < worst
 
 
-def test_it_refuses_a_reading_that_does_not_fit_and_stores_nothing(bob, budget_for):
-    worst = worst_case_of_three_cards(bob)
-    budget_for(limit=worst * 10)
-    tight = budget_for(user=bob, limit=worst * Decimal("1.5"))
+def test_it_refuses_a_reading_without_room_for_its_largest_phase_and_stores_nothing(
+    bob, budget_for
+):
+    asks = admission_of_three_cards(bob)
+    assert asks.largest_step_usd > asks.expected_usd
+    budget_for(limit=asks.room_usd * 10)
+    # Room for one reading's largest phase beside another's claim, not for a third claim.
+    tight = budget_for(user=bob, limit=asks.expected_usd + asks.room_usd)
     create(bob)
+    create(bob, question="Second?")
 
     with pytest.raises(BudgetExceeded) as refused:
-        create(bob)
+        create(bob, question="Third?")
 
     assert refused.value.standing.budget == tight
-    assert refused.value.needed_usd == worst
-    assert Reading.objects.count() == 1
-    assert Reservation.objects.count() == 2  # the first reading's, on both budgets
+    assert refused.value.needed_usd == asks.room_usd
+    assert Reading.objects.count() == 2
+    assert Reservation.objects.count() == 4  # the first two readings', on both budgets
     body = refused.value.as_dict()
     assert body["budget"]["id"] == tight.pk
-    assert Decimal(body["budget"]["reserved_usd"]) == worst
+    assert Decimal(body["budget"]["reserved_usd"]) == asks.expected_usd * 2
     assert body["budget"]["period"] == "day"
     assert "resets_at" in body["budget"]
 
 
 def test_a_user_budget_does_not_govern_someone_elses_readings(bob, charlie, budget_for):
-    budget_for(user=bob, limit=worst_case_of_three_cards(bob) / 2)
+    budget_for(user=bob, limit=admission_of_three_cards(bob).room_usd / 2)
     create(charlie)
     with pytest.raises(BudgetExceeded):
         create(bob)
 
 
-def test_settling_moves_real_cost_from_reserved_to_spent(bob, budget_for):
-    worst = worst_case_of_three_cards(bob)
+def test_a_phase_claims_its_worst_case_before_it_starts_and_settles_as_it_spends(bob, budget_for):
+    asks = admission_of_three_cards(bob)
     budget = budget_for(user=bob, limit=Decimal(1))
     reading = create(bob)
+    phase = asks.largest_step_usd
+
+    hold_for_step(reading.pk, phase)
+    assert standing(budget).reserved_usd == phase
 
     settle_call(reading_id=reading.pk, cost_usd=Decimal("0.001"))
     settle_call(reading_id=reading.pk, cost_usd=Decimal("0.002"))
-
     now = standing(budget)
     assert now.spent_usd == Decimal("0.003")
-    assert now.reserved_usd == worst - Decimal("0.003")
+    assert now.reserved_usd == phase - Decimal("0.003")
+
+    # The next phase's claim replaces what this one still held; below what the reading is
+    # still expected to spend, that is what stays claimed.
+    hold_for_step(reading.pk, Decimal("0.0001"))
+    assert standing(budget).reserved_usd == asks.expected_usd - Decimal("0.003")
 
     release_reading(reading.pk)
     now = standing(budget)
     assert (now.spent_usd, now.reserved_usd) == (Decimal("0.003"), 0)
-    reservation = Reservation.objects.get(reading=reading)
-    assert reservation.state == ReservationState.RELEASED
+    assert Reservation.objects.get(reading=reading).state == ReservationState.RELEASED
     # A second release (a redelivered job ending again) gives nothing back twice.
     release_reading(reading.pk)
     assert standing(budget).reserved_usd == 0
 
 
-def test_a_reading_dearer_than_its_worst_case_still_counts_all_it_spent(bob, budget_for):
-    worst = worst_case_of_three_cards(bob)
+def test_a_phase_without_room_changes_nothing_and_tells_staff_once(bob, budget_for):
+    asks = admission_of_three_cards(bob)
+    budget = budget_for(user=bob, limit=asks.expected_usd + asks.room_usd)
+    first, second = create(bob), create(bob, question="Second?")
+    hold_for_step(first.pk, asks.largest_step_usd)
+    before = standing(budget)
+
+    for _ in range(2):
+        with pytest.raises(BudgetExceeded) as refused:
+            hold_for_step(second.pk, asks.largest_step_usd)
+    assert refused.value.standing.budget == budget
+    assert standing(budget) == before
+    assert Reservation.objects.get(reading=second).held_usd == 0
+    waiting = BudgetAlert.objects.get(budget=budget)
+    assert waiting.threshold_percent == 100
+
+    # The first reading ends: its money comes back, and the second's phase fits.
+    settle_call(reading_id=first.pk, cost_usd=Decimal("0.001"))
+    release_reading(first.pk)
+    hold_for_step(second.pk, asks.largest_step_usd)
+    assert standing(budget).reserved_usd == asks.largest_step_usd
+
+
+def test_the_budget_is_never_exceeded_by_the_claims_it_grants(bob, budget_for):
+    asks = admission_of_three_cards(bob)
+    budget = budget_for(user=bob, limit=asks.room_usd * 3)
+    admitted = []
+    for n in range(10):
+        with contextlib.suppress(BudgetExceeded):
+            admitted.append(create(bob, question=f"Reading {n}?"))
+    for reading in admitted:
+        with contextlib.suppress(BudgetExceeded):
+            hold_for_step(reading.pk, asks.largest_step_usd)
+        now = standing(budget)
+        assert now.spent_usd + now.reserved_usd <= budget.limit_usd
+    assert len(admitted) > 3  # more than the old whole-worst-case rule would have admitted
+
+
+def test_an_economy_reading_holds_its_whole_worst_case_from_the_start(bob, budget_for):
+    budget = budget_for(user=bob, limit=Decimal(1))
+    reading = create(bob, mode=ReadingMode.ECONOMY)
+    worst = admission_of_three_cards(bob, ReadingMode.ECONOMY).worst_case_usd
+    assert standing(budget).reserved_usd == worst == reading.cost_estimate.worst_case_usd
+
+
+def test_a_reading_dearer_than_its_claim_still_counts_all_it_spent(bob, budget_for):
+    asks = admission_of_three_cards(bob)
     budget = budget_for(user=bob, limit=Decimal(1))
     reading = create(bob)
+    hold_for_step(reading.pk, asks.largest_step_usd)
 
-    settle_call(reading_id=reading.pk, cost_usd=worst + Decimal("0.01"))
+    settle_call(reading_id=reading.pk, cost_usd=asks.largest_step_usd + Decimal("0.01"))
 
     now = standing(budget)
-    assert now.spent_usd == worst + Decimal("0.01")
+    assert now.spent_usd == asks.largest_step_usd + Decimal("0.01")
     assert now.reserved_usd == 0
 
 
-def test_a_hold_whose_reading_is_gone_expires(bob, budget_for):
+def test_a_claim_whose_reading_is_gone_expires(bob, budget_for):
     budget = budget_for(user=bob, limit=Decimal(1))
     deleted = create(bob)
     stale = create(bob, question="Forgotten?")
@@ -119,29 +190,31 @@ def test_a_hold_whose_reading_is_gone_expires(bob, budget_for):
 
     held = Reservation.objects.get(state=ReservationState.HELD)
     assert held.reading == kept
-    assert standing(budget).reserved_usd == held.held_usd
+    assert standing(budget).reserved_usd == held.claim_usd > 0
 
 
-def test_a_budget_edited_in_flight_applies_to_the_next_reservation(bob, budget_for):
-    worst = worst_case_of_three_cards(bob)
-    budget = budget_for(user=bob, limit=worst * 3)
+def test_a_budget_edited_in_flight_applies_to_the_next_admission(bob, budget_for):
+    asks = admission_of_three_cards(bob)
+    budget = budget_for(user=bob, limit=asks.room_usd * 3)
     first = create(bob)
-    budget.limit_usd = worst * Decimal("1.5")
+    budget.limit_usd = asks.room_usd
     budget.save()
 
     with pytest.raises(BudgetExceeded):
         create(bob, question="Second?")
 
-    # The reading in flight keeps its hold and settles as before.
+    # The reading in flight keeps its claim and settles as before.
     settle_call(reading_id=first.pk, cost_usd=Decimal("0.001"))
     release_reading(first.pk)
     assert standing(budget).spent_usd == Decimal("0.001")
     assert standing(budget).reserved_usd == 0
+    budget.limit_usd = asks.room_usd + Decimal("0.001")
+    budget.save()
     create(bob, question="Third?")
 
 
 def test_a_switched_off_budget_governs_nothing(bob, budget_for):
-    budget = budget_for(user=bob, limit=worst_case_of_three_cards(bob) / 2)
+    budget = budget_for(user=bob, limit=admission_of_three_cards(bob).room_usd / 2)
     budget.is_active = False
     budget.save()
     create(bob)
@@ -161,7 +234,7 @@ def test_an_exempt_user_reserves_nothing(bob, budget_for):
     from budgets.models import QuotaOverride
 
     QuotaOverride.objects.create(user=bob, exempt_from_budgets=True)
-    budget_for(user=bob, limit=worst_case_of_three_cards(bob) / 2)
+    budget_for(user=bob, limit=admission_of_three_cards(bob).room_usd / 2)
     reading = create(bob)
     assert not reading.reservations.exists()
 

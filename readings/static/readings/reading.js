@@ -67,6 +67,13 @@
     else if (data.text !== undefined && task) show(partsOf(task)[0], data.text);
     setBusy(task, false);
   });
+  source.addEventListener("status", (e) => {
+    // Waiting for budget, then running again: the status line says which.
+    const data = JSON.parse(e.data);
+    root.dataset.status = data.status;
+    status.textContent =
+      data.status === "waiting_for_budget" ? root.dataset.textWaiting : root.dataset.textWriting;
+  });
   source.addEventListener("reading_finished", (e) => {
     source.close();
     const data = JSON.parse(e.data);
@@ -93,6 +100,7 @@
     }
   });
   source.addEventListener("open", () => {
-    if (root.dataset.status !== "done") status.textContent = root.dataset.textWriting;
+    if (root.dataset.status === "waiting_for_budget") status.textContent = root.dataset.textWaiting;
+    else if (root.dataset.status !== "done") status.textContent = root.dataset.textWriting;
   });
 })();

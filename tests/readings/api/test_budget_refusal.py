@@ -6,7 +6,7 @@ import pytest
 from django_q.models import OrmQ
 
 from readings.models import Reading
-from tests.budgets.three_cards import worst_case_of_three_cards
+from tests.budgets.three_cards import admission_of_three_cards
 from tests.readings.api.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -19,8 +19,8 @@ BODY = {
 
 
 def test_a_reading_over_budget_is_refused_with_402_naming_the_budget(bob, budget_for):
-    worst = worst_case_of_three_cards(bob)
-    budget = budget_for(user=bob, limit=worst * Decimal("1.5"))
+    asks = admission_of_three_cards(bob)
+    budget = budget_for(user=bob, limit=asks.room_usd + asks.expected_usd / 2)
     api = client_for(bob)
     assert api.post("/api/readings/", BODY, format="json").status_code == 202
     queued = OrmQ.objects.count()
@@ -33,9 +33,9 @@ def test_a_reading_over_budget_is_refused_with_402_naming_the_budget(bob, budget
     assert body["budget"]["period"] == "day"
     assert Decimal(body["budget"]["limit_usd"]) == budget.limit_usd
     assert Decimal(body["budget"]["spent_usd"]) == 0
-    assert Decimal(body["budget"]["reserved_usd"]) == worst
+    assert Decimal(body["budget"]["reserved_usd"]) == asks.expected_usd
     assert body["budget"]["resets_at"].startswith(str(budget.bounds(budget.created_at)[1].date()))
-    assert Decimal(body["needed_usd"]) == worst
+    assert Decimal(body["needed_usd"]) == asks.room_usd
     assert "cannot take this reading" in body["detail"]
     assert Reading.objects.filter(owner=bob).count() == 1
     assert OrmQ.objects.count() == queued

@@ -6,7 +6,7 @@ import pytest
 
 from budgets.models import QuotaOverride
 from readings.models import Reading
-from tests.budgets.three_cards import worst_case_of_three_cards
+from tests.budgets.three_cards import admission_of_three_cards
 from tests.readings.api.conftest import client_for
 from tests.readings.api.test_budget_refusal import BODY
 
@@ -14,15 +14,17 @@ pytestmark = pytest.mark.django_db
 
 
 def test_it_estimates_a_reading_without_creating_it(bob, budget_for):
-    worst = worst_case_of_three_cards(bob)
+    asks = admission_of_three_cards(bob)
+    worst = asks.worst_case_usd
     roomy = budget_for(user=bob, limit=Decimal(1))
-    tight = budget_for(limit=worst / 2)
+    tight = budget_for(limit=asks.room_usd - Decimal("0.0001"))
 
     response = client_for(bob).post("/api/readings/estimate/", BODY, format="json")
 
     assert response.status_code == 200
     body = response.json()
     assert Decimal(body["worst_case_usd"]) == worst
+    assert Decimal(body["room_needed_usd"]) == asks.room_usd < worst
     assert 0 < Decimal(body["expected_usd"]) < worst
     assert [t["task_type"] for t in body["tasks"]] == [
         "card_interpretation",

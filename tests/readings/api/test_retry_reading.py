@@ -7,11 +7,11 @@ import pytest
 
 from allocation.models import LLMCall, ModelAllocation
 from budgets.models import Reservation, ReservationState
+from budgets.services import with_margin
 from readings.engine import run_reading_sync
 from readings.models import Reading, ReadingEvent, ReadingStatus, TaskStatus
 from readings.services import reading_create
 from spreads.models import TaskType
-from tests.budgets.three_cards import worst_case_of_three_cards
 from tests.readings.api.conftest import THREE_CARDS, client_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -84,7 +84,7 @@ def test_someone_elses_reading_cannot_be_retried_but_staff_may(emulator, bob, ch
     assert client_for(alice).post(f"/api/readings/{reading.pk}/retry/").status_code == 202
 
 
-def test_a_retry_holds_the_worst_case_again_and_keeps_what_was_spent(emulator, bob, budget_for):
+def test_a_retry_is_admitted_for_the_tasks_left_and_keeps_what_was_spent(emulator, bob, budget_for):
     budget_for(user=bob, limit=Decimal("5"))
     reading = failed_at_advice(emulator, bob)
     spent = Reservation.objects.get(reading=reading).spent_usd
@@ -93,9 +93,10 @@ def test_a_retry_holds_the_worst_case_again_and_keeps_what_was_spent(emulator, b
     assert client_for(bob).post(f"/api/readings/{reading.pk}/retry/").status_code == 202
 
     held = Reservation.objects.get(reading=reading)
-    worst = reading.cost_estimate.worst_case_usd
-    assert (held.state, held.held_usd, held.spent_usd) == (ReservationState.HELD, worst, spent)
-    assert held.ledger.reserved_usd == worst
+    # Only the advice is left: the reading is claimed at what the advice is expected to cost.
+    advice = Decimal(reading.cost_estimate.sources["advice:0"]["expected_usd"])
+    assert (held.state, held.spent_usd) == (ReservationState.HELD, spent)
+    assert held.claim_usd == with_margin(advice) == held.ledger.reserved_usd
     run_reading_sync(reading.pk)
     settled = Reservation.objects.get(reading=reading)
     assert settled.state == ReservationState.RELEASED
@@ -106,7 +107,7 @@ def test_a_retry_holds_the_worst_case_again_and_keeps_what_was_spent(emulator, b
 def test_a_retry_the_budget_cannot_take_is_refused_with_402(emulator, bob, budget_for):
     budget = budget_for(user=bob, limit=Decimal("5"))
     reading = failed_at_advice(emulator, bob)
-    budget.limit_usd = worst_case_of_three_cards(bob) / 2
+    budget.limit_usd = budget.ledgers.get().spent_usd + Decimal("0.0001")
     budget.save()
 
     response = client_for(bob).post(f"/api/readings/{reading.pk}/retry/")

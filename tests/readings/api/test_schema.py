@@ -74,7 +74,7 @@ def test_it_documents_the_status_filter(schema):
     parameters = schema["paths"]["/api/readings/"]["get"]["parameters"]
 
     status = next(p for p in parameters if p["name"] == "status")
-    assert status["schema"]["enum"] == ["queued", "running", "done", "failed"]
+    assert status["schema"]["enum"] == ["queued", "running", "waiting_for_budget", "done", "failed"]
 
 
 def test_it_serves_the_docs_page_from_local_static_files(api):
