@@ -37,6 +37,9 @@ class Knobs:
 
     # --- Injected failures, drawn from random.Random(seed) so a run can be replayed.
     overloaded_rate: float = 0.0  # 529 overloaded_error
+    # The share of streams cut halfway by an overloaded_error event on the 200 response, as
+    # Anthropic does under load.
+    midstream_fail_rate: float = 0.0
     error_rate: float = 0.0  # 500 api_error
     hang_rate: float = 0.0  # no answer for hang_s, so the client's timeout fires
     hang_s: float = 600.0
@@ -91,7 +94,7 @@ class Knobs:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
-        for name in ("jitter", "overloaded_rate", "error_rate", "hang_rate"):
+        for name in ("jitter", "overloaded_rate", "error_rate", "hang_rate", "midstream_fail_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be between 0 and 1")
         if self.overloaded_rate + self.error_rate + self.hang_rate > 1:

@@ -230,7 +230,10 @@ class EmulatorApp:
                 messages.stream_head(messages.message_id(), prompt.model, usage, reply)
             )
             chunk_chars = STREAM_CHUNK_TOKENS * CHARS_PER_TOKEN
-            breaks = prompt.model in self.knobs.broken_stream_models
+            k = self.knobs
+            breaks = prompt.model in k.broken_stream_models or (
+                k.midstream_fail_rate > 0 and self.rng.random() < k.midstream_fail_rate
+            )
             for offset in range(0, len(reply.text), chunk_chars):
                 if breaks and offset >= len(reply.text) // 2:
                     self.stats.count("overloaded", prompt.model)

@@ -201,3 +201,34 @@ def test_changing_a_limit_at_runtime_takes_effect_at_once():
             call(client)
 
     assert caught.value.response.headers["retry-after"] == "1"
+
+
+def test_midstream_fail_rate_cuts_that_share_of_streams_with_an_overloaded_event():
+    def outcomes(emu, client):
+        results = []
+        for _ in range(40):
+            try:
+                with client.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as s:
+                    s.until_done()
+                results.append("ok")
+            except anthropic.APIStatusError as error:
+                assert "overloaded_error" in error.message
+                results.append("cut")
+        return results
+
+    with (
+        Emulator(Knobs(midstream_fail_rate=0.5, seed=3, **FAST)) as emu,
+        client_for(emu) as client,
+    ):
+        first = outcomes(emu, client)
+        emu.reset()  # replays the seed
+        second = outcomes(emu, client)
+
+    assert first == second
+    assert 10 <= first.count("cut") <= 30
+    assert emu.stats()["by_model"][MODEL]["overloaded"] == first.count("cut")
+
+
+def test_a_midstream_fail_rate_outside_0_to_1_is_refused():
+    with pytest.raises(ValueError, match="midstream_fail_rate must be between 0 and 1"):
+        Knobs(midstream_fail_rate=1.5)

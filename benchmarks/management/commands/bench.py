@@ -31,6 +31,12 @@ class Command(BaseCommand):
             "--fail-rate", type=float, default=0.0, help="fraction of calls answered 529"
         )
         parser.add_argument(
+            "--midstream-fail-rate",
+            type=float,
+            default=0.0,
+            help="fraction of streams cut halfway by an overloaded_error event",
+        )
+        parser.add_argument(
             "--via-worker",
             action="store_true",
             help="start the platform as `make run` does (manage.py serve: web server and "
@@ -108,6 +114,7 @@ class Command(BaseCommand):
                 itpm=opts["itpm"] or None,
                 otpm=opts["otpm"] or None,
                 overloaded_rate=opts["fail_rate"],
+                midstream_fail_rate=opts["midstream_fail_rate"],
                 batch_delay_s=opts["batch_delay_s"],
             )
         except ValueError as exc:
@@ -172,7 +179,7 @@ class Command(BaseCommand):
                 result = bench.run_in_process(config, self._progress)
             summary = bench.summarize(result, emulator.stats(), rpm=config.rpm)
             summary.update(extra)
-            if opts["fail_rate"] > 0:
+            if opts["fail_rate"] > 0 or opts["midstream_fail_rate"] > 0:
                 summary.update(self._against_clean(result, emulator, config, opts))
             if not opts["keep"]:
                 bench.discard(result)
@@ -202,11 +209,12 @@ class Command(BaseCommand):
         return value
 
     def _against_clean(self, result, emulator, config, opts) -> dict:
-        """What the injected failures cost: the same workload again with no 529s, from fresh
-        limiter state, and the ratio of cost per reading (the failover's price)."""
+        """What the injected failures cost: the same workload again with no 529s and no
+        broken streams, from fresh limiter state, and the ratio of cost per reading (the
+        failover's price)."""
         with_failures = bench.cost_per_reading(result)
         bench.reset_limiter_state()
-        emulator.configure(overloaded_rate=0.0)
+        emulator.configure(overloaded_rate=0.0, midstream_fail_rate=0.0)
         emulator.reset()
         if opts["workers"] > 1:
             clean = bench.run_in_processes(
