@@ -192,8 +192,10 @@ def reserve_for_retry(*, reading, admission: Admission) -> None:
 def hold_for_step(reading_id, worst_usd: Decimal) -> None:
     """The reading's next phase may spend up to `worst_usd`: claim it on every budget the
     reading holds a reservation on (in place of what its last phase still held), or raise
-    BudgetExceeded, changing nothing, when one cannot take it now (staff are told, once a
-    period per budget, that a reading waits)."""
+    BudgetExceeded when one cannot take it now. A reading refused gives back what its last
+    phase still held, keeping only what it is expected to spend: readings waiting while
+    holding money the others wait for would wait for ever. Staff are told, once a period
+    per budget, that a reading waits."""
     refusal = None
     with transaction.atomic():
         reservations = [
@@ -206,12 +208,12 @@ def hold_for_step(reading_id, worst_usd: Decimal) -> None:
             if growth > 0 and not standing.has_room(growth):
                 refusal = BudgetExceeded(standing, worst_usd)
                 break
-        else:
-            for reservation in reservations:
-                ledger = reservation.ledger
-                _reclaim(reservation, ledger, lambda r: setattr(r, "held_usd", worst_usd))
-                reservation.save(update_fields=["held_usd"])
-                ledger.save(update_fields=["reserved_usd", "updated_at"])
+        held = Decimal(0) if refusal else worst_usd
+        for reservation in reservations:
+            ledger = reservation.ledger
+            _reclaim(reservation, ledger, lambda r: setattr(r, "held_usd", held))
+            reservation.save(update_fields=["held_usd"])
+            ledger.save(update_fields=["reserved_usd", "updated_at"])
     if refusal is not None:
         raise_waiting_alert(refusal.standing)
         raise refusal

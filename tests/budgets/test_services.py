@@ -141,6 +141,26 @@ def test_a_phase_without_room_changes_nothing_and_tells_staff_once(bob, budget_f
     assert standing(budget).reserved_usd == asks.largest_step_usd
 
 
+def test_a_reading_refused_a_phase_gives_back_its_last_phases_hold_so_another_goes_on(
+    bob, budget_for
+):
+    asks = admission_of_three_cards(bob)
+    budget = budget_for(user=bob, limit=asks.expected_usd + asks.room_usd)
+    first, second = create(bob), create(bob, question="Second?")
+    # Both finish a first phase that took half the limit each: nothing is left.
+    first_phase = budget.limit_usd / 2
+    hold_for_step(first.pk, first_phase)
+    hold_for_step(second.pk, first_phase)
+    assert standing(budget).reserved_usd == budget.limit_usd
+
+    with pytest.raises(BudgetExceeded):
+        hold_for_step(first.pk, asks.largest_step_usd)
+    # Were the first still holding its last phase, the second would wait too, for ever.
+    assert Reservation.objects.get(reading=first).claim_usd == asks.expected_usd
+    hold_for_step(second.pk, asks.largest_step_usd)
+    assert standing(budget).reserved_usd == asks.expected_usd + asks.largest_step_usd
+
+
 def test_the_budget_is_never_exceeded_by_the_claims_it_grants(bob, budget_for):
     asks = admission_of_three_cards(bob)
     budget = budget_for(user=bob, limit=asks.room_usd * 3)
