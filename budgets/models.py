@@ -207,6 +207,11 @@ class Reservation(models.Model):
         default=Decimal(0),
         help_text="What the reading was admitted at: its expected cost with the margin.",
     )
+    largest_step_usd = models.DecimalField(
+        **MONEY,
+        default=Decimal(0),
+        help_text="The worst case of its dearest phase: room later admissions leave it.",
+    )
     spent_usd = models.DecimalField(**MONEY, default=Decimal(0))
     held_usd = models.DecimalField(
         **MONEY, help_text="What the step now running could still spend at worst."

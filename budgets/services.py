@@ -76,11 +76,23 @@ class Admission:
     hold_whole: bool = False  # an economy reading: held at its worst case from the start
 
     @property
+    def claim_usd(self) -> Decimal:
+        """What it claims from the moment it is admitted."""
+        return self.worst_case_usd if self.hold_whole else self.expected_usd
+
+    @property
+    def headroom_usd(self) -> Decimal:
+        """What must stay free beside its claim for its dearest phase to fit."""
+        return (
+            Decimal(0)
+            if self.hold_whole
+            else max(Decimal(0), self.largest_step_usd - self.claim_usd)
+        )
+
+    @property
     def room_usd(self) -> Decimal:
-        """The room a budget must have, beside every other reading's claim, to admit it."""
-        if self.hold_whole:
-            return self.worst_case_usd
-        return max(self.expected_usd, self.largest_step_usd)
+        """The room a budget with nothing else claimed must have to admit it."""
+        return self.claim_usd + self.headroom_usd
 
     @property
     def first_hold_usd(self) -> Decimal:
@@ -97,16 +109,34 @@ def reservation_ttl() -> timedelta:
     return timedelta(seconds=settings.BUDGET_RESERVATION_TTL_S)
 
 
-def _ledgers_with_room(budgets: list[Budget], room_usd: Decimal, now):
-    """The budgets' current ledgers, locked, once each has `room_usd` beside every claim;
-    BudgetExceeded naming the first that has not."""
+def _ledgers_with_room(budgets: list[Budget], admission: Admission, now):
+    """The budgets' current ledgers, locked, once each can take the admission; BudgetExceeded
+    naming the first that cannot.
+
+    A budget can take it if, once it is claimed, what stays free is enough for the dearest
+    phase of any reading admitted and not finished, this one included (beyond what each
+    already claims). Then whenever every reading is waiting for its next phase, the neediest
+    still fits; as it ends it releases more than it spent, and the next fits: nobody waits
+    for the next period while the money admitted them all."""
     ledgers = _locked_ledgers(budgets, now)
     _expire_holds(list(ledgers.values()), now)
     for budget in budgets:
-        standing = _standing(budget, now, ledgers[budget.pk])
-        if not standing.has_room(room_usd):
-            raise BudgetExceeded(standing, room_usd)
+        ledger = ledgers[budget.pk]
+        standing = _standing(budget, now, ledger)
+        needed = admission.claim_usd + max(admission.headroom_usd, _largest_headroom(ledger))
+        if not standing.has_room(needed):
+            raise BudgetExceeded(standing, needed)
     return ledgers
+
+
+def _largest_headroom(ledger: BudgetLedger) -> Decimal:
+    """The most any unfinished reading on the ledger may still claim beyond its claim now."""
+    held = Reservation.objects.filter(ledger=ledger, state=ReservationState.HELD).only(
+        "largest_step_usd", "held_usd", "expected_usd", "spent_usd", "state"
+    )
+    return max(
+        (max(Decimal(0), r.largest_step_usd - r.claim_usd) for r in held), default=Decimal(0)
+    )
 
 
 def _locked_ledgers(budgets: list[Budget], now) -> dict[int, BudgetLedger]:
@@ -139,7 +169,7 @@ def reserve_for_reading(*, reading, admission: Admission) -> list[Reservation]:
         return []
     now = timezone.now()
     with transaction.atomic():
-        ledgers = _ledgers_with_room(budgets, admission.room_usd, now)
+        ledgers = _ledgers_with_room(budgets, admission, now)
         reservations = []
         for budget in budgets:
             ledger = ledgers[budget.pk]
@@ -149,6 +179,7 @@ def reserve_for_reading(*, reading, admission: Admission) -> list[Reservation]:
                 ledger=ledger,
                 worst_case_usd=admission.worst_case_usd,
                 expected_usd=admission.expected_usd,
+                largest_step_usd=admission.largest_step_usd,
                 held_usd=admission.first_hold_usd,
                 expires_at=now + reservation_ttl(),
             )
@@ -167,7 +198,7 @@ def reserve_for_retry(*, reading, admission: Admission) -> None:
         return
     now = timezone.now()
     with transaction.atomic():
-        ledgers = _ledgers_with_room(budgets, admission.room_usd, now)
+        ledgers = _ledgers_with_room(budgets, admission, now)
         earlier = {
             r.budget_id: r
             for r in Reservation.objects.select_for_update().filter(
@@ -180,6 +211,7 @@ def reserve_for_retry(*, reading, admission: Admission) -> None:
             reservation.ledger = ledger
             reservation.worst_case_usd = reservation.spent_usd + admission.worst_case_usd
             reservation.expected_usd = reservation.spent_usd + admission.expected_usd
+            reservation.largest_step_usd = admission.largest_step_usd
             reservation.held_usd = admission.first_hold_usd
             reservation.state = ReservationState.HELD
             reservation.released_at = None

@@ -232,7 +232,7 @@ def reading_create(
     mode = validate_mode(mode, request.spread)
     governed = governed_by_budgets(owner, request.spread)
     try:
-        estimate = reading_estimate(request, language=language)
+        estimate = reading_estimate(request, mode, language)
     except ValidationError:
         if governed:
             raise  # no reservation can be made for a cost nobody can price

@@ -161,6 +161,26 @@ def test_a_reading_refused_a_phase_gives_back_its_last_phases_hold_so_another_go
     assert standing(budget).reserved_usd == asks.expected_usd + asks.largest_step_usd
 
 
+def test_an_admission_leaves_room_for_the_dearest_phase_of_every_reading_admitted_before(
+    bob, budget_for
+):
+    small = admission_of_three_cards(bob)
+    budget = budget_for(user=bob, limit=Decimal(1))
+    big = reading_create(owner=bob, spread="celtic_cross", question="Big?")
+    big_asks = Reservation.objects.get(reading=big)
+    assert big_asks.largest_step_usd - big_asks.claim_usd > small.headroom_usd
+    # Room for the small reading's own phases, not for the big one's dearest beside it.
+    budget.limit_usd = big_asks.claim_usd + small.room_usd + Decimal("0.0001")
+    budget.save()
+
+    with pytest.raises(BudgetExceeded) as refused:
+        create(bob)
+
+    assert refused.value.needed_usd == (
+        small.claim_usd + big_asks.largest_step_usd - big_asks.claim_usd
+    )
+
+
 def test_the_budget_is_never_exceeded_by_the_claims_it_grants(bob, budget_for):
     asks = admission_of_three_cards(bob)
     budget = budget_for(user=bob, limit=asks.room_usd * 3)
