@@ -147,7 +147,7 @@ class ReadingRun:
         budgets, waiting (as waiting_for_budget) until they have room."""
         if not self.state.has_reservations or self.state.economy:
             return
-        worst = budgeting.step_worst(self.state.cost_estimate, tasks)
+        worst = budgeting.step_worst(self.state.cost_estimate, tasks, self.state.tasks)
         if worst is None:
             return
         reading_id = self.state.reading.pk

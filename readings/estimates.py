@@ -1,62 +1,68 @@
 """What a reading will cost: the expected figure and the worst case reserved against budgets.
 
-Each planned task's prompt is rendered from the reading's own question and cards, with the
-earlier phases' answers left empty (the "bare" prompt). Its input is then
+Each planned task's call is rendered as the engine renders it (readings.store.render): the
+spread's guide with the steps its model runs, the layout, the card results, its own
+instruction and the cache breakpoints, and for a card batch the tool its answer is forced
+through. Only the earlier phases' answers are missing: they are left empty, and added as the
+tokens those answers are expected to take.
 
-    bare tokens x the spread's calibration ratio  +  the tokens of the earlier answers it quotes
+Expected tokens, per task:
+- input: the rendered call at four characters a token, times the ratio the provider counted
+  to that figure in history, plus the earlier answers it quotes;
+- output: the median answer in history (a quarter of max_tokens without any).
+History is kept per prompt key (readings/estimate_history.py): the model, its max_tokens, the
+language and the task's prompt rendered for a placeholder reading (no question, blank cards).
+A template, guide or allocation change makes a new key with no history of its own, so what
+was learned of the old prompt never skews the new one; standard, economy and uncached calls
+send the same prompt, so they share a key.
 
-where the earlier answers, and each task's own answer, are the median output of recent
-successful calls of that task type on its model (else a quarter of max_tokens). The ratio
-is what the provider counted, less the earlier answers it was actually given, over the bare
-estimate, across the spread's recent finished readings: it absorbs the tokenizer's real
-characters per token. Expected cost is then prices x those tokens.
+Expected price: Anthropic prices the cache apart (reads at a tenth or less of the input
+price, writes at 1.25x for 5 minutes and 2x for an hour), and most of a later task's prompt
+is cached. So the input is split as the cache would split it: a prefix ending at the guide's
+breakpoint is taken as read (every reading of the spread on that model sends it; only the
+first in an hour writes it), a prefix ending at the layout's or the card results' breakpoint
+is read if a call of an earlier phase on the same model sent it, else written, and a prefix
+shorter than the model's minimum cacheable length is not cached at all. An economy
+(`batched`) reading is priced at the Message Batches rates.
 
 The worst case assumes every task answers at its max_tokens on the dearest model it may fall
-back to, quoting every earlier answer at its max_tokens, with the bare prompt counted at
-three characters a token.
+back to, quoting every earlier answer at its max_tokens, with the rendered call counted at
+three characters a token and, with prompt caching on, every input token priced as a 1-hour
+cache write (the dearest way to send it). Always at standard prices: an expired or errored
+batch request may fall back to a standard call.
 """
 
+import hashlib
+import json
 import math
-import statistics
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from allocation.allocator import AllocationConfig, AllocationError, get_allocator
-from allocation.models import CallOutcome, LLMCall
-from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of, costs_on
-from allocation.prompt import CHARS_PER_TOKEN
-from budgets.models import CostEstimate
-from readings.models import ReadingStatus
-from spreads.models import Spread, TaskType
-from spreads.planning import plan_tasks
-from spreads.prompt_sandbox import RenderBudgetExceeded
-from spreads.prompts import CardResult, DrawnCard, PromptContext, render_prompt, template_name_for
+from django.conf import settings
 
-# The usual rule of thumb for English (Anthropic's tokenizer averages about four characters a
-# token); the calibration ratio corrects it from what the provider counts.
+from allocation.allocator import AllocationConfig, AllocationError, get_allocator
+from allocation.models import CacheTTL
+from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of, costs_on
+from allocation.prompt import CHARS_PER_TOKEN, Prompt
+from readings.estimate_history import FEEDS, NOTHING_LEARNED, Learned, learned
+from readings.store import ReadingState, render
+from readings.task_runner import answer_format
+from spreads.models import Card, Spread, TaskType
+from spreads.planning import PlannedTask, plan_tasks
+from spreads.prompt_caching import min_cacheable_tokens
+from spreads.prompt_sandbox import RenderBudgetExceeded
+from spreads.prompts import GUIDE, RESULTS, CardResult, DrawnCard, PromptContext, template_names
+
 # The worst case counts prompts at three characters a token: a third more tokens than usual,
 # so a prompt full of names and punctuation still fits in what was reserved.
 WORST_CHARS_PER_TOKEN = 3
-# How many recent successful calls of a task type on a model make its history: enough for a
-# stable median, recent enough to follow a prompt or model change within a day's traffic.
-HISTORY_CALLS = 200
 # Without any history, an answer is taken to fill a quarter of max_tokens (allocations give
 # max_tokens ample headroom over a typical answer).
 DEFAULT_OUTPUT_SHARE = 0.25
-# How many of the spread's recent finished readings calibrate the input estimate.
-CALIBRATION_READINGS = 30
-# Which earlier task types' answers a task's prompt quotes.
-FEEDS = {
-    TaskType.CARD_INTERPRETATION: (),
-    TaskType.OVERALL_READING: (TaskType.CARD_INTERPRETATION,),
-    TaskType.RELATIONSHIPS: (TaskType.CARD_INTERPRETATION,),
-    TaskType.ADVICE: (
-        TaskType.CARD_INTERPRETATION,
-        TaskType.OVERALL_READING,
-        TaskType.RELATIONSHIPS,
-    ),
-}
+KINDS = [TaskType(t).kind for t in TaskType.values]
+# What a prompt key is rendered with in place of the reading's cards.
+BLANK_CARD = Card(slug="", name="", arcana="", suit="", keywords=[], upright="", reversed="")
 
 
 class EstimateError(Exception):
@@ -68,12 +74,19 @@ class TaskEstimate:
     task_type: str
     batch_index: int
     model: str
-    input_tokens: int
+    input_tokens: int  # all of it: uncached, cache reads and cache writes
     output_tokens: int
     expected_usd: Decimal
     worst_case_usd: Decimal
     output_source: str  # "history" or "max_tokens share"
-    bare_input_tokens: int = 0
+    # The worst case is worst_base_usd + worst_per_quoted_token_usd x the tokens of the
+    # earlier answers it quotes: known, when its phase starts (readings/budgeting.py).
+    worst_base_usd: Decimal = Decimal(0)
+    worst_per_quoted_token_usd: Decimal = Decimal(0)
+    key: str = ""  # the prompt key its history is kept under
+    prompt_tokens: int = 0  # the rendered call at four characters a token, no earlier answers
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass
@@ -89,10 +102,16 @@ class ReadingEstimate:
         return sum((t.worst_case_usd for t in self.tasks), Decimal(0))
 
     def sources(self) -> dict:
-        """Per task, what later readings calibrate against and where the output came from."""
+        """Per task, what the reading's calls will teach the estimator once it is done
+        (readings/estimate_history.py) and where the figures came from."""
         return {
             f"{t.task_type}:{t.batch_index}": {
-                "bare_input_tokens": t.bare_input_tokens,
+                "key": t.key,
+                "model": t.model,
+                "prompt_tokens": t.prompt_tokens,
+                "input_tokens": t.input_tokens,
+                "cache_read_tokens": t.cache_read_tokens,
+                "cache_write_tokens": t.cache_write_tokens,
                 "output_tokens": t.output_tokens,
                 "output_source": t.output_source,
             }
@@ -105,13 +124,13 @@ _recent: "History | None" = None
 
 
 class History:
-    """What recent calls and readings say, each figure read once and kept for HISTORY_TTL_S:
-    medians over hundreds of calls barely move in that time, and reading them afresh for
-    every new reading cost most of the API's time in a burst of them."""
+    """The prompt keys of each spread and what their samples say, each read once and kept
+    for HISTORY_TTL_S: medians over hundreds of calls barely move in that time, and reading
+    them afresh for every new reading cost most of the API's time in a burst of them."""
 
     def __init__(self):
-        self._medians: dict[tuple[str, str], int | None] = {}
-        self._ratios: dict[int, dict[str, float]] = {}
+        self._keys: dict[tuple, list[str]] = {}
+        self._learned: dict[str, Learned] = {}
         self.read_at = time.monotonic()
 
     @classmethod
@@ -127,59 +146,33 @@ class History:
         global _recent
         _recent = None
 
-    def median_output(self, task_type: str, model: str) -> int | None:
-        key = (task_type, model)
-        if key not in self._medians:
-            recent = list(
-                LLMCall.objects.filter(task_type=task_type, model=model, outcome=CallOutcome.OK)
-                .order_by("-created_at")
-                .values_list("output_tokens", flat=True)[:HISTORY_CALLS]
-            )
-            self._medians[key] = round(statistics.median(recent)) if recent else None
-        return self._medians[key]
+    def keys(self, spread: Spread, configs, plan, cards: list[DrawnCard], language) -> list[str]:
+        """The prompt key of each planned task (rendering a placeholder reading once per
+        spread, allocation and language)."""
+        allocation = tuple((t, c.model, c.max_tokens) for t, c in configs.items())
+        cache_key = (spread.pk, language, allocation)
+        if cache_key not in self._keys:
+            self._keys[cache_key] = _prompt_keys(spread, configs, plan, cards, language)
+        return self._keys[cache_key]
 
-    def input_ratio(self, spread: Spread, task_type: str) -> float:
-        """Provider-counted over estimated bare input for the task type (1.0 without any
-        finished reading to learn from)."""
-        if spread.pk not in self._ratios:
-            self._ratios[spread.pk] = _input_ratios(spread)
-        return self._ratios[spread.pk].get(task_type, 1.0)
+    def learned(self, keys: list[str]) -> list[Learned]:
+        missing = [key for key in keys if key not in self._learned]
+        if missing:
+            found = learned(missing)
+            self._learned.update({key: found.get(key, NOTHING_LEARNED) for key in missing})
+        return [self._learned[key] for key in keys]
 
 
-def _input_ratios(spread: Spread) -> dict[str, float]:
-    estimates = dict(
-        CostEstimate.objects.filter(reading__spread=spread, reading__status=ReadingStatus.DONE)
-        .order_by("-created_at")
-        .values_list("reading_id", "sources")[:CALIBRATION_READINGS]
-    )
-    if not estimates:
-        return {}
-    calls = LLMCall.objects.filter(
-        reading_id__in=estimates, outcome=CallOutcome.OK, task__isnull=False
-    ).values_list("reading_id", "task_type", "task__batch_index", "input_tokens", "output_tokens")
-    by_reading: dict = {}
-    for reading_id, task_type, batch_index, input_tokens, output_tokens in calls:
-        by_reading.setdefault(reading_id, []).append(
-            (task_type, batch_index, input_tokens, output_tokens)
-        )
-    counted: dict[str, int] = {}
-    estimated: dict[str, int] = {}
-    for reading_id, reading_calls in by_reading.items():
-        answered: dict[str, int] = {}
-        for task_type, _, _, output_tokens in reading_calls:
-            answered[task_type] = answered.get(task_type, 0) + output_tokens
-        for task_type, batch_index, input_tokens, _ in reading_calls:
-            source = (estimates[reading_id] or {}).get(f"{task_type}:{batch_index}")
-            if not isinstance(source, dict) or not source.get("bare_input_tokens"):
-                continue
-            quoted = sum(answered.get(t, 0) for t in FEEDS[TaskType(task_type)])
-            counted[task_type] = counted.get(task_type, 0) + max(0, input_tokens - quoted)
-            estimated[task_type] = estimated.get(task_type, 0) + source["bare_input_tokens"]
-    return {t: counted[t] / estimated[t] for t in counted if estimated[t]}
-
-
-def tokens(text: str, chars_per_token: int = CHARS_PER_TOKEN) -> int:
-    return math.ceil(len(text) / chars_per_token)
+@dataclass(frozen=True)
+class _Breakpoint:
+    prefix: tuple  # what must be identical for a call to read it: model, tool, parts so far
+    tokens: float  # of the whole prefix, as the provider is expected to count them
+    # The same at four characters a token, as the engine sizes the prefixes it caches
+    # (spreads.prompt_caching): whether a prefix is long enough to cache is judged on it,
+    # not on a ratio learned from whole prompts.
+    estimated_tokens: int
+    ttl: str
+    across_readings: bool  # ends at the guide: every reading of the spread sends it
 
 
 def estimate_reading(
@@ -193,70 +186,191 @@ def estimate_reading(
 ) -> ReadingEstimate:
     """Raises EstimateError when the allocation cannot be resolved or priced. Prompts are
     rendered from the templates of the reading's `language`, as the reading's are. A `batched`
-    (economy) reading is expected at the Message Batches price; its worst case stays at the
-    standard price, since an expired or errored request may fall back to a standard call."""
+    (economy) reading is expected at the Message Batches price and with the economy's cache
+    breakpoints; its worst case stays at the standard price."""
     history = history or History.recent()
     try:
         configs = {t: get_allocator().get_config(t, spread=spread) for t in TaskType.values}
     except AllocationError as exc:
         raise EstimateError(str(exc)) from None
     plan = plan_tasks(spread.card_count, spread.batch_size)
-    batches = sum(1 for t in plan if t.phase == 1)
-    answers = {t: _expected_output(configs[t], history) for t in TaskType.values}
-    # Each earlier task type's answers as quoted by later prompts: every card batch, one each
-    # of the others.
-    times = {t: batches if t == TaskType.CARD_INTERPRETATION else 1 for t in TaskType.values}
-    by_index = {c.position.index: c for c in cards}
+    calls = _render_calls(spread, configs, plan, cards, question, language, economy=batched)
+    keys = history.keys(spread, configs, plan, cards, language)
+    known = history.learned(keys)
+
+    outputs = [_expected_output(configs[t.task_type], k) for t, k in zip(plan, known, strict=True)]
+    answered: dict[str, int] = {}
+    for task, (tokens_out, _) in zip(plan, outputs, strict=True):
+        answered[task.task_type] = answered.get(task.task_type, 0) + tokens_out
+    cached_in_reading: set[tuple] = set()
+    written_by_phase: dict[int, set[tuple]] = {}
     estimate = ReadingEstimate()
-    for task in plan:
+    for task, (prompt, tool), key, seen, (output_tokens, source) in zip(
+        plan, calls, keys, known, outputs, strict=True
+    ):
         config = configs[task.task_type]
-        context = PromptContext(question=question, spread=spread, cards=cards)
-        if task.phase == 1:
-            context.batch = [by_index[i] for i in task.position_indexes]
-        else:
-            context.card_results = [
-                CardResult(position=c.position, card=c.card, orientation=c.orientation, text="")
-                for c in cards
-            ]
-        template = template_name_for(spread, TaskType(task.task_type).kind, language)
-        try:
-            bare = render_prompt(template, context)
-        except RenderBudgetExceeded as exc:
-            raise EstimateError(str(exc)) from None
+        # Earlier phases' writes are readable by now; this phase's calls start together.
+        for phase, written in written_by_phase.items():
+            if phase < task.phase:
+                cached_in_reading |= written
+        ratio = seen.input_ratio if seen.input_ratio is not None else 1.0
         feeds = FEEDS[TaskType(task.task_type)]
-        quoted = sum(answers[t][0] * times[t] for t in feeds)
-        quoted_at_worst = sum(configs[t].max_tokens * times[t] for t in feeds)
-        bare_tokens = tokens(bare)
-        input_tokens = math.ceil(bare_tokens * history.input_ratio(spread, task.task_type))
-        input_tokens += quoted
-        output_tokens, source = answers[task.task_type]
+        quoted = {
+            RESULTS: answered.get(TaskType.CARD_INTERPRETATION, 0)
+            if TaskType.CARD_INTERPRETATION in feeds
+            else 0,
+            "own": sum(answered.get(t, 0) for t in feeds if t != TaskType.CARD_INTERPRETATION),
+        }
+        breakpoints, whole = _breakpoints(prompt, tool, config.model, ratio, quoted)
+        read, writes = _cache_use(breakpoints, config.model, cached_in_reading)
+        written_by_phase.setdefault(task.phase, set()).update(
+            b.prefix
+            for b in breakpoints
+            if b.estimated_tokens >= min_cacheable_tokens(config.model)
+        )
+        usage = TokenUsage(
+            input_tokens=max(0, round(whole) - read - sum(writes.values())),
+            output_tokens=output_tokens,
+            cache_read_tokens=read,
+            cache_write_5m_tokens=writes[CacheTTL.FIVE_MINUTES],
+            cache_write_1h_tokens=writes[CacheTTL.ONE_HOUR],
+            batched=batched,
+        )
+        quoted_at_worst = sum(configs[t.task_type].max_tokens for t in plan if t.task_type in feeds)
+        base, per_quoted = _worst(config, prompt, tool)
         estimate.tasks.append(
             TaskEstimate(
                 task_type=task.task_type,
                 batch_index=task.batch_index,
                 model=config.model,
-                input_tokens=input_tokens,
+                input_tokens=round(whole),
                 output_tokens=output_tokens,
-                expected_usd=_cost(config.model, input_tokens, output_tokens, batched=batched),
-                worst_case_usd=_worst(
-                    config, tokens(bare, WORST_CHARS_PER_TOKEN) + quoted_at_worst
-                ),
+                expected_usd=_cost(config.model, usage),
+                worst_case_usd=base + per_quoted * quoted_at_worst,
                 output_source=source,
-                bare_input_tokens=bare_tokens,
+                worst_base_usd=base,
+                worst_per_quoted_token_usd=per_quoted,
+                key=key,
+                prompt_tokens=_prompt_tokens(prompt, tool),
+                cache_read_tokens=read,
+                cache_write_tokens=sum(writes.values()),
             )
         )
     return estimate
 
 
-def _expected_output(config: AllocationConfig, history: History) -> tuple[int, str]:
-    median = history.median_output(config.task_type, config.model)
-    if median is not None:
-        return min(median, config.max_tokens), "history"
+def tokens(text: str, chars_per_token: int = CHARS_PER_TOKEN) -> int:
+    return math.ceil(len(text) / chars_per_token)
+
+
+def _render_calls(
+    spread: Spread,
+    configs: dict[str, AllocationConfig],
+    plan: list[PlannedTask],
+    cards: list[DrawnCard],
+    question: str,
+    language: str,
+    *,
+    economy: bool = False,
+) -> list[tuple[Prompt, str]]:
+    """Each planned task's prompt and forced tool (as JSON, "" for none), rendered by the
+    engine's own code with the earlier answers left empty."""
+    state = ReadingState(
+        reading=None,
+        spread=spread,
+        cards=cards,
+        tasks=plan,
+        configs=configs,
+        templates=template_names(spread, KINDS, language),
+        economy=economy,
+    )
+    rendered = []
+    for task in plan:
+        context = PromptContext(question=question, spread=spread, cards=cards)
+        if task.phase == 1:
+            wanted = set(task.position_indexes)
+            context.batch = [c for c in cards if c.position.index in wanted]
+        else:
+            context.card_results = [
+                CardResult(position=c.position, card=c.card, orientation=c.orientation, text="")
+                for c in cards
+            ]
+        try:
+            prompt = render(state, task.task_type, context)
+        except RenderBudgetExceeded as exc:
+            raise EstimateError(str(exc)) from None
+        answer = answer_format(task)
+        tools = answer.request()["tools"] if answer else []
+        rendered.append((prompt, json.dumps(tools, separators=(",", ":")) if tools else ""))
+    return rendered
+
+
+def _prompt_keys(spread, configs, plan, cards, language) -> list[str]:
+    """Each task's prompt key: what its call sends apart from the reading's own question,
+    cards and earlier answers."""
+    blank = [DrawnCard(position=c.position, card=BLANK_CARD, reversed=False) for c in cards]
+    keys = []
+    for task, (prompt, tool) in zip(
+        plan, _render_calls(spread, configs, plan, blank, "", language), strict=True
+    ):
+        config = configs[task.task_type]
+        sent = [language, task.task_type, config.model, config.max_tokens, tool]
+        sent += [(part.name, part.text) for part in (*prompt.system, *prompt.user)]
+        digest = hashlib.blake2b(json.dumps(sent).encode(), digest_size=16)
+        keys.append(digest.hexdigest())
+    return keys
+
+
+def _prompt_tokens(prompt: Prompt, tool: str) -> int:
+    return tokens(tool) + sum(tokens(p.text) for p in (*prompt.system, *prompt.user))
+
+
+def _breakpoints(
+    prompt: Prompt, tool: str, model: str, ratio: float, quoted: dict[str, int]
+) -> tuple[list[_Breakpoint], float]:
+    """The call's cache breakpoints and its whole input, in expected provider tokens. Tools
+    come first in the provider's cache order, then the system, then the user message."""
+    parts = (*prompt.system, *prompt.user)
+    estimated = tokens(tool)
+    total = estimated * ratio
+    prefix: tuple = (model, tool)
+    found = []
+    for i, part in enumerate(parts):
+        answers = quoted.get(part.name, 0) + (quoted["own"] if i == len(parts) - 1 else 0)
+        estimated += tokens(part.text) + answers
+        total += tokens(part.text) * ratio + answers
+        prefix = (*prefix, part.name)
+        if part.cache_ttl:
+            found.append(_Breakpoint(prefix, total, estimated, part.cache_ttl, part.name == GUIDE))
+    return found, total
+
+
+def _cache_use(
+    breakpoints: list[_Breakpoint], model: str, cached_in_reading: set[tuple]
+) -> tuple[int, dict[str, int]]:
+    """Tokens read from the cache, and written at each TTL, as the provider counts them: the
+    longest cached prefix is read, and each breakpoint beyond it writes its stretch."""
+    usable = [b for b in breakpoints if b.estimated_tokens >= min_cacheable_tokens(model)]
+    read = max(
+        (b.tokens for b in usable if b.across_readings or b.prefix in cached_in_reading),
+        default=0,
+    )
+    writes = {CacheTTL.FIVE_MINUTES: 0, CacheTTL.ONE_HOUR: 0}
+    covered = read
+    for b in usable:
+        if b.tokens > covered:
+            writes[b.ttl] += round(b.tokens) - round(covered)
+            covered = b.tokens
+    return round(read), writes
+
+
+def _expected_output(config: AllocationConfig, seen: Learned) -> tuple[int, str]:
+    if seen.output_tokens is not None:
+        return min(seen.output_tokens, config.max_tokens), "history"
     return math.ceil(config.max_tokens * DEFAULT_OUTPUT_SHARE), "max_tokens share"
 
 
-def _cost(model: str, input_tokens: int, output_tokens: int, *, batched=False) -> Decimal:
-    usage = TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens, batched=batched)
+def _cost(model: str, usage: TokenUsage) -> Decimal:
     try:
         return cost_of(model, usage)
     except UnknownModelPrice:
@@ -265,11 +379,28 @@ def _cost(model: str, input_tokens: int, output_tokens: int, *, batched=False) -
         ) from None
 
 
-def _worst(config: AllocationConfig, input_tokens: int) -> Decimal:
-    """The dearest model the task may end on, answering at max_tokens."""
-    costs = costs_on(
-        config.models, TokenUsage(input_tokens=input_tokens, output_tokens=config.max_tokens)
+def _worst(config: AllocationConfig, prompt: Prompt, tool: str) -> tuple[Decimal, Decimal]:
+    """What the task costs at worst, before the earlier answers it quotes, and per quoted
+    token: the dearest model it may end on, answering at max_tokens. With prompt caching on,
+    every input token is priced as a 1-hour cache write, the dearest way to send it: where
+    the breakpoints fall depends on the mode, and an economy request that expires is sent
+    again as a standard call with the standard's breakpoints."""
+    parts = (*prompt.system, *prompt.user)
+    whole = tokens(tool, WORST_CHARS_PER_TOKEN)
+    whole += sum(tokens(part.text, WORST_CHARS_PER_TOKEN) for part in parts)
+    base = _dearest(config, whole, output_tokens=config.max_tokens)
+    per_million = _dearest(config, 1_000_000, output_tokens=0)
+    return base, per_million / 1_000_000
+
+
+def _dearest(config: AllocationConfig, input_tokens: int, *, output_tokens: int) -> Decimal:
+    cached = settings.LLM_PROMPT_CACHING
+    usage = TokenUsage(
+        input_tokens=0 if cached else input_tokens,
+        cache_write_1h_tokens=input_tokens if cached else 0,
+        output_tokens=output_tokens,
     )
+    costs = costs_on(config.models, usage)
     unpriced = [model for model, cost in costs.items() if cost is None]
     if unpriced:
         raise EstimateError(f"No price is known for {unpriced[0]!r}: add a model price override.")

@@ -292,3 +292,33 @@ class ReadingEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} #{self.id}"
+
+
+class EstimateSample(models.Model):
+    """What one finished task's call really sent and got, under the prompt key its estimate
+    gave it (readings/estimate_history.py). The estimator learns from these rather than from
+    the usage log so that what it learned outlives the readings and calls (deleted bench
+    readings, pruned logs), and so that history of another prompt never counts."""
+
+    key = models.CharField(max_length=32, help_text="The prompt key (readings/estimates.py).")
+    task_type = models.CharField(max_length=30, choices=TaskType.choices)
+    model = models.CharField(max_length=100)
+    language = models.CharField(max_length=5, choices=Language.choices)
+    batched = models.BooleanField(default=False)
+    prompt_tokens = models.PositiveIntegerField(
+        help_text="The rendered prompt at four characters a token, earlier answers left out."
+    )
+    quoted_tokens = models.PositiveIntegerField(
+        help_text="The earlier answers it quoted, as the provider counted their output."
+    )
+    input_tokens = models.PositiveIntegerField(
+        help_text="All the input the provider counted: uncached, cache reads and writes."
+    )
+    output_tokens = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "-id"])]
+
+    def __str__(self):
+        return f"{self.task_type} on {self.model} ({self.key[:8]})"
