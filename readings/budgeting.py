@@ -21,11 +21,11 @@ from readings.models import ReadingTask, TaskStatus
 from spreads.models import TaskType
 from spreads.planning import PHASE_OF
 
-# Admission leaves room for each phase as it will likely be: the earlier answers it quotes
-# at twice their expected length (in tokens, at the worst case's three characters a token).
-# Only how soon an admitted reading can go on depends on it; what a phase may spend is held
-# from the answers really written.
-LIKELY_QUOTED_FACTOR = 2
+# Admission leaves room for each phase as it will likely be: the earlier answers it quotes at
+# their expected length, counted as the worst case counts text (three characters a token, a
+# third more tokens than the usual four). Only how soon an admitted reading can go on depends
+# on it; what a phase may spend is held from the answers really written.
+LIKELY_QUOTED_FACTOR = 4 / 3
 
 
 def task_key(task_type: str, batch_index: int) -> str:
@@ -59,7 +59,7 @@ def admission(estimate: CostEstimate, *, economy: bool, tasks_done=()) -> Admiss
     done = set(tasks_done)
     answers: dict[str, int] = defaultdict(int)
     for key, cost in costs.items():
-        answers[_type_of(key)] += cost.output_tokens * LIKELY_QUOTED_FACTOR * 4 // 3
+        answers[_type_of(key)] += math.ceil(cost.output_tokens * LIKELY_QUOTED_FACTOR)
     steps: dict[int, Decimal] = defaultdict(Decimal)
     left = {key: cost for key, cost in costs.items() if key not in done}
     for key, cost in left.items():

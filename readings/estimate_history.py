@@ -22,7 +22,7 @@ from spreads.models import TaskType
 
 log = logging.getLogger(__name__)
 
-# How many recent samples of a key make its history: enough for a stable median, recent
+# How many recent samples of a key make its history: enough for a stable mean, recent
 # enough to follow a change in the model's answers within a day's traffic.
 HISTORY_CALLS = 200
 
@@ -44,7 +44,9 @@ class Learned:
     """What a key's samples say; None where there are none."""
 
     input_ratio: float | None  # provider-counted over estimated prompt tokens
-    output_tokens: int | None  # the median answer
+    # The mean answer: what a reading costs is linear in it, so the mean is what its expected
+    # cost needs (a median would miss a skewed distribution's tail).
+    output_tokens: int | None
 
 
 NOTHING_LEARNED = Learned(None, None)
@@ -65,7 +67,7 @@ def learned(keys: list[str]) -> dict[str, Learned]:
         ratios = [max(0, counted - quoted) / prompt for prompt, quoted, counted, _ in samples]
         found[key] = Learned(
             input_ratio=statistics.median(ratios),
-            output_tokens=round(statistics.median(output for *_, output in samples)),
+            output_tokens=round(statistics.fmean(output for *_, output in samples)),
         )
     return found
 

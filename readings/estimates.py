@@ -9,7 +9,7 @@ tokens those answers are expected to take.
 Expected tokens, per task:
 - input: the rendered call at four characters a token, times the ratio the provider counted
   to that figure in history, plus the earlier answers it quotes;
-- output: the median answer in history (a quarter of max_tokens without any).
+- output: the mean answer in history (a quarter of max_tokens without any).
 History is kept per prompt key (readings/estimate_history.py): the model, its max_tokens, the
 language and the task's prompt rendered for a placeholder reading (no question, blank cards).
 A template, guide or allocation change makes a new key with no history of its own, so what

@@ -101,7 +101,10 @@ def staff_client(client, alice):
 @pytest.fixture
 def budget_for():
     """budget_for(user=..., spread=..., limit=...): a switched-on budget (platform-wide when
-    neither user nor spread is given)."""
+    neither user nor spread is given). A limit is stored to four decimal places: one finer is
+    rounded up, so a budget made with room for an amount has it."""
+    from decimal import ROUND_UP, Decimal
+
     from budgets.models import Budget, BudgetPeriod, BudgetScope
 
     def make(*, user=None, spread=None, limit, period=BudgetPeriod.DAY, thresholds="80, 95"):
@@ -111,7 +114,7 @@ def budget_for():
             user=user,
             spread=spread,
             period=period,
-            limit_usd=limit,
+            limit_usd=Decimal(limit).quantize(Decimal("0.0001"), rounding=ROUND_UP),
             alert_thresholds=thresholds,
         )
         budget.refresh_from_db()  # the limit as stored, to four decimal places
