@@ -77,9 +77,11 @@ def test_an_estimate_with_history_is_within_10_percent_of_the_readings_real_cost
 
 
 def test_the_estimate_prices_the_prompt_cache_as_the_provider_charges_it(emulator):
-    run(3)
+    # What relationships writes holds the card answers, whose length varies from reading to
+    # reading: enough readings that it averages out.
+    run(8)
 
-    measured = run(3)
+    measured = run(5)
 
     # Each later task reads the guide (and advice the card results relationships wrote):
     # priced as plain input, the estimate was a third too high.
