@@ -13,10 +13,10 @@ import logging
 import statistics
 from dataclasses import dataclass
 
-from django.db.models import Subquery
+from django.db.models import F, Subquery, Window
+from django.db.models.functions import RowNumber
 
 from allocation.models import CallOutcome, LLMCall
-from budgets.models import CostEstimate
 from readings.models import EstimateSample, Reading, ReadingStatus
 from spreads.models import TaskType
 
@@ -75,12 +75,14 @@ def learned(keys: list[str]) -> dict[str, Learned]:
 def record_reading(reading_id) -> int:
     """Add the samples of a done reading; returns how many. A reading with no estimate, or
     an estimate made before prompt keys, teaches nothing."""
-    reading = Reading.objects.filter(pk=reading_id, status=ReadingStatus.DONE).first()
-    sources = (
-        CostEstimate.objects.filter(reading_id=reading_id).values_list("sources", flat=True).first()
+    found = (
+        Reading.objects.filter(pk=reading_id, status=ReadingStatus.DONE)
+        .values_list("language", "cost_estimate__sources")
+        .first()
     )
-    if reading is None or not sources:
+    if found is None or not found[1]:
         return 0
+    language, sources = found
     # The call that answered each task: the last successful one (a retry after an invalid
     # answer logs an earlier one too).
     answered: dict[tuple[str, int], tuple] = {}
@@ -115,7 +117,7 @@ def record_reading(reading_id) -> int:
                 key=source["key"],
                 task_type=task_type,
                 model=model,
-                language=reading.language,
+                language=language,
                 batched=batched,
                 prompt_tokens=source["prompt_tokens"],
                 quoted_tokens=sum(outputs.get(t, 0) for t in FEEDS[TaskType(task_type)]),
@@ -124,11 +126,14 @@ def record_reading(reading_id) -> int:
             )
         )
     EstimateSample.objects.bulk_create(samples)
-    for key in {s.key for s in samples}:
-        newest = EstimateSample.objects.filter(key=key).order_by("-id")[:HISTORY_CALLS]
-        EstimateSample.objects.filter(key=key).exclude(
-            pk__in=Subquery(newest.values("pk"))
-        ).delete()
+    # Only each key's newest samples are read: the rest go, in one statement for them all.
+    older = (
+        EstimateSample.objects.filter(key__in={s.key for s in samples})
+        .annotate(newer=Window(RowNumber(), partition_by=F("key"), order_by=F("id").desc()))
+        .filter(newer__gt=HISTORY_CALLS)
+        .values("pk")
+    )
+    EstimateSample.objects.filter(pk__in=Subquery(older)).delete()
     return len(samples)
 
 

@@ -163,3 +163,17 @@ def test_a_template_change_does_not_let_old_history_skew_the_estimate(emulator):
     others = [s for k, s in reading.cost_estimate.sources.items() if not k.startswith("advice")]
     assert all(s["output_source"] == "history" for s in others)
     assert reading.cost_usd > 0 and reading.cost_estimate.expected_usd > Decimal(0)
+
+
+def test_each_prompt_key_keeps_only_its_newest_samples(emulator, monkeypatch):
+    from readings import estimate_history
+
+    monkeypatch.setattr(estimate_history, "HISTORY_CALLS", 2)
+    run(3)
+
+    by_key: dict[str, list[int]] = {}
+    for key, pk in EstimateSample.objects.order_by("id").values_list("key", "pk"):
+        by_key.setdefault(key, []).append(pk)
+    assert by_key and all(len(pks) == 2 for pks in by_key.values())
+    newest = EstimateSample.objects.order_by("-id").first()
+    assert newest.pk in by_key[newest.key]
