@@ -123,6 +123,12 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
 
         # The cards are laid out at once, in their positions, before any text.
         expect(page.locator("li.card")).to_have_count(10)
+        # While it is written, the status names the positions being read, and what is not
+        # written yet says what it waits for.
+        expect(page.get_by_role("status")).to_contain_text(re.compile(r"작성 중: \d+\. \S"))
+        expect(page.locator('[data-part="advice"]')).to_have_attribute(
+            "data-waiting", "전체 리딩과 카드의 관계 다음에 작성됩니다"
+        )
         first_card = page.locator('[data-part="card-1"]')
         expect(first_card).not_to_be_empty()
         reading = from_db(lambda: Reading.objects.get(owner__username="minji"))

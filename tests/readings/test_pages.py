@@ -136,3 +136,32 @@ def test_a_korean_reader_sees_the_cards_and_positions_in_korean(client, bob):
 
     for korean in ["1. 과거", "2. 현재", "3. 미래", "탑", "별", "컵 에이스", "(역방향)"]:
         assert korean in page, korean
+
+
+def section_of(page: str, part: str) -> str:
+    """The opening tag of a reading's section on the page."""
+    start = page.index(f'data-part="{part}"')
+    return page[page.rindex("<div", 0, start) : page.index(">", start) + 1]
+
+
+def test_each_section_not_yet_written_says_what_it_waits_for(client, bob):
+    from readings.services import CardChoice
+
+    cards = [CardChoice("the-tower"), CardChoice("the-star"), CardChoice("ace-of-cups")]
+    reading = reading_create(owner=bob, spread="three_card", question="?", cards=cards)
+    client.force_login(bob)
+
+    page = client.get(f"/readings/{reading.pk}/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+
+    card = section_of(page, "card-1")
+    assert 'data-waiting="차례를 기다리는 중"' in card and 'data-name="1. 과거"' in card
+    assert card + "</div>" in page  # empty, so the page shows what it waits for
+    assert 'data-waiting="모든 카드를 읽은 뒤에 작성됩니다"' in section_of(page, "overall")
+    assert "전체 리딩과 카드의 관계 다음에" in section_of(page, "advice")
+    assert 'data-text-writing-parts="작성 중:"' in page
+
+    Reading.objects.filter(pk=reading.pk).update(status=ReadingStatus.FAILED)
+    page = client.get(f"/readings/{reading.pk}/").content.decode()
+    assert 'data-waiting="Not written: finish this reading to have it."' in section_of(
+        page, "advice"
+    )

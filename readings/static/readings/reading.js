@@ -9,6 +9,19 @@
   const status = document.getElementById("status");
   const tasks = {}; // task id -> {type, positions}
   const texts = {}; // part -> text shown
+  const writing = new Set(); // parts being written now
+
+  // While the reading runs, the status line names the parts being written.
+  function sayWriting() {
+    if (root.dataset.status === "waiting_for_budget") return;
+    const names = [...writing]
+      .map((part) => root.querySelector('[data-part="' + part + '"]'))
+      .filter((box) => box)
+      .map((box) => box.dataset.name);
+    status.textContent = names.length
+      ? root.dataset.textWritingParts + " " + names.join(", ")
+      : root.dataset.textWriting;
+  }
 
   function partsOf(task) {
     if (!task) return [];
@@ -39,7 +52,10 @@
     partsOf(task).forEach((part) => {
       const box = root.querySelector('[data-part="' + part + '"]');
       if (box) box.setAttribute("aria-busy", busy ? "true" : "false");
+      if (busy) writing.add(part);
+      else writing.delete(part);
     });
+    sayWriting();
   }
 
   const source = new EventSource(root.dataset.events);
@@ -71,11 +87,12 @@
     // Waiting for budget, then running again: the status line says which.
     const data = JSON.parse(e.data);
     root.dataset.status = data.status;
-    status.textContent =
-      data.status === "waiting_for_budget" ? root.dataset.textWaiting : root.dataset.textWriting;
+    if (data.status === "waiting_for_budget") status.textContent = root.dataset.textWaiting;
+    else sayWriting();
   });
   source.addEventListener("reading_finished", (e) => {
     source.close();
+    writing.clear();
     const data = JSON.parse(e.data);
     const results = data.reading.results;
     results.cards.forEach((card) => show("card-" + card.index, card.text));
@@ -89,6 +106,11 @@
     status.classList.toggle("errors", data.status === "failed");
     const retry = document.getElementById("retry");
     if (retry && data.status === "failed") retry.hidden = false;
+    if (data.status === "failed") {
+      root.querySelectorAll("[data-waiting]").forEach((box) => {
+        box.dataset.waiting = root.dataset.textNotWritten;
+      });
+    }
   });
   source.addEventListener("error", (e) => {
     if (e.data) {
@@ -101,6 +123,6 @@
   });
   source.addEventListener("open", () => {
     if (root.dataset.status === "waiting_for_budget") status.textContent = root.dataset.textWaiting;
-    else if (root.dataset.status !== "done") status.textContent = root.dataset.textWriting;
+    else if (root.dataset.status !== "done") sayWriting();
   });
 })();
