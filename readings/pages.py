@@ -43,7 +43,16 @@ def over_budget() -> str:
 @login_required(login_url="accounts:login")
 def home(request):
     errors: dict[str, list[str]] = {}
-    form = {"spread": "", "question": "", "language": reading_language(request)}
+    # A link may ask the question again ("Ask this question again" on a failed reading).
+    form = {
+        "spread": request.GET.get("spread", ""),
+        "question": request.GET.get("question", ""),
+        "language": (
+            request.GET["language"]
+            if request.GET.get("language") in Language.values
+            else reading_language(request)
+        ),
+    }
     wait_s = 0.0
     if request.method == "POST":
         form.update(

@@ -137,6 +137,9 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
         problems += axe_problems(page, "reading, running")
 
         expect(page.get_by_role("status")).to_have_text("리딩이 완성되었습니다.", timeout=60_000)
+        # Read to the end of the reading: the status stays in view.
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        expect(page.get_by_role("status")).to_be_in_viewport()
         for part in ["card-1", "card-10", "overall", "relationships", "advice"]:
             text = page.locator(f'[data-part="{part}"]').inner_text()
             assert HANGUL.search(text), f"{part}: {text[:80]!r}"

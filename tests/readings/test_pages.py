@@ -165,3 +165,29 @@ def test_each_section_not_yet_written_says_what_it_waits_for(client, bob):
     assert 'data-waiting="Not written: finish this reading to have it."' in section_of(
         page, "advice"
     )
+
+
+def test_a_failed_reading_that_cannot_be_finished_offers_to_ask_its_question_again(client, bob):
+    reading = reading_create(
+        owner=bob, spread="three_card", question="Will the move go well?", mode="economy"
+    )
+    Reading.objects.filter(pk=reading.pk).update(status=ReadingStatus.FAILED)
+    client.force_login(bob)
+
+    page = client.get(f"/readings/{reading.pk}/").content.decode()
+
+    assert 'id="retry"' not in page  # an economy reading cannot be finished
+    link = "/?spread=three_card&amp;language=en&amp;question=Will%20the%20move%20go%20well%3F"
+    assert f'<p id="ask-again"><a href="{link}">' in page
+    home = client.get("/?spread=three_card&language=ko&question=Will%20the%20move%20go%20well%3F")
+    form = home.content.decode()
+    assert ">Will the move go well?</textarea>" in form
+    assert 'value="three_card" required\n             checked' in form
+    assert '<option value="ko" lang="ko" selected>' in form
+
+
+def test_asking_again_with_a_language_that_does_not_exist_falls_back(client, bob):
+    client.force_login(bob)
+    response = client.get("/?language=xx&question=Hi")
+    assert response.status_code == 200
+    assert ">Hi</textarea>" in response.content.decode()

@@ -106,6 +106,9 @@
     status.classList.toggle("errors", data.status === "failed");
     const retry = document.getElementById("retry");
     if (retry && data.status === "failed") retry.hidden = false;
+    // A reading that cannot be finished (an economy one) offers to ask its question again.
+    const again = document.getElementById("ask-again");
+    if (again && data.status === "failed") again.hidden = false;
     if (data.status === "failed") {
       root.querySelectorAll("[data-waiting]").forEach((box) => {
         box.dataset.waiting = root.dataset.textNotWritten;
