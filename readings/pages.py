@@ -9,13 +9,16 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from budgets.services import BudgetExceeded
 from budgets.throttles import reading_creation_wait
 from readings.languages import reading_language
 from readings.models import Language, Reading, ReadingMode, ReadingStatus
+from readings.queue_place import QueuePlace, queue_place
 from readings.selectors import reading_results
 from readings.services import (
     MAX_QUESTION_LENGTH,
@@ -34,6 +37,18 @@ def too_many(wait_s: float) -> str:
     return _("You have asked for many readings just now. Ask again in %(seconds)d seconds.") % {
         "seconds": math.ceil(wait_s)
     }
+
+
+def queued_text(place: QueuePlace) -> str:
+    """A queued reading's place in the line, and roughly when it should start."""
+    if place.expected_start_at is None:
+        return _("Queued: number %(position)d in line.") % {"position": place.position}
+    minutes = max(1, math.ceil((place.expected_start_at - timezone.now()).total_seconds() / 60))
+    return ngettext(
+        "Queued: number %(position)d in line, expected to start in about %(minutes)d minute.",
+        "Queued: number %(position)d in line, expected to start in about %(minutes)d minutes.",
+        minutes,
+    ) % {"position": place.position, "minutes": minutes}
 
 
 def over_budget() -> str:
@@ -103,6 +118,7 @@ def reading_page(request, pk):
     # Someone else's reading is not found, as in the API.
     reading = get_object_or_404(Reading.objects.select_related("spread"), pk=pk, owner=request.user)
     finished = reading.status in (ReadingStatus.DONE, ReadingStatus.FAILED)
+    place = queue_place(reading)
     return render(
         request,
         "pages/reading.html",
@@ -111,6 +127,7 @@ def reading_page(request, pk):
             "results": reading_results(reading),
             "finished": finished,
             "retryable": reading.mode == ReadingMode.STANDARD,
+            "queued": place and queued_text(place),
             "events_url": "" if finished else reverse("api:reading-events", kwargs={"pk": pk}),
         },
     )

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from readings import economy
 from readings.models import Reading, ReadingMode, ReadingStatus, ReadingTask, TaskStatus
+from readings.queue_place import queue_place
 from readings.selectors import reading_results
 from spreads.models import DECK_SIZE, Card, Position, Spread
 from spreads.planning import plan_tasks
@@ -200,6 +201,14 @@ class ReadingDetailSerializer(serializers.ModelSerializer):
         help_text="When an unfinished economy reading should be done (from recent batches' "
         "times); null otherwise."
     )
+    queue_position = serializers.SerializerMethodField(
+        help_text="While a standard reading waits to start: its place in the line (1: next); "
+        "null otherwise."
+    )
+    expected_start_at = serializers.SerializerMethodField(
+        help_text="While a standard reading waits to start: when it should, from how many "
+        "readings the workers started in the last 10 minutes; null otherwise."
+    )
     results = serializers.SerializerMethodField()
     metrics = MetricsSerializer(source="*", read_only=True)
     # A string, from the Decimal: money is never a float.
@@ -216,6 +225,8 @@ class ReadingDetailSerializer(serializers.ModelSerializer):
             "status",
             "status_detail",
             "expected_ready_at",
+            "queue_position",
+            "expected_start_at",
             "error",
             "created_at",
             "started_at",
@@ -243,6 +254,24 @@ class ReadingDetailSerializer(serializers.ModelSerializer):
     def get_expected_ready_at(self, reading):
         expected = economy.expected_ready_at(reading)
         return serializers.DateTimeField().to_representation(expected) if expected else None
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_queue_position(self, reading):
+        place = self._queue_place(reading)
+        return place.position if place else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_expected_start_at(self, reading):
+        place = self._queue_place(reading)
+        if place is None or place.expected_start_at is None:
+            return None
+        return serializers.DateTimeField().to_representation(place.expected_start_at)
+
+    def _queue_place(self, reading):
+        # Both fields from one look at the queue.
+        if not hasattr(reading, "_queue_place"):
+            reading._queue_place = queue_place(reading)
+        return reading._queue_place
 
     @extend_schema_field(ResultsSerializer)
     def get_results(self, reading):

@@ -13,7 +13,8 @@
 
   // While the reading runs, the status line names the parts being written.
   function sayWriting() {
-    if (root.dataset.status === "waiting_for_budget") return;
+    // Waiting for budget, or still in the line (the page says where): nothing to name yet.
+    if (root.dataset.status === "waiting_for_budget" || root.dataset.status === "queued") return;
     const names = [...writing]
       .map((part) => root.querySelector('[data-part="' + part + '"]'))
       .filter((box) => box)
@@ -63,6 +64,7 @@
 
   source.addEventListener("task_started", (e) => {
     const data = JSON.parse(e.data);
+    if (root.dataset.status === "queued") root.dataset.status = "running";
     tasks[data.task] = data;
     partsOf(data).forEach((part) => show(part, ""));
     setBusy(data, true);
