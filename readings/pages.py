@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import get_language_info, ngettext
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from budgets.services import BudgetExceeded
@@ -98,7 +98,7 @@ def home(request):
         "pages/home.html",
         {
             "spreads": Spread.objects.filter(is_active=True).prefetch_related("positions"),
-            "languages": Language.choices,
+            "languages": [get_language_info(code) for code in Language.values],
             "form": form,
             "errors": errors,
             "max_question_length": MAX_QUESTION_LENGTH,

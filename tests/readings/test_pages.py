@@ -34,7 +34,7 @@ def test_a_new_reader_signs_up_and_lands_on_the_page(client):
     assert Profile.objects.get(user=dana).language == "ko"
     page = client.get("/")
     assert page.status_code == 200
-    assert 'option value="ko" lang="ko" selected' in page.content.decode()
+    assert 'option value="ko" selected' in page.content.decode()
 
 
 def test_asking_a_question_starts_a_reading_and_shows_it(
@@ -118,6 +118,10 @@ def test_the_page_speaks_korean_to_a_korean_browser(client, bob):
 
     assert '<html lang="ko">' in page
     assert "카드에게 묻기" in page and "나의 리딩" in page
+    # Each language by its own name, and in the page's language.
+    assert ">English (영어)</option>" in page and ">한국어</option>" in page
+    english = client.get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert ">한국어 (Korean)</option>" in english and ">English</option>" in english
     assert "켈틱 크로스" in page  # the seeded spreads' names, and the deck's, are translated
 
 
@@ -183,7 +187,7 @@ def test_a_failed_reading_that_cannot_be_finished_offers_to_ask_its_question_aga
     form = home.content.decode()
     assert ">Will the move go well?</textarea>" in form
     assert 'value="three_card" required\n             checked' in form
-    assert '<option value="ko" lang="ko" selected>' in form
+    assert '<option value="ko" selected>' in form
 
 
 def test_asking_again_with_a_language_that_does_not_exist_falls_back(client, bob):
