@@ -7,7 +7,8 @@ from readings.models import Language
 
 
 class Profile(models.Model):
-    """What a reader prefers: the language of their readings when a request names none."""
+    """What a reader prefers: the language of their readings when a request names none, and
+    the time zone their pages show times in (their browser's, sent by the page)."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
@@ -18,6 +19,12 @@ class Profile(models.Model):
         choices=Language.choices,
         blank=True,
         help_text=_("Empty: the browser's language."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_("An IANA name such as Asia/Seoul, from the browser. Empty: UTC."),
     )
 
     class Meta:

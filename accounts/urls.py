@@ -7,6 +7,7 @@ app_name = "accounts"
 
 urlpatterns = [
     path("signup/", views.sign_up, name="sign-up"),
+    path("time-zone/", views.set_time_zone, name="time-zone"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -79,7 +79,10 @@ def korean_reader(start_cluster, tmp_path, *, width: int, height: int):
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             # A Korean browser: the page speaks Korean and readings default to Korean.
             context = browser.new_context(
-                base_url=web.url, locale="ko-KR", viewport={"width": width, "height": height}
+                base_url=web.url,
+                locale="ko-KR",
+                timezone_id="Asia/Seoul",
+                viewport={"width": width, "height": height},
             )
             page = context.new_page()
             page.set_default_timeout(20_000)
@@ -150,6 +153,8 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
         page.get_by_role("link", name="다른 질문하기").click()
         history = page.locator("#history")
         expect(history.get_by_role("link", name=QUESTION)).to_be_visible()
+        # Times are in the reader's own time zone, from the browser, and say which.
+        expect(history.locator("time").first).to_contain_text("KST")
         history.get_by_role("link", name=QUESTION).click()
         expect(page.get_by_role("heading", name=QUESTION)).to_be_visible()
         assert HANGUL.search(page.locator('[data-part="advice"]').inner_text())

@@ -1,0 +1,36 @@
+"""Times on a reader's pages in their own time zone.
+
+The page sends the browser's zone (Intl's IANA name) when it differs from the one stored, so
+the preference follows the reader without a settings form; every page after that shows times
+in it, with the zone's abbreviation beside them.
+"""
+
+import zoneinfo
+from functools import lru_cache
+
+from django.utils import timezone
+
+
+@lru_cache(maxsize=1)
+def known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def is_known(name: str) -> bool:
+    return name in known_zones()
+
+
+class TimeZoneMiddleware:
+    """Activates the signed-in reader's stored time zone for the request (UTC otherwise)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        profile = getattr(request.user, "profile", None) if request.user.is_authenticated else None
+        name = getattr(profile, "time_zone", "")
+        if name and is_known(name):
+            timezone.activate(zoneinfo.ZoneInfo(name))
+        else:
+            timezone.deactivate()
+        return self.get_response(request)
