@@ -201,11 +201,11 @@ class PromptTemplateForm(forms.ModelForm):
         refused = prompt_sandbox.refusal(body)
         if refused:
             raise forms.ValidationError(refused)
+        name = self.cleaned_data.get("name") or self.data.get("name") or ""
         shown = prompt_editor.preview(
             body,
-            spread=prompt_editor.sample_spread_for(
-                self.cleaned_data.get("name") or self.data.get("name") or ""
-            ),
+            spread=prompt_editor.sample_spread_for(name),
+            language=prompt_editor.language_of(name),
         )
         if shown.unknown:
             raise forms.ValidationError(prompt_editor.unknown_variables_message(shown.unknown))
@@ -241,7 +241,9 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             raise PermissionDenied
         name = request.POST.get("name", "")
         shown = prompt_editor.preview(
-            request.POST.get("body", ""), spread=prompt_editor.sample_spread_for(name)
+            request.POST.get("body", ""),
+            spread=prompt_editor.sample_spread_for(name),
+            language=prompt_editor.language_of(name),
         )
         return JsonResponse(
             {

@@ -16,7 +16,7 @@ from django.template import TemplateSyntaxError
 
 from spreads import prompt_sandbox
 from spreads.models import PromptTemplate, Spread
-from spreads.prompts import sample_context
+from spreads.prompts import SAMPLE_TEXTS, sample_context
 
 BUILTIN_DIR = settings.BASE_DIR / "templates" / "reading"
 # What spreads.prompts.PromptContext hands every template.
@@ -76,15 +76,23 @@ def sample_spread_for(name: str) -> Spread | None:
     return spreads.filter(is_active=True).first()
 
 
-def preview(body: str, *, spread: Spread | None = None) -> Preview:
-    """The template rendered against a sample reading of `spread`, and the variables in it
-    that do not resolve there, in order of appearance."""
+def language_of(name: str) -> str:
+    """card_ko.txt is Korean; card.txt is English, the base language."""
+    stem = name.removesuffix(".txt")
+    code = stem.rsplit("_", 1)[-1] if "_" in stem else ""
+    return code if code in SAMPLE_TEXTS else "en"
+
+
+def preview(body: str, *, spread: Spread | None = None, language: str = "en") -> Preview:
+    """The template rendered against a sample reading of `spread` in `language`, and the
+    variables in it that do not resolve there, in order of appearance."""
     refused = prompt_sandbox.refusal(body)
     if refused:
         return Preview(error=refused)
     try:
         template = _checking_engine().from_string(body)
-        rendered = prompt_sandbox.render(template, sample_context(spread).as_dict())
+        context = sample_context(spread, language).as_dict()
+        rendered = prompt_sandbox.render(template, context)
     except TemplateSyntaxError as exc:
         return Preview(error=f"The template does not compile: {exc}")
     except Exception as exc:  # noqa: BLE001 - any render failure is the staff member's to fix

@@ -201,9 +201,28 @@ def render_prompt(name: str, context: PromptContext) -> str:
         ) from None
 
 
-def sample_context(spread: Spread | None = None) -> PromptContext:
+# What a sample reading says, per language: a Korean template previews with Korean text
+# where a Korean reading would have it (the question, the earlier answers).
+SAMPLE_TEXTS = {
+    "en": {
+        "question": "What should I focus on this year?",
+        "card_result": "{card} in {position}: {meaning}",
+        "overall": "A sample overall reading.",
+        "relationships": "A sample look at how the cards relate.",
+    },
+    "ko": {
+        "question": "올해 나는 무엇에 집중해야 할까요?",
+        "card_result": "{position} 자리의 {card}: 이 카드가 지금 말하는 것의 예시입니다.",
+        "overall": "전체 리딩의 예시입니다.",
+        "relationships": "카드들이 서로 어떻게 이어지는지에 대한 예시입니다.",
+    },
+}
+
+
+def sample_context(spread: Spread | None = None, language: str = "en") -> PromptContext:
     """A plausible reading (first cards of the deck, alternating orientation) to render a
-    template against before it is saved."""
+    template against before it is saved, with its words in `language`."""
+    texts = SAMPLE_TEXTS.get(language, SAMPLE_TEXTS["en"])
     spread = spread or Spread(slug="sample", name="Sample spread", card_count=3)
     positions = list(spread.positions.all()) if spread.pk else []
     if not positions:
@@ -228,18 +247,20 @@ def sample_context(spread: Spread | None = None) -> PromptContext:
             position=d.position,
             card=d.card,
             orientation=d.orientation,
-            text=f"{d.card.name} in {d.position.name}: {d.meaning}",
+            text=texts["card_result"].format(
+                card=d.card.name, position=d.position.name, meaning=d.meaning
+            ),
         )
         for d in cards
     ]
     return PromptContext(
-        question="What should I focus on this year?",
+        question=texts["question"],
         spread=spread,
         cards=cards,
         batch=cards,
         card_results=results,
-        overall="A sample overall reading.",
-        relationships="A sample look at how the cards relate.",
+        overall=texts["overall"],
+        relationships=texts["relationships"],
     )
 
 

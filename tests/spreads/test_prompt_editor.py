@@ -39,6 +39,18 @@ def test_the_preview_renders_a_sample_reading_and_names_unknown_variables(staff_
     assert "Unknown variable: qestion." in answer["warning"]
 
 
+def test_a_korean_template_previews_with_a_korean_reading(staff_client):
+    body = "{{ question }}\n{% for c in card_results %}{{ c.text }}\n{% endfor %}{{ overall }}"
+
+    korean = staff_client.post(PREVIEW, {"name": "advice_ko.txt", "body": body}).json()
+    english = staff_client.post(PREVIEW, {"name": "advice.txt", "body": body}).json()
+
+    assert korean["text"].startswith("올해 나는 무엇에 집중해야 할까요?")
+    assert "자리의" in korean["text"] and korean["text"].endswith("전체 리딩의 예시입니다.")
+    assert english["text"].startswith("What should I focus on this year?")
+    assert english["text"].endswith("A sample overall reading.")
+
+
 def test_a_method_that_needs_arguments_is_named_as_such_not_as_a_placeholder(staff_client):
     answer = staff_client.post(PREVIEW, {"name": "card.txt", "body": "{{ question.zfill }}"}).json()
 
