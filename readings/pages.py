@@ -97,13 +97,14 @@ def home(request):
         request,
         "pages/home.html",
         {
-            "spreads": Spread.objects.filter(is_active=True).prefetch_related("positions"),
+            "spreads": Spread.objects.filter(is_active=True).prefetch_related("positions", "texts"),
             "languages": [get_language_info(code) for code in Language.values],
             "form": form,
             "errors": errors,
             "max_question_length": MAX_QUESTION_LENGTH,
             "history": Reading.objects.filter(owner=request.user)
             .select_related("spread")
+            .prefetch_related("spread__texts")
             .order_by("-created_at")[:HISTORY_LENGTH],
         },
         status=429 if wait_s else 400 if errors else 200,
@@ -116,7 +117,12 @@ def home(request):
 @login_required(login_url="accounts:login")
 def reading_page(request, pk):
     # Someone else's reading is not found, as in the API.
-    reading = get_object_or_404(Reading.objects.select_related("spread"), pk=pk, owner=request.user)
+    reading = get_object_or_404(
+        # The spread's own words in the page's language, read once (spreads/display.py).
+        Reading.objects.select_related("spread").prefetch_related("spread__texts"),
+        pk=pk,
+        owner=request.user,
+    )
     finished = reading.status in (ReadingStatus.DONE, ReadingStatus.FAILED)
     place = queue_place(reading)
     return render(

@@ -7,7 +7,7 @@ from django.utils.html import escape, format_html, format_html_join
 
 from allocation.allocator import AllocationError, get_allocator
 from spreads import cache_sharing, prompt_editor, prompt_sandbox
-from spreads.models import Card, Position, PromptTemplate, Spread, TaskType
+from spreads.models import Card, Position, PromptTemplate, Spread, SpreadText, TaskType
 
 
 class PositionFormSet(forms.BaseInlineFormSet):
@@ -72,6 +72,15 @@ class PositionInline(admin.TabularInline):
         return 0 if obj else 3
 
 
+class SpreadTextInline(admin.StackedInline):
+    """A spread's name, description and positions' names in another page language."""
+
+    model = SpreadText
+    extra = 0
+    verbose_name = "text in another language"
+    verbose_name_plural = "texts in other languages (empty fields fall back to English)"
+
+
 @admin.register(Spread)
 class SpreadAdmin(admin.ModelAdmin):
     list_display = [
@@ -86,7 +95,7 @@ class SpreadAdmin(admin.ModelAdmin):
     ]
     list_filter = ["is_active", "supports_parallel"]
     search_fields = ["name", "slug"]
-    inlines = [PositionInline]
+    inlines = [PositionInline, SpreadTextInline]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "card_count", "is_active"]}),
         (

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -239,6 +240,50 @@ class Position(models.Model):
 
     def __str__(self):
         return f"{self.index}. {self.name}"
+
+
+def translated_languages() -> list[tuple[str, str]]:
+    """The page languages other than English, the base every name is written in."""
+    return [(code, name) for code, name in settings.LANGUAGES if code != "en"]
+
+
+class SpreadText(models.Model):
+    """What readers see of a spread in one language other than English: its name, its
+    description and its positions' names. Anything left empty falls back to the shipped
+    translation of the English, then to the English itself."""
+
+    spread = models.ForeignKey(Spread, on_delete=models.CASCADE, related_name="texts")
+    language = models.CharField(max_length=10, choices=translated_languages)
+    name = models.CharField(max_length=100, blank=True)
+    description = models.TextField(blank=True)
+    position_names = models.TextField(
+        blank=True,
+        help_text="One per line, in the positions' order; an empty line keeps that position's "
+        "own name.",
+    )
+
+    class Meta:
+        ordering = ["spread", "language"]
+        constraints = [
+            models.UniqueConstraint(fields=["spread", "language"], name="one_text_per_language")
+        ]
+
+    def __str__(self):
+        return f"{self.spread} ({self.language})"
+
+    def clean(self):
+        lines = self.position_names.splitlines()
+        if self.spread_id and len(lines) > self.spread.card_count:
+            raise ValidationError(
+                {
+                    "position_names": f"{len(lines)} names for {self.spread.card_count} "
+                    "positions: one per line, in order."
+                }
+            )
+
+    def position_name(self, index: int) -> str:
+        lines = self.position_names.splitlines()
+        return lines[index - 1].strip() if 0 < index <= len(lines) else ""
 
 
 class PromptTemplate(models.Model):

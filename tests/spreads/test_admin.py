@@ -29,6 +29,10 @@ def spread_form(positions: list[tuple[int, str, str]], **fields) -> dict:
         "positions-INITIAL_FORMS": 0,
         "positions-MIN_NUM_FORMS": 0,
         "positions-MAX_NUM_FORMS": 1000,
+        "texts-TOTAL_FORMS": 0,
+        "texts-INITIAL_FORMS": 0,
+        "texts-MIN_NUM_FORMS": 0,
+        "texts-MAX_NUM_FORMS": 1000,
     }
     for i, (index, name, meaning) in enumerate(positions):
         data[f"positions-{i}-index"] = index
