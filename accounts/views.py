@@ -32,4 +32,5 @@ def set_time_zone(request):
     if not time_zones.is_known(name):
         return JsonResponse({"time_zone": f"{name[:64]!r} is not a known time zone."}, status=400)
     Profile.objects.update_or_create(user=request.user, defaults={"time_zone": name})
+    request.session[time_zones.SESSION_KEY] = name
     return HttpResponse(status=204)
