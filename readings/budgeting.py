@@ -15,8 +15,8 @@ from decimal import Decimal
 
 from budgets.models import CostEstimate
 from budgets.services import Admission, with_margin
-from readings.estimate_history import FEEDS
-from readings.estimates import WORST_CHARS_PER_TOKEN, ReadingEstimate
+from readings.estimate_history import FEEDS, task_key
+from readings.estimates import WORST_CHARS_PER_TOKEN
 from readings.models import ReadingTask, TaskStatus
 from spreads.models import TaskType
 from spreads.planning import PHASE_OF
@@ -26,26 +26,6 @@ from spreads.planning import PHASE_OF
 # third more tokens than the usual four). Only how soon an admitted reading can go on depends
 # on it; what a phase may spend is held from the answers really written.
 LIKELY_QUOTED_FACTOR = 4 / 3
-
-
-def task_key(task_type: str, batch_index: int) -> str:
-    return f"{task_type}:{batch_index}"
-
-
-def sources_with_costs(estimate: ReadingEstimate) -> dict:
-    """The estimate's sources, each task's with its expected cost and worst case."""
-    sources = estimate.sources()
-    for task in estimate.tasks:
-        key = task_key(task.task_type, task.batch_index)
-        sources[key] = {
-            **sources.get(key, {}),
-            "output_tokens": task.output_tokens,
-            "expected_usd": str(task.expected_usd),
-            "worst_case_usd": str(task.worst_case_usd),
-            "worst_base_usd": str(task.worst_base_usd),
-            "worst_per_quoted_token_usd": str(task.worst_per_quoted_token_usd),
-        }
-    return sources
 
 
 def admission(estimate: CostEstimate, *, economy: bool, tasks_done=()) -> Admission:

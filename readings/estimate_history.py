@@ -39,6 +39,11 @@ FEEDS = {
 }
 
 
+def task_key(task_type: str, batch_index: int) -> str:
+    """How a task is named in an estimate's sources: "card_interpretation:2"."""
+    return f"{task_type}:{batch_index}"
+
+
 @dataclass(frozen=True)
 class Learned:
     """What a key's samples say; None where there are none."""
@@ -106,7 +111,7 @@ def record_reading(reading_id) -> int:
         outputs[task_type] = outputs.get(task_type, 0) + output
     samples = []
     for (task_type, batch_index), (model, batched, counted, output) in answered.items():
-        source = sources.get(f"{task_type}:{batch_index}")
+        source = sources.get(task_key(task_type, batch_index))
         # A fallback model's tokens and answers are not the allocated model's.
         if not isinstance(source, dict) or not source.get("key") or source.get("model") != model:
             continue

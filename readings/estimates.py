@@ -45,7 +45,7 @@ from allocation.allocator import AllocationConfig, AllocationError, get_allocato
 from allocation.models import CacheTTL
 from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of, costs_on
 from allocation.prompt import CHARS_PER_TOKEN, Prompt
-from readings.estimate_history import FEEDS, NOTHING_LEARNED, Learned, learned
+from readings.estimate_history import FEEDS, NOTHING_LEARNED, Learned, learned, task_key
 from readings.store import ReadingState, render
 from readings.task_runner import answer_format
 from spreads.models import Card, Spread, TaskType
@@ -102,10 +102,12 @@ class ReadingEstimate:
         return sum((t.worst_case_usd for t in self.tasks), Decimal(0))
 
     def sources(self) -> dict:
-        """Per task, what the reading's calls will teach the estimator once it is done
-        (readings/estimate_history.py) and where the figures came from."""
+        """Per task (by task_key), what the reading's calls will teach the estimator once it
+        is done (readings/estimate_history.py), where the figures came from, and what the
+        task is expected to cost and may cost at worst (readings/budgeting.py holds its
+        budgets to them)."""
         return {
-            f"{t.task_type}:{t.batch_index}": {
+            task_key(t.task_type, t.batch_index): {
                 "key": t.key,
                 "model": t.model,
                 "prompt_tokens": t.prompt_tokens,
@@ -114,6 +116,10 @@ class ReadingEstimate:
                 "cache_write_tokens": t.cache_write_tokens,
                 "output_tokens": t.output_tokens,
                 "output_source": t.output_source,
+                "expected_usd": str(t.expected_usd),
+                "worst_case_usd": str(t.worst_case_usd),
+                "worst_base_usd": str(t.worst_base_usd),
+                "worst_per_quoted_token_usd": str(t.worst_per_quoted_token_usd),
             }
             for t in self.tasks
         }

@@ -14,6 +14,7 @@ from budgets.models import CostEstimate
 from budgets.selectors import budgets_applying, quota_for
 from budgets.services import Admission, reserve_for_reading, reserve_for_retry
 from readings import budgeting, live
+from readings.estimate_history import task_key
 from readings.estimates import EstimateError, ReadingEstimate, estimate_reading
 from readings.languages import validate_language
 from readings.models import (
@@ -255,7 +256,7 @@ def reading_create(
                 reading=reading,
                 expected_usd=estimate.expected_usd,
                 worst_case_usd=estimate.worst_case_usd,
-                sources=budgeting.sources_with_costs(estimate),
+                sources=estimate.sources(),
             )
         if governed:
             reserve_for_reading(
@@ -270,7 +271,7 @@ def estimate_admission(estimate: ReadingEstimate, mode: str) -> Admission:
     unsaved = CostEstimate(
         expected_usd=estimate.expected_usd,
         worst_case_usd=estimate.worst_case_usd,
-        sources=budgeting.sources_with_costs(estimate),
+        sources=estimate.sources(),
     )
     return budgeting.admission(unsaved, economy=mode == ReadingMode.ECONOMY)
 
@@ -298,7 +299,7 @@ def reading_retry(reading: Reading) -> Reading:
             if estimate is None:
                 raise RetryRefused(_("This reading has no cost estimate: ask the question again."))
             done = [
-                budgeting.task_key(task_type, batch_index)
+                task_key(task_type, batch_index)
                 for task_type, batch_index in reading.tasks.filter(
                     status=TaskStatus.DONE
                 ).values_list("task_type", "batch_index")
