@@ -1,13 +1,15 @@
 """What a reading will cost: the expected figure and the worst case reserved against budgets.
 
-Each planned task's call is rendered as the engine renders it (readings.store.render): the
+Each planned task's call is sized as the engine renders it (readings.store.render): the
 spread's guide with the steps its model runs, the layout, the card results, its own
 instruction and the cache breakpoints, and for a card batch the tool its answer is forced
-through. Only the earlier phases' answers are missing: they are left empty, and added as the
-tokens those answers are expected to take.
+through. The calls are rendered once per configuration, not per reading
+(readings/prompt_shapes.py): a reading's question and cards change their sizes by
+arithmetic. Only the earlier phases' answers are missing: they are added as the tokens those
+answers are expected to take.
 
 Expected tokens, per task:
-- input: the rendered call at four characters a token, times the ratio the provider counted
+- input: the sized call at four characters a token, times the ratio the provider counted
   to that figure in history, plus the earlier answers it quotes;
 - output: the mean answer in history (a quarter of max_tokens without any).
 History is kept per prompt key (readings/estimate_history.py): the model, its max_tokens, the
@@ -32,8 +34,6 @@ cache write (the dearest way to send it). Always at standard prices: an expired 
 batch request may fall back to a standard call.
 """
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -44,15 +44,13 @@ from django.conf import settings
 from allocation.allocator import AllocationConfig, AllocationError, get_allocator
 from allocation.models import CacheTTL
 from allocation.pricing import TokenUsage, UnknownModelPrice, cost_of, costs_on
-from allocation.prompt import CHARS_PER_TOKEN, Prompt
+from allocation.prompt import CHARS_PER_TOKEN
 from readings.estimate_history import FEEDS, NOTHING_LEARNED, Learned, learned, task_key
-from readings.store import ReadingState, render
-from readings.task_runner import answer_format
-from spreads.models import Card, Spread, TaskType
-from spreads.planning import PlannedTask, plan_tasks
+from readings.prompt_shapes import ShapeError, SizedPart, spread_shape
+from spreads.models import Spread, TaskType
+from spreads.planning import plan_tasks
 from spreads.prompt_caching import min_cacheable_tokens
-from spreads.prompt_sandbox import RenderBudgetExceeded
-from spreads.prompts import GUIDE, RESULTS, CardResult, DrawnCard, PromptContext, template_names
+from spreads.prompts import GUIDE, RESULTS, DrawnCard
 
 # The worst case counts prompts at three characters a token: a third more tokens than usual,
 # so a prompt full of names and punctuation still fits in what was reserved.
@@ -60,9 +58,6 @@ WORST_CHARS_PER_TOKEN = 3
 # Without any history, an answer is taken to fill a quarter of max_tokens (allocations give
 # max_tokens ample headroom over a typical answer).
 DEFAULT_OUTPUT_SHARE = 0.25
-KINDS = [TaskType(t).kind for t in TaskType.values]
-# What a prompt key is rendered with in place of the reading's cards.
-BLANK_CARD = Card(slug="", name="", arcana="", suit="", keywords=[], upright="", reversed="")
 
 
 class EstimateError(Exception):
@@ -84,7 +79,7 @@ class TaskEstimate:
     worst_base_usd: Decimal = Decimal(0)
     worst_per_quoted_token_usd: Decimal = Decimal(0)
     key: str = ""  # the prompt key its history is kept under
-    prompt_tokens: int = 0  # the rendered call at four characters a token, no earlier answers
+    prompt_tokens: int = 0  # the sized call at four characters a token, no earlier answers
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
 
@@ -130,12 +125,11 @@ _recent: "History | None" = None
 
 
 class History:
-    """The prompt keys of each spread and what their samples say, each read once and kept
-    for HISTORY_TTL_S: medians over hundreds of calls barely move in that time, and reading
-    them afresh for every new reading cost most of the API's time in a burst of them."""
+    """What each prompt key's samples say, read once and kept for HISTORY_TTL_S: means over
+    hundreds of calls barely move in that time, and reading them afresh for every new
+    reading cost most of the API's time in a burst of them."""
 
     def __init__(self):
-        self._keys: dict[tuple, list[str]] = {}
         self._learned: dict[str, Learned] = {}
         self.read_at = time.monotonic()
 
@@ -151,15 +145,6 @@ class History:
     def forget() -> None:
         global _recent
         _recent = None
-
-    def keys(self, spread: Spread, configs, plan, cards: list[DrawnCard], language) -> list[str]:
-        """The prompt key of each planned task (rendering a placeholder reading once per
-        spread, allocation and language)."""
-        allocation = tuple((t, c.model, c.max_tokens) for t, c in configs.items())
-        cache_key = (spread.pk, language, allocation)
-        if cache_key not in self._keys:
-            self._keys[cache_key] = _prompt_keys(spread, configs, plan, cards, language)
-        return self._keys[cache_key]
 
     def learned(self, keys: list[str]) -> list[Learned]:
         missing = [key for key in keys if key not in self._learned]
@@ -200,8 +185,12 @@ def estimate_reading(
     except AllocationError as exc:
         raise EstimateError(str(exc)) from None
     plan = plan_tasks(spread.card_count, spread.batch_size)
-    calls = _render_calls(spread, configs, plan, cards, question, language, economy=batched)
-    keys = history.keys(spread, configs, plan, cards, language)
+    try:
+        shape = spread_shape(spread, configs, plan, language, economy=batched)
+    except ShapeError as exc:
+        raise EstimateError(str(exc)) from None
+    calls = shape.sized_calls(question, cards)
+    keys = [call.key for call in shape.calls]
     known = history.learned(keys)
 
     outputs = [_expected_output(configs[t.task_type], k) for t, k in zip(plan, known, strict=True)]
@@ -211,7 +200,7 @@ def estimate_reading(
     cached_in_reading: set[tuple] = set()
     written_by_phase: dict[int, set[tuple]] = {}
     estimate = ReadingEstimate()
-    for task, (prompt, tool), key, seen, (output_tokens, source) in zip(
+    for task, (parts, tool_chars), key, seen, (output_tokens, source) in zip(
         plan, calls, keys, known, outputs, strict=True
     ):
         config = configs[task.task_type]
@@ -227,7 +216,7 @@ def estimate_reading(
             else 0,
             "own": sum(answered.get(t, 0) for t in feeds if t != TaskType.CARD_INTERPRETATION),
         }
-        breakpoints, whole = _breakpoints(prompt, tool, config.model, ratio, quoted)
+        breakpoints, whole = _breakpoints(parts, tool_chars, config.model, ratio, quoted)
         read, writes = _cache_use(breakpoints, config.model, cached_in_reading)
         written_by_phase.setdefault(task.phase, set()).update(
             b.prefix
@@ -243,7 +232,7 @@ def estimate_reading(
             batched=batched,
         )
         quoted_at_worst = sum(configs[t.task_type].max_tokens for t in plan if t.task_type in feeds)
-        base, per_quoted = _worst(config, prompt, tool)
+        base, per_quoted = _worst(config, parts, tool_chars)
         estimate.tasks.append(
             TaskEstimate(
                 task_type=task.task_type,
@@ -257,7 +246,7 @@ def estimate_reading(
                 worst_base_usd=base,
                 worst_per_quoted_token_usd=per_quoted,
                 key=key,
-                prompt_tokens=_prompt_tokens(prompt, tool),
+                prompt_tokens=_prompt_tokens(parts, tool_chars),
                 cache_read_tokens=read,
                 cache_write_tokens=sum(writes.values()),
             )
@@ -265,86 +254,28 @@ def estimate_reading(
     return estimate
 
 
-def tokens(text: str, chars_per_token: int = CHARS_PER_TOKEN) -> int:
-    return math.ceil(len(text) / chars_per_token)
+def tokens(chars: int, chars_per_token: int = CHARS_PER_TOKEN) -> int:
+    """A text of `chars` characters in tokens, as the engine sizes prompts."""
+    return math.ceil(chars / chars_per_token)
 
 
-def _render_calls(
-    spread: Spread,
-    configs: dict[str, AllocationConfig],
-    plan: list[PlannedTask],
-    cards: list[DrawnCard],
-    question: str,
-    language: str,
-    *,
-    economy: bool = False,
-) -> list[tuple[Prompt, str]]:
-    """Each planned task's prompt and forced tool (as JSON, "" for none), rendered by the
-    engine's own code with the earlier answers left empty."""
-    state = ReadingState(
-        reading=None,
-        spread=spread,
-        cards=cards,
-        tasks=plan,
-        configs=configs,
-        templates=template_names(spread, KINDS, language),
-        economy=economy,
-    )
-    rendered = []
-    for task in plan:
-        context = PromptContext(question=question, spread=spread, cards=cards)
-        if task.phase == 1:
-            wanted = set(task.position_indexes)
-            context.batch = [c for c in cards if c.position.index in wanted]
-        else:
-            context.card_results = [
-                CardResult(position=c.position, card=c.card, orientation=c.orientation, text="")
-                for c in cards
-            ]
-        try:
-            prompt = render(state, task.task_type, context)
-        except RenderBudgetExceeded as exc:
-            raise EstimateError(str(exc)) from None
-        answer = answer_format(task)
-        tools = answer.request()["tools"] if answer else []
-        rendered.append((prompt, json.dumps(tools, separators=(",", ":")) if tools else ""))
-    return rendered
-
-
-def _prompt_keys(spread, configs, plan, cards, language) -> list[str]:
-    """Each task's prompt key: what its call sends apart from the reading's own question,
-    cards and earlier answers."""
-    blank = [DrawnCard(position=c.position, card=BLANK_CARD, reversed=False) for c in cards]
-    keys = []
-    for task, (prompt, tool) in zip(
-        plan, _render_calls(spread, configs, plan, blank, "", language), strict=True
-    ):
-        config = configs[task.task_type]
-        sent = [language, task.task_type, config.model, config.max_tokens, tool]
-        sent += [(part.name, part.text) for part in (*prompt.system, *prompt.user)]
-        digest = hashlib.blake2b(json.dumps(sent).encode(), digest_size=16)
-        keys.append(digest.hexdigest())
-    return keys
-
-
-def _prompt_tokens(prompt: Prompt, tool: str) -> int:
-    return tokens(tool) + sum(tokens(p.text) for p in (*prompt.system, *prompt.user))
+def _prompt_tokens(parts: tuple[SizedPart, ...], tool_chars: int) -> int:
+    return tokens(tool_chars) + sum(tokens(p.chars) for p in parts)
 
 
 def _breakpoints(
-    prompt: Prompt, tool: str, model: str, ratio: float, quoted: dict[str, int]
+    parts: tuple[SizedPart, ...], tool_chars: int, model: str, ratio: float, quoted: dict
 ) -> tuple[list[_Breakpoint], float]:
     """The call's cache breakpoints and its whole input, in expected provider tokens. Tools
     come first in the provider's cache order, then the system, then the user message."""
-    parts = (*prompt.system, *prompt.user)
-    estimated = tokens(tool)
+    estimated = tokens(tool_chars)
     total = estimated * ratio
-    prefix: tuple = (model, tool)
+    prefix: tuple = (model, tool_chars)
     found = []
     for i, part in enumerate(parts):
         answers = quoted.get(part.name, 0) + (quoted["own"] if i == len(parts) - 1 else 0)
-        estimated += tokens(part.text) + answers
-        total += tokens(part.text) * ratio + answers
+        estimated += tokens(part.chars) + answers
+        total += tokens(part.chars) * ratio + answers
         prefix = (*prefix, part.name)
         if part.cache_ttl:
             found.append(_Breakpoint(prefix, total, estimated, part.cache_ttl, part.name == GUIDE))
@@ -385,15 +316,16 @@ def _cost(model: str, usage: TokenUsage) -> Decimal:
         ) from None
 
 
-def _worst(config: AllocationConfig, prompt: Prompt, tool: str) -> tuple[Decimal, Decimal]:
+def _worst(
+    config: AllocationConfig, parts: tuple[SizedPart, ...], tool_chars: int
+) -> tuple[Decimal, Decimal]:
     """What the task costs at worst, before the earlier answers it quotes, and per quoted
     token: the dearest model it may end on, answering at max_tokens. With prompt caching on,
     every input token is priced as a 1-hour cache write, the dearest way to send it: where
     the breakpoints fall depends on the mode, and an economy request that expires is sent
     again as a standard call with the standard's breakpoints."""
-    parts = (*prompt.system, *prompt.user)
-    whole = tokens(tool, WORST_CHARS_PER_TOKEN)
-    whole += sum(tokens(part.text, WORST_CHARS_PER_TOKEN) for part in parts)
+    whole = tokens(tool_chars, WORST_CHARS_PER_TOKEN)
+    whole += sum(tokens(part.chars, WORST_CHARS_PER_TOKEN) for part in parts)
     base = _dearest(config, whole, output_tokens=config.max_tokens)
     per_million = _dearest(config, 1_000_000, output_tokens=0)
     return base, per_million / 1_000_000

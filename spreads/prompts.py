@@ -145,6 +145,11 @@ def read_stored_templates() -> None:
     _stored.get()
 
 
+def stored_templates() -> dict[str, str]:
+    """Staff's template bodies by name (a template not among them is read from its file)."""
+    return _stored.get()
+
+
 def stored_templates_fresh() -> bool:
     return _stored.is_fresh()
 

@@ -57,11 +57,13 @@ def fresh_limits():
     used update(), sent no signal)."""
     from allocation import staff_config
     from allocation.limiter.backends import forget_limits
+    from readings import prompt_shapes
     from readings.estimates import History
 
     forget_limits()
     staff_config.forget_all()
     History.forget()
+    prompt_shapes.forget()
 
 
 @pytest.fixture(autouse=True)
