@@ -8,8 +8,9 @@ environment word and built-in default, come from settings.LLM_TASK_TYPES
 
 An admin edit applies to the next reading without a restart: the rows are read at most every
 FRESH_S per process, and afresh at once in the process that saves one
-(allocation/staff_config.py). Every resolved allocation is logged with the layer each value
-came from.
+(allocation/staff_config.py). Each allocation is logged, with the layer each value came from,
+when a process first resolves it and whenever it changes: not again for every estimate and
+reading that resolves it unchanged (a burst of readings wrote four identical lines each).
 """
 
 import logging
@@ -86,6 +87,10 @@ def rows_in_order(rows: dict) -> list[ModelAllocation]:
 
 
 class Allocator:
+    def __init__(self):
+        # (task type, scope id) -> what was last logged for it, sources included
+        self._logged: dict[tuple, tuple] = {}
+
     def get_config(self, task_type: str, spread=None) -> AllocationConfig:
         task_type = task_type_of(task_type)
         allocations = _allocations.get()
@@ -140,11 +145,19 @@ class Allocator:
         if spread is not None and spread.max_tokens:
             values["max_tokens"] = min(values["max_tokens"], spread.max_tokens)
         config = AllocationConfig(task_type=task_type.value, sources=sources, **values)
+        resolved = (config, tuple(sorted(sources.items())))
+        if self._logged.get((task_type.value, scope_id)) != resolved:
+            self._logged[(task_type.value, scope_id)] = resolved
+            self._log(config, spread)
+        return config
+
+    def _log(self, config: AllocationConfig, spread) -> None:
+        sources = config.sources
         logger.info(
             "allocation spread=%s task=%s model=%s (%s) max_tokens=%s (%s) temperature=%s (%s) "
             "fallbacks=%s (%s) fallback_cost_ceiling=%s (%s)",
             getattr(spread, "slug", "-"),
-            task_type.value,
+            config.task_type,
             config.model,
             sources["model"],
             config.max_tokens,
@@ -156,7 +169,6 @@ class Allocator:
             config.fallback_cost_ceiling or "-",
             sources["fallback_cost_ceiling"],
         )
-        return config
 
     def max_concurrent_calls(self, spread) -> int:
         name = f"{spread.slug.upper()}_MAX_CONCURRENT_CALLS"

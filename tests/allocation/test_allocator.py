@@ -197,6 +197,22 @@ def test_it_logs_each_allocation_with_the_layer_it_came_from(celtic_cross, monke
     assert "max_tokens=1024 (global)" in caplog.text
 
 
+def test_an_allocation_is_logged_again_when_it_changes_not_for_every_reading(
+    celtic_cross, monkeypatch, caplog
+):
+    config(spread=celtic_cross)
+
+    with caplog.at_level(logging.INFO, logger="allocation.allocator"):
+        caplog.clear()
+        config(spread=celtic_cross)
+        assert caplog.text == "", "the same allocation, resolved again, is not logged again"
+
+        monkeypatch.setenv("CELTIC_CROSS_CARD_MAX_TOKENS", "700")
+        config(spread=celtic_cross)
+
+    assert "max_tokens=700 (environment)" in caplog.text
+
+
 def test_overload_patience_comes_from_the_spread_then_the_global_allocation(celtic_cross):
     assert config(spread=celtic_cross).overload_patience_s == 60  # the default
     card = ModelAllocation.objects.get(task_type=TaskType.CARD_INTERPRETATION, spread=None)
