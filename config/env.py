@@ -94,6 +94,11 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
         Var("WEB_PROCESSES", "int", 1,
             "uvicorn processes `manage.py serve` starts (each has its own database pool)",
             minimum=1),
+        Var("WORKER_NICE", "int", 5,
+            "how far below the web server's the worker's CPU priority is when `manage.py serve` "
+            "runs both: on a busy machine, a burst of readings is acknowledged before the "
+            "worker starts them (0: the same priority)",
+            minimum=0),
         Var("DATABASE_URL", "url", f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
             "e.g. `postgres://user:pass@host:5432/tarot`; unset: the SQLite file `db.sqlite3` "
             "in the project directory", secret=True),

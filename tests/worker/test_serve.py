@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -69,6 +70,8 @@ def test_it_serves_the_admin_and_the_emulator_and_ctrl_c_stops_everything(tmp_pa
                 ).stdout.split()
             ]
             assert len(children) == 3, "emulator, worker and web server"
+            niceness = {command_of(pid): niceness_of(pid) for pid in children}
+            assert niceness["qcluster"] == niceness["uvicorn"] + 5, "the web server goes first"
 
             serve.send_signal(signal.SIGINT)
             assert serve.wait(timeout=30) == 0
@@ -79,6 +82,15 @@ def test_it_serves_the_admin_and_the_emulator_and_ctrl_c_stops_everything(tmp_pa
     assert not answers(f"http://127.0.0.1:{web}/admin/login/")
     assert not answers(f"http://127.0.0.1:{emulator}/_emulator/stats")
     assert [pid for pid in children if alive(pid)] == [], "a child outlived serve"
+
+
+def command_of(pid: int) -> str:
+    argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    return next((word for word in ("qcluster", "uvicorn", "emulator") if word in argv[:3]), "")
+
+
+def niceness_of(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
 
 
 def web_connections(dbname: str) -> int:
