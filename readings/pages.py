@@ -27,7 +27,9 @@ from readings.services import (
     reading_retry,
     submit,
 )
+from spreads.layout import layout_of
 from spreads.models import Spread
+from spreads.selectors import spread_positions
 
 HISTORY_LENGTH = 50
 
@@ -125,12 +127,21 @@ def reading_page(request, pk):
     )
     finished = reading.status in (ReadingStatus.DONE, ReadingStatus.FAILED)
     place = queue_place(reading)
+    results = reading_results(reading)
+    layout = layout_of(spread_positions(reading.spread))
     return render(
         request,
         "pages/reading.html",
         {
             "reading": reading,
-            "results": reading_results(reading),
+            "results": results,
+            # The cards where they lie on the table, each linking to its text.
+            "spread_map": [
+                {**card, "place": layout.place_of(card["index"])}
+                for card in results["cards"]
+                if layout.place_of(card["index"])
+            ],
+            "layout": layout,
             "finished": finished,
             "retryable": reading.mode == ReadingMode.STANDARD,
             "queued": place and queued_text(place),

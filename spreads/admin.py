@@ -54,17 +54,23 @@ class PositionFormSet(forms.BaseInlineFormSet):
 class PositionInline(admin.TabularInline):
     model = Position
     formset = PositionFormSet
-    fields = ["index", "name", "meaning"]
+    fields = ["index", "name", "meaning", "column", "row", "rotation"]
     formfield_overrides = {
         # Position meanings are a sentence or two, sometimes more: room for three lines.
         Position._meta.get_field("meaning").__class__: {
-            "widget": forms.Textarea(attrs={"rows": 3, "cols": 60, "class": "position-meaning"})
-        }
+            "widget": forms.Textarea(attrs={"rows": 3, "cols": 40, "class": "position-meaning"})
+        },
+        # Places are a number or two: the table stays within a desk's width.
+        Position._meta.get_field("column").__class__: {
+            "widget": forms.NumberInput(attrs={"class": "vPositiveSmallIntegerField"})
+        },
     }
 
     class Media:
-        # Numbers each added row and adds rows up to the card count as staff type it.
+        # Numbers each added row, adds rows up to the card count as staff type it, and
+        # draws the spread as laid out from the places being typed (spreads/layout.py's rules).
         js = ["spreads/positions.js"]
+        css = {"all": ["spreads/positions.css"]}
 
     def get_extra(self, request, obj=None, **kwargs):
         """A new spread starts with numbered rows (the smallest seeded spread has three); an

@@ -223,6 +223,15 @@ class Spread(models.Model):
             raise ValidationError(errors)
 
 
+# A spread's layout is a grid of card-sized cells, at most this many across and down.
+LAYOUT_CELLS = 12
+
+
+class Rotation(models.IntegerChoices):
+    UPRIGHT = 0, "Upright"
+    CROSSWISE = 90, "Across (90°)"
+
+
 class Position(models.Model):
     spread = models.ForeignKey(Spread, on_delete=models.CASCADE, related_name="positions")
     index = models.PositiveSmallIntegerField(
@@ -230,16 +239,57 @@ class Position(models.Model):
     )
     name = models.CharField(max_length=100)
     meaning = models.TextField(help_text="What a card in this position speaks to.")
+    # Where the card lies when the spread is laid out (spreads/layout.py); a spread with a
+    # position left unplaced is shown in rows, in the order its cards are laid.
+    column = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(LAYOUT_CELLS)],
+        help_text=f"Where the card lies: its column, 1 (left) to {LAYOUT_CELLS}.",
+    )
+    row = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(LAYOUT_CELLS)],
+        help_text=f"Its row, 1 (top) to {LAYOUT_CELLS}.",
+    )
+    rotation = models.PositiveSmallIntegerField(choices=Rotation, default=Rotation.UPRIGHT)
 
     class Meta:
         ordering = ["spread", "index"]
         constraints = [
             models.UniqueConstraint(fields=["spread", "index"], name="position_index_unique"),
             models.CheckConstraint(condition=Q(index__gte=1), name="position_index_at_least_1"),
+            models.CheckConstraint(
+                condition=(Q(column__isnull=True) & Q(row__isnull=True))
+                | Q(
+                    # NULL compares as unknown, and a CHECK lets unknown through: say it.
+                    column__isnull=False,
+                    row__isnull=False,
+                    column__gte=1,
+                    column__lte=LAYOUT_CELLS,
+                    row__gte=1,
+                    row__lte=LAYOUT_CELLS,
+                ),
+                name="position_placed_on_the_grid_or_not_at_all",
+                violation_error_message="Give both a column and a row, or neither.",
+            ),
+            models.CheckConstraint(
+                condition=Q(rotation__in=Rotation.values), name="position_rotation_known"
+            ),
         ]
 
     def __str__(self):
         return f"{self.index}. {self.name}"
+
+    def clean(self):
+        if (self.column is None) != (self.row is None):
+            raise ValidationError(
+                {
+                    "row" if self.row is None else "column": "Give both a column and a row "
+                    "(or neither: the card is then laid out in order with the others)."
+                }
+            )
 
 
 def translated_languages() -> list[tuple[str, str]]:

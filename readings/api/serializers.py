@@ -21,7 +21,8 @@ MAX_CARDS = DECK_SIZE
 class PositionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Position
-        fields = ["index", "name", "meaning"]
+        # Where the card lies when the spread is laid out (null: laid out in rows, in order).
+        fields = ["index", "name", "meaning", "column", "row", "rotation"]
 
 
 class SpreadSerializer(serializers.ModelSerializer):

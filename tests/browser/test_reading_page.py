@@ -65,6 +65,25 @@ def wait_for_sessions_to_end() -> None:
             time.sleep(0.1)
 
 
+def assert_laid_out_as_the_celtic_cross(page, *, width: int) -> None:
+    """The map's boxes: a cross with its second card turned across the first, and the staff
+    of four in a column beside it, read from the bottom up, all within the page's width."""
+    box = {i: page.locator(f'.map-card[data-index="{i}"]').bounding_box() for i in range(1, 11)}
+
+    def centre(b):
+        return (b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+
+    assert box[1]["height"] > box[1]["width"] and box[2]["width"] > box[2]["height"], "crossed"
+    assert centre(box[1]) == pytest.approx(centre(box[2]), abs=1)
+    assert centre(box[5])[1] < centre(box[1])[1] < centre(box[3])[1], "crown above, root below"
+    assert centre(box[4])[0] < centre(box[1])[0] < centre(box[6])[0], "past left, future right"
+    staff = [box[i] for i in (7, 8, 9, 10)]
+    assert len({round(centre(b)[0]) for b in staff}) == 1, "the staff is one column"
+    assert min(b["x"] for b in staff) > box[6]["x"] + box[6]["width"], "beside the cross"
+    assert [centre(b)[1] for b in staff] == sorted((centre(b)[1] for b in staff), reverse=True)
+    assert max(b["x"] + b["width"] for b in box.values()) <= width
+
+
 @contextmanager
 def korean_reader(start_cluster, tmp_path, *, width: int, height: int):
     """A page in a Korean browser of that size, on the platform served for real (uvicorn and a
@@ -124,8 +143,9 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
         expect(page.get_by_label("리딩 언어")).to_have_value("ko")
         page.get_by_role("button", name="카드 뽑기").click()
 
-        # The cards are laid out at once, in their positions, before any text.
+        # The cards are laid out at once, as the spread lies, before any text.
         expect(page.locator("li.card")).to_have_count(10)
+        assert_laid_out_as_the_celtic_cross(page, width=1200)
         # While it is written, the status names the positions being read, and what is not
         # written yet says what it waits for.
         expect(page.get_by_role("status")).to_contain_text(re.compile(r"작성 중: \d+\. \S"))
@@ -190,8 +210,15 @@ def test_a_reader_finishes_a_reading_that_failed_late(
         page.get_by_role("button", name="로그인").click()
         expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
         expect(page).to_have_url(re.compile(r"^http://[^/]+/$"))
+        page.get_by_label("켈틱 크로스").check()
         page.get_by_label("질문").fill(QUESTION)
         page.get_by_role("button", name="카드 뽑기").click()
+
+        # On a phone too the cards lie as the spread, each a link to its text.
+        assert_laid_out_as_the_celtic_cross(page, width=390)
+        page.locator('.map-card[data-index="9"] a').click()
+        expect(page.locator("#position-9")).to_be_in_viewport()
+        expect(page.locator("#position-9")).to_be_focused()
 
         # It fails at its last step: the failure reads as one, what was written stays,
         # and the page offers to finish it.

@@ -74,6 +74,17 @@ def test_staff_changes_the_card_model_and_finds_the_readings_cost_in_the_reports
         page.click("input[type=submit]")
         expect(page.locator("#site-name")).to_be_visible()
 
+        # ...looks at how the Celtic Cross lies: the preview follows the places as typed...
+        page.goto("/admin/spreads/spread/")
+        page.get_by_role("link", name="Celtic Cross").click()
+        preview = page.locator(".layout-preview li")
+        expect(preview).to_have_count(10)
+        expect(page.locator(".layout-preview li.crosswise")).to_have_text("2")
+        page.select_option("#id_positions-1-rotation", "0")  # the crossing card, upright
+        expect(page.locator(".layout-preview li.clash")).to_have_count(2)
+        page.fill("#id_positions-6-row", "")  # the staff's first card, unplaced
+        expect(page.locator(".layout-preview p")).to_contain_text("in rows")
+
         # ...and puts the Celtic Cross's card interpretations on another model.
         page.goto("/admin/allocation/modelallocation/add/")
         page.select_option("#id_task_type", "card_interpretation")

@@ -171,6 +171,24 @@ def test_each_section_not_yet_written_says_what_it_waits_for(client, bob):
     )
 
 
+def test_the_reading_page_lays_the_cards_out_as_the_spread_each_linking_to_its_text(client, bob):
+    reading = reading_create(owner=bob, spread="celtic_cross", question="Where am I going?")
+    client.force_login(bob)
+
+    page = client.get(f"/readings/{reading.pk}/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+
+    spread_map = page.split('<ol class="spread-map"')[1].split("</ol>")[0]
+    assert 'aria-label="펼친 카드 배치"' in page
+    assert 'class="map-card crosswise" style="grid-column: 2; grid-row: 2" data-index="2"' in (
+        spread_map
+    )
+    assert 'style="grid-column: 5; grid-row: 1" data-index="10"' in spread_map
+    for index in range(1, 11):
+        assert f'href="#position-{index}"' in spread_map
+        assert f'id="position-{index}"' in page
+    assert '<span class="sr-only">. 현재:</span>' in spread_map, "named by position and card"
+
+
 def test_a_failed_reading_that_cannot_be_finished_offers_to_ask_its_question_again(client, bob):
     reading = reading_create(
         owner=bob, spread="three_card", question="Will the move go well?", mode="economy"

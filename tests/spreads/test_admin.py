@@ -2,6 +2,7 @@
 
 import pytest
 
+from spreads.layout import layout_of
 from spreads.models import Spread
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,7 @@ def spread_form(positions: list[tuple[int, str, str]], **fields) -> dict:
         data[f"positions-{i}-index"] = index
         data[f"positions-{i}-name"] = name
         data[f"positions-{i}-meaning"] = meaning
+        data[f"positions-{i}-rotation"] = 0  # the form's select always sends one
     data.update(fields)
     return data
 
@@ -155,12 +157,33 @@ def test_a_new_spread_starts_with_numbered_labelled_position_rows(staff_client):
         assert f'name="positions-{n - 1}-index" value="{n}"' in page
         assert f'aria-label="Position row {n}: name"' in page
     assert 'aria-label="Position row 1: meaning"' in page and 'rows="3"' in page
+    assert 'aria-label="Position row 1: column"' in page
+    assert 'aria-label="Position row 1: rotation"' in page
+
+
+def test_staff_place_a_spreads_cards_and_readers_see_them_there(staff_client):
+    data = spread_form(months(12))
+    for i, (column, row) in enumerate([(c, r) for r in (1, 2, 3) for c in (1, 2, 3, 4)]):
+        data[f"positions-{i}-column"] = column
+        data[f"positions-{i}-row"] = row
+    data["positions-0-column"] = ""  # a row without its column is refused, saying why
+
+    refused = staff_client.post(ADD_URL, data)
+    assert refused.status_code == 200
+    assert "Give both a column and a row" in refused.content.decode()
+
+    data["positions-0-column"] = 1
+    assert staff_client.post(ADD_URL, data).status_code == 302
+    layout = layout_of(Spread.objects.get(slug="year_ahead").positions.all())
+    assert (layout.columns, layout.rows) == (4, 3)
+    assert layout.place_of(12).column == 4 and layout.place_of(12).row == 3
 
 
 def test_numbered_rows_left_blank_are_ignored(staff_client):
     data = spread_form(months(12))
     data["positions-TOTAL_FORMS"] = 13
     data["positions-12-index"] = 13  # the numbered blank row the page adds
+    data["positions-12-rotation"] = 0  # and its select's default
 
     response = staff_client.post(ADD_URL, data)
 

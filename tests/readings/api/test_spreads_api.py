@@ -25,7 +25,12 @@ def test_it_lists_the_active_spreads_with_their_positions(as_bob):
         "index": 1,
         "name": "The Present",
         "meaning": "The heart of the matter: the situation as it stands.",
+        "column": 2,
+        "row": 2,
+        "rotation": 0,
     }
+    challenge = celtic["positions"][1]
+    assert (challenge["column"], challenge["row"], challenge["rotation"]) == (2, 2, 90)
 
 
 def test_it_leaves_out_inactive_spreads(as_bob):
