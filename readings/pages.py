@@ -3,6 +3,7 @@
 their history. Costs and model names stay out of it; they are staff business."""
 
 import math
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import get_language_info, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -36,8 +38,15 @@ HISTORY_LENGTH = 50
 
 # What the page says when creating (or finishing) a reading is refused.
 def too_many(wait_s: float) -> str:
-    return _("You have asked for many readings just now. Ask again in %(seconds)d seconds.") % {
-        "seconds": math.ceil(wait_s)
+    """When the reader may ask again: in seconds when it is soon, else at a time of day in
+    their own time zone (accounts/time_zones.py), labelled."""
+    if wait_s < 60:
+        return _("You have asked for many readings just now. Ask again in %(seconds)d seconds.") % {
+            "seconds": math.ceil(wait_s)
+        }
+    again = timezone.localtime(timezone.now() + timedelta(seconds=math.ceil(wait_s)))
+    return _("You have asked for many readings just now. Ask again at %(time)s.") % {
+        "time": date_format(again, "H:i T")
     }
 
 

@@ -11,11 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from playwright.sync_api import expect, sync_playwright
 
 from allocation.models import ModelAllocation
+from allocation.staff_config import FRESH_S
 from benchmarks.workers import WebServer
+from budgets.models import QuotaOverride
 from readings.models import Reading, ReadingStatus
 from spreads.models import TaskType
 from tests.browser.test_staff_journey import CHROMIUM, CHROMIUM_ARGS
@@ -125,7 +128,7 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
     # Slow enough to watch: about a second and a half per answer.
     emulator.configure(ttft_ms=300, ms_per_token=6)
     problems = []
-    with korean_reader(qcluster_factory, tmp_path, width=1200, height=900) as page:
+    with korean_reader(qcluster_factory, tmp_path, width=1400, height=900) as page:
         page.goto("/")
         expect(page).to_have_url(re.compile(r"/accounts/login/"))
         problems += axe_problems(page, "sign in")
@@ -145,7 +148,7 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
 
         # The cards are laid out at once, as the spread lies, before any text.
         expect(page.locator("li.card")).to_have_count(10)
-        assert_laid_out_as_the_celtic_cross(page, width=1200)
+        assert_laid_out_as_the_celtic_cross(page, width=1400)
         # While it is written, the status names the positions being read, and what is not
         # written yet says what it waits for.
         expect(page.get_by_role("status")).to_contain_text(re.compile(r"작성 중: \d+\. \S"))
@@ -204,6 +207,14 @@ def test_a_reader_finishes_a_reading_that_failed_late(
         page.fill("#id_password2", "a-long-pass-phrase-42")
         page.get_by_role("button", name="계정 만들기").click()
         expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+        # Staff have given this reader two readings an hour (the web server sees a quota
+        # within FRESH_S).
+        from_db(
+            lambda: QuotaOverride.objects.create(
+                user=User.objects.get(username="seoyeon"), reading_rate="2/hour"
+            )
+        )
+        time.sleep(FRESH_S)
         page.get_by_role("button", name=re.compile("로그아웃")).click()
         page.get_by_label("사용자 이름").fill("seoyeon")
         page.get_by_label("비밀번호").fill("a-long-pass-phrase-42")
@@ -237,5 +248,14 @@ def test_a_reader_finishes_a_reading_that_failed_late(
         expect(page.locator('[data-part="advice"]')).not_to_be_empty()
         reading = from_db(lambda: Reading.objects.get(owner__username="seoyeon"))
         assert reading.status == ReadingStatus.DONE
+
+        # The reading and its retry were the hour's two: the form says when to ask again,
+        # at the reader's own time of day.
+        page.get_by_role("link", name="다른 질문하기").click()
+        page.get_by_label("질문").fill("하나 더 물어봐도 될까요?")
+        page.get_by_role("button", name="카드 뽑기").click()
+        expect(page.get_by_role("alert")).to_contain_text(re.compile(r"\d\d:\d\d KST에 다시"))
+        expect(page.get_by_label("질문")).to_have_value("하나 더 물어봐도 될까요?")
+        problems += axe_problems(page, "home, throttled")
 
     assert not problems, "\n".join(problems)

@@ -1,6 +1,8 @@
 """Throttles: reading creation per user (settings' default, per-user and per-group rates,
 exemptions) and the token endpoint per client address; 429 with Retry-After."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 
@@ -118,6 +120,24 @@ def test_the_page_says_when_to_ask_again_in_the_readers_language(client, bob, ra
     again = client.post("/", ask, HTTP_ACCEPT_LANGUAGE="ko")
     assert again.status_code == 429
     assert "초 후에 다시 요청하세요" in again.content.decode()
+
+
+def test_a_long_wait_is_told_as_a_time_of_day_in_the_readers_own_zone(client, bob, rate):
+    from accounts.models import Profile
+
+    rate("1/hour")
+    Profile.objects.update_or_create(user=bob, defaults={"time_zone": "Asia/Seoul"})
+    client.force_login(bob)
+    session = client.session
+    session["time_zone"] = "Asia/Seoul"
+    session.save()
+    ask = {"spread": "three_card", "question": "다시?", "language": "ko"}
+    assert client.post("/", ask, HTTP_ACCEPT_LANGUAGE="ko").status_code == 302
+
+    again = client.post("/", ask, HTTP_ACCEPT_LANGUAGE="ko")
+
+    assert again.status_code == 429
+    assert re.search(r"\d\d:\d\d KST에 다시 요청하세요", again.content.decode())
 
 
 def test_estimates_are_throttled_per_user(bob, charlie, monkeypatch):
