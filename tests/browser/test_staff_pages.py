@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from allocation.models import CallOutcome, LLMCall
 from readings.models import Reading, ReadingStatus
@@ -127,10 +127,26 @@ def test_staff_pages_fit_desks_and_phones_pass_axe_and_show_money_plainly(live_s
                 )
                 problems.extend(f"{device} {path}: {finding}" for finding in found)
             check_money_formats(page, reading, problems, device)
+            check_scroll_hints(page, problems, device)
             context.close()
         browser.close()
 
     assert not problems, "\n".join(problems)
+
+
+def check_scroll_hints(page, problems, device):
+    """A report table wider than its box fades at the edge it continues past."""
+    page.goto("/reports/costs/")
+    boxes = page.locator(".table-scroll").all()
+    wide = [box for box in boxes if box.evaluate("b => b.scrollWidth > b.clientWidth + 1")]
+    if device == "phone":
+        assert wide, "on a phone, some report tables are wider than the screen"
+    for box in wide:
+        if box.get_attribute("data-more") != "right":
+            problems.append(f"{device} reports: a wide table gives no hint that it scrolls")
+    if wide:
+        wide[0].evaluate("b => b.scrollLeft = b.scrollWidth")
+        expect(wide[0]).to_have_attribute("data-more", "left")
 
 
 def cell_texts(page, selector: str) -> list[str]:
