@@ -1,7 +1,9 @@
 """A reader's journey on the reading page, in Debian's headless chromium, with everything real:
 uvicorn serving the ASGI app (the event stream needs it), a `manage.py qcluster` worker and
 the emulator. A new reader signs up, asks in Korean, watches the cards' text arrive while the
-reading is still being written, and finds the Korean reading in their history; no page has a
+reading is still being written, and finds the Korean reading in their history; on a phone, a
+reading that fails late is finished by a retry and the throttle speaks on the form; with the
+provider stopped a reading fails at once and is finished once it is back. No page has a
 serious or critical axe-core finding.
 """
 
@@ -17,12 +19,14 @@ from playwright.sync_api import expect, sync_playwright
 
 from allocation.models import ModelAllocation
 from allocation.staff_config import FRESH_S
-from benchmarks.workers import WebServer
+from benchmarks.workers import WebServer, WorkerCluster
 from budgets.models import QuotaOverride
+from emulator import Emulator, Knobs
 from readings.models import Reading, ReadingStatus
 from spreads.models import TaskType
 from tests.browser.test_staff_journey import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.test_staff_pages import AXE
+from tests.conftest import TEST_KNOBS
 from tests.worker.test_worker import qcluster_factory  # noqa: F401 - a fixture
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -257,5 +261,63 @@ def test_a_reader_finishes_a_reading_that_failed_late(
         expect(page.get_by_role("alert")).to_contain_text(re.compile(r"\d\d:\d\d KST에 다시"))
         expect(page.get_by_label("질문")).to_have_value("하나 더 물어봐도 될까요?")
         problems += axe_problems(page, "home, throttled")
+
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_reader_asks_while_the_provider_is_down_and_finishes_it_once_it_is_back(
+    emulator, tmp_path
+):
+    # A provider of this test's own, on a port that outlives it: stopped, then started again.
+    provider = Emulator(Knobs(**TEST_KNOBS)).start()
+    port, clusters = provider.port, []
+
+    def start_cluster():
+        clusters.append(
+            WorkerCluster(
+                workers=1,
+                base_url=provider.base_url,
+                extra_env={"Q_TIMEOUT_S": "8", "Q_RETRY_S": "10"},
+                log_path=tmp_path / "qcluster.log",
+            )
+        )
+        return clusters[-1]
+
+    problems = []
+    try:
+        with korean_reader(start_cluster, tmp_path, width=1400, height=900) as page:
+            page.goto("/accounts/signup/")
+            page.fill("#id_username", "jiho")
+            page.fill("#id_password1", "a-long-pass-phrase-42")
+            page.fill("#id_password2", "a-long-pass-phrase-42")
+            page.get_by_role("button", name="계정 만들기").click()
+            expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+
+            provider.stop()
+            page.get_by_label("켈틱 크로스").check()
+            page.get_by_label("질문").fill(QUESTION)
+            page.get_by_role("button", name="카드 뽑기").click()
+
+            # Nothing could be read: the page says so as a failure and offers to finish it.
+            status = page.get_by_role("status")
+            expect(status).to_have_class(re.compile(r"\berrors\b"), timeout=60_000)
+            expect(page.locator('[data-part="card-1"]')).to_be_empty()
+            finish = page.get_by_role("button", name="이 리딩 마저 읽기")
+            expect(finish).to_be_visible()
+            problems += axe_problems(page, "reading, provider down")
+
+            provider = Emulator(Knobs(**TEST_KNOBS), port=port).start()
+            finish.click()
+            expect(status).to_have_text("리딩이 완성되었습니다.", timeout=60_000)
+            for part in ["card-1", "card-10", "advice"]:
+                assert HANGUL.search(page.locator(f'[data-part="{part}"]').inner_text())
+    finally:
+        for cluster in clusters:
+            if cluster.process.poll() is None:
+                cluster.stop()
+        provider.stop()
 
     assert not problems, "\n".join(problems)
