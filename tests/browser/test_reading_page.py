@@ -72,6 +72,15 @@ def wait_for_sessions_to_end() -> None:
             time.sleep(0.1)
 
 
+def sign_up(page, username: str) -> None:
+    """On the sign-up page: a new reader's account, landing on the home page."""
+    page.fill("#id_username", username)
+    page.fill("#id_password1", "a-long-pass-phrase-42")
+    page.fill("#id_password2", "a-long-pass-phrase-42")
+    page.get_by_role("button", name="계정 만들기").click()
+    expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+
+
 def assert_laid_out_as_the_celtic_cross(page, *, width: int) -> None:
     """The map's boxes: a cross with its second card turned across the first, and the staff
     of four in a column beside it, read from the bottom up, all within the page's width."""
@@ -138,12 +147,7 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
         problems += axe_problems(page, "sign in")
         page.get_by_role("link", name="가입하기").first.click()
         problems += axe_problems(page, "sign up")
-        page.fill("#id_username", "minji")
-        page.fill("#id_password1", "a-long-pass-phrase-42")
-        page.fill("#id_password2", "a-long-pass-phrase-42")
-        page.get_by_role("button", name="계정 만들기").click()
-
-        expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+        sign_up(page, "minji")
         problems += axe_problems(page, "home")
         page.get_by_label("켈틱 크로스").check()  # the seeded names are translated
         page.get_by_label("질문").fill(QUESTION)
@@ -206,11 +210,7 @@ def test_a_reader_finishes_a_reading_that_failed_late(
     with korean_reader(qcluster_factory, tmp_path, width=390, height=844) as page:
         # A new reader signs up, signs out, and signs in again: each lands on the home page.
         page.goto("/accounts/signup/")
-        page.fill("#id_username", "seoyeon")
-        page.fill("#id_password1", "a-long-pass-phrase-42")
-        page.fill("#id_password2", "a-long-pass-phrase-42")
-        page.get_by_role("button", name="계정 만들기").click()
-        expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+        sign_up(page, "seoyeon")
         # Staff have given this reader two readings an hour (the web server sees a quota
         # within FRESH_S).
         from_db(
@@ -290,11 +290,7 @@ def test_a_reader_asks_while_the_provider_is_down_and_finishes_it_once_it_is_bac
     try:
         with korean_reader(start_cluster, tmp_path, width=1400, height=900) as page:
             page.goto("/accounts/signup/")
-            page.fill("#id_username", "jiho")
-            page.fill("#id_password1", "a-long-pass-phrase-42")
-            page.fill("#id_password2", "a-long-pass-phrase-42")
-            page.get_by_role("button", name="계정 만들기").click()
-            expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+            sign_up(page, "jiho")
 
             provider.stop()
             page.get_by_label("켈틱 크로스").check()
