@@ -81,6 +81,16 @@ def sign_up(page, username: str) -> None:
     expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
 
 
+def sign_out_and_in(page, username: str) -> None:
+    """Sign out from the header and in again: the reader lands on the home page."""
+    page.get_by_role("button", name=re.compile("로그아웃")).click()
+    page.get_by_label("사용자 이름").fill(username)
+    page.get_by_label("비밀번호").fill("a-long-pass-phrase-42")
+    page.get_by_role("button", name="로그인").click()
+    expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"^http://[^/]+/$"))
+
+
 def assert_laid_out_as_the_celtic_cross(page, *, width: int) -> None:
     """The map's boxes: a cross with its second card turned across the first, and the staff
     of four in a column beside it, read from the bottom up, all within the page's width."""
@@ -148,6 +158,7 @@ def test_a_new_reader_asks_in_korean_and_watches_the_reading_arrive(
         page.get_by_role("link", name="가입하기").first.click()
         problems += axe_problems(page, "sign up")
         sign_up(page, "minji")
+        sign_out_and_in(page, "minji")
         problems += axe_problems(page, "home")
         page.get_by_label("켈틱 크로스").check()  # the seeded names are translated
         page.get_by_label("질문").fill(QUESTION)
@@ -219,12 +230,7 @@ def test_a_reader_finishes_a_reading_that_failed_late(
             )
         )
         time.sleep(FRESH_S)
-        page.get_by_role("button", name=re.compile("로그아웃")).click()
-        page.get_by_label("사용자 이름").fill("seoyeon")
-        page.get_by_label("비밀번호").fill("a-long-pass-phrase-42")
-        page.get_by_role("button", name="로그인").click()
-        expect(page.get_by_role("heading", name="카드에게 묻기")).to_be_visible()
-        expect(page).to_have_url(re.compile(r"^http://[^/]+/$"))
+        sign_out_and_in(page, "seoyeon")
         page.get_by_label("켈틱 크로스").check()
         page.get_by_label("질문").fill(QUESTION)
         page.get_by_role("button", name="카드 뽑기").click()
