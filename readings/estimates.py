@@ -200,7 +200,7 @@ def estimate_reading(
     cached_in_reading: set[tuple] = set()
     written_by_phase: dict[int, set[tuple]] = {}
     estimate = ReadingEstimate()
-    for task, (parts, tool_chars), key, seen, (output_tokens, source) in zip(
+    for task, (parts, tool), key, seen, (output_tokens, source) in zip(
         plan, calls, keys, known, outputs, strict=True
     ):
         config = configs[task.task_type]
@@ -216,7 +216,7 @@ def estimate_reading(
             else 0,
             "own": sum(answered.get(t, 0) for t in feeds if t != TaskType.CARD_INTERPRETATION),
         }
-        breakpoints, whole = _breakpoints(parts, tool_chars, config.model, ratio, quoted)
+        breakpoints, whole = _breakpoints(parts, tool, config.model, ratio, quoted)
         read, writes = _cache_use(breakpoints, config.model, cached_in_reading)
         written_by_phase.setdefault(task.phase, set()).update(
             b.prefix
@@ -232,7 +232,7 @@ def estimate_reading(
             batched=batched,
         )
         quoted_at_worst = sum(configs[t.task_type].max_tokens for t in plan if t.task_type in feeds)
-        base, per_quoted = _worst(config, parts, tool_chars)
+        base, per_quoted = _worst(config, parts, tool)
         estimate.tasks.append(
             TaskEstimate(
                 task_type=task.task_type,
@@ -246,7 +246,7 @@ def estimate_reading(
                 worst_base_usd=base,
                 worst_per_quoted_token_usd=per_quoted,
                 key=key,
-                prompt_tokens=_prompt_tokens(parts, tool_chars),
+                prompt_tokens=_prompt_tokens(parts, tool),
                 cache_read_tokens=read,
                 cache_write_tokens=sum(writes.values()),
             )
@@ -259,18 +259,18 @@ def tokens(chars: int, chars_per_token: int = CHARS_PER_TOKEN) -> int:
     return math.ceil(chars / chars_per_token)
 
 
-def _prompt_tokens(parts: tuple[SizedPart, ...], tool_chars: int) -> int:
-    return tokens(tool_chars) + sum(tokens(p.chars) for p in parts)
+def _prompt_tokens(parts: tuple[SizedPart, ...], tool: str) -> int:
+    return tokens(len(tool)) + sum(tokens(p.chars) for p in parts)
 
 
 def _breakpoints(
-    parts: tuple[SizedPart, ...], tool_chars: int, model: str, ratio: float, quoted: dict
+    parts: tuple[SizedPart, ...], tool: str, model: str, ratio: float, quoted: dict
 ) -> tuple[list[_Breakpoint], float]:
     """The call's cache breakpoints and its whole input, in expected provider tokens. Tools
     come first in the provider's cache order, then the system, then the user message."""
-    estimated = tokens(tool_chars)
+    estimated = tokens(len(tool))
     total = estimated * ratio
-    prefix: tuple = (model, tool_chars)
+    prefix: tuple = (model, tool)
     found = []
     for i, part in enumerate(parts):
         answers = quoted.get(part.name, 0) + (quoted["own"] if i == len(parts) - 1 else 0)
@@ -317,14 +317,14 @@ def _cost(model: str, usage: TokenUsage) -> Decimal:
 
 
 def _worst(
-    config: AllocationConfig, parts: tuple[SizedPart, ...], tool_chars: int
+    config: AllocationConfig, parts: tuple[SizedPart, ...], tool: str
 ) -> tuple[Decimal, Decimal]:
     """What the task costs at worst, before the earlier answers it quotes, and per quoted
     token: the dearest model it may end on, answering at max_tokens. With prompt caching on,
     every input token is priced as a 1-hour cache write, the dearest way to send it: where
     the breakpoints fall depends on the mode, and an economy request that expires is sent
     again as a standard call with the standard's breakpoints."""
-    whole = tokens(tool_chars, WORST_CHARS_PER_TOKEN)
+    whole = tokens(len(tool), WORST_CHARS_PER_TOKEN)
     whole += sum(tokens(part.chars, WORST_CHARS_PER_TOKEN) for part in parts)
     base = _dearest(config, whole, output_tokens=config.max_tokens)
     per_million = _dearest(config, 1_000_000, output_tokens=0)

@@ -79,7 +79,7 @@ class SizedPart:
 @dataclass(frozen=True)
 class CallShape:
     key: str  # the prompt key its history is kept under
-    tool_chars: int  # the forced tool's definition, as JSON (0: none)
+    tool: str  # the forced tool's definition, as JSON ("": none)
     parts: tuple[PartShape, ...]  # system first, then the user message, in order
 
     def sized(self, question_growth: int, card_ratio: float) -> tuple[SizedPart, ...]:
@@ -108,10 +108,10 @@ class SpreadShape:
     reference_card_chars: int  # the reference cards' text, all positions together
 
     def sized_calls(self, question: str, cards: list[DrawnCard]):
-        """Each call's (parts, tool_chars) for this reading."""
+        """Each call's (parts, tool) for this reading."""
         growth = len(fence_question(question)) - len(LONG_QUESTION)
         ratio = sum(card_text_chars(c) for c in cards) / max(1, self.reference_card_chars)
-        return [(call.sized(growth, ratio), call.tool_chars) for call in self.calls]
+        return [(call.sized(growth, ratio), call.tool) for call in self.calls]
 
 
 def card_text_chars(drawn: DrawnCard) -> int:
@@ -194,7 +194,7 @@ def _measure(spread, positions, configs, plan, templates, language, economy) -> 
         calls.append(
             CallShape(
                 key=hashlib.blake2b(json.dumps(sent).encode(), digest_size=16).hexdigest(),
-                tool_chars=len(tool),
+                tool=tool,
                 parts=tuple(
                     PartShape(
                         name=part.name,
