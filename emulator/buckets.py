@@ -53,6 +53,10 @@ class TokenBucket:
         """Charge `cost` (the caller checked wait_s first). The level may go below zero."""
         self._level = self.level() - cost
 
+    def give_back(self, amount: float) -> None:
+        """Return part of an earlier charge (never above capacity)."""
+        self._level = min(self.capacity, self.level() + amount)
+
     def remaining(self) -> int:
         return max(0, math.floor(self.level()))
 

@@ -6,11 +6,10 @@ What a request is charged, and when, all at admission:
 - requests: 1.
 - input tokens: input_tokens + cache_creation_input_tokens. Cache reads are free against the
   limit, as on Anthropic's current models, which is what makes caching raise throughput.
-- output tokens: the answer's real output_tokens (the emulator knows them up front). Admission
-  only asks that the bucket is not empty, because a server cannot know the length of an answer
-  before writing it; the charge may then push the bucket into debt that later requests wait out.
-  (Anthropic estimates from max_tokens instead; the actual count keeps the emulator simple and
-  its numbers match the usage the client sees.)
+- output tokens: the request's max_tokens, as Anthropic estimates them when a request starts
+  (the answer's length is not known yet). Admission asks for that much in the bucket (at most
+  a full bucket); when the answer ends, the unused part is given back (`give_back`), as
+  Anthropic corrects its estimate to the tokens really written.
 """
 
 from __future__ import annotations
@@ -59,12 +58,12 @@ class RateLimiter:
 
     def admit(self, model: str, input_cost: int, output_cost: int) -> tuple[float, dict[str, str]]:
         """(seconds to wait, headers). Charges every bucket when the wait is 0, none otherwise,
-        so a refused request costs nothing."""
+        so a refused request costs nothing. `output_cost`: the request's max_tokens."""
         buckets = self._buckets(model)
         waits = [
             buckets.requests.wait_s(1) if buckets.requests else 0.0,
             buckets.input_tokens.wait_s(input_cost) if buckets.input_tokens else 0.0,
-            buckets.output_tokens.wait_s(1) if buckets.output_tokens else 0.0,
+            buckets.output_tokens.wait_s(output_cost) if buckets.output_tokens else 0.0,
         ]
         wait = max(waits)
         if wait == 0:
@@ -76,6 +75,12 @@ class RateLimiter:
                 if bucket is not None:
                     bucket.take(cost)
         return wait, self._headers(buckets)
+
+    def give_back(self, model: str, output_tokens: int) -> None:
+        """A request has ended: the part of its max_tokens it did not write returns."""
+        bucket = self._buckets(model).output_tokens
+        if bucket is not None and output_tokens > 0:
+            bucket.give_back(output_tokens)
 
     def headers(self, model: str) -> dict[str, str]:
         """The model's current headers, charging nothing (for 429s refused before the buckets)."""

@@ -143,9 +143,10 @@ class EmulatorApp:
 
         now = self._now()
         reply, usage, cache_use = self.answer_and_usage(prompt, now)
-        # Cache reads are not charged to the input-tokens bucket, as on Anthropic.
+        # Cache reads are not charged to the input-tokens bucket, as on Anthropic; output
+        # tokens are charged from max_tokens until the answer ends.
         wait_s, limit_headers = self.limiter.admit(
-            model, usage["input_tokens"] + cache_use.creation, reply.output_tokens
+            model, usage["input_tokens"] + cache_use.creation, prompt.max_tokens
         )
         if wait_s:
             return self._rate_limited(
@@ -178,6 +179,7 @@ class EmulatorApp:
             raise
         finally:
             self.stats.leave()
+            self.limiter.give_back(model, prompt.max_tokens - reply.output_tokens)
 
     def answer_and_usage(
         self, prompt: Prompt, now: float, service_tier: str = "standard"

@@ -75,6 +75,45 @@ def test_retry_after_comes_from_the_bucket_that_ran_out():
     assert caught.value.response.headers["retry-after"] == "10"
 
 
+def test_output_tokens_are_held_from_max_tokens_until_the_answer_ends():
+    # 6,000 output tokens a minute with a one-second burst: a 100-token bucket. Anthropic
+    # charges max_tokens when a request starts and gives the unused part back at its end.
+    slow = {"ttft_ms": 400, "ms_per_token": 0, "output_tokens_min": 20, "output_tokens_max": 20}
+
+    async def two_at_once(max_tokens):
+        async with anthropic.AsyncAnthropic(
+            base_url=emu.base_url, api_key="x", max_retries=0
+        ) as client:
+
+            async def ask():
+                return await client.messages.create(
+                    model=MODEL, max_tokens=max_tokens, messages=HELLO
+                )
+
+            first = asyncio.create_task(ask())
+            await asyncio.sleep(0.1)  # the first is being answered, its reservation held
+            return await asyncio.gather(first, ask(), return_exceptions=True)
+
+    with Emulator(Knobs(otpm=6_000, **slow)) as emu:
+        # max_tokens 100 holds the whole bucket while the first answer is written.
+        first, second = asyncio.run(two_at_once(100))
+        assert first.usage.output_tokens <= 20  # far below max_tokens
+        assert isinstance(second, anthropic.RateLimitError)
+
+        emu.reset()
+        # max_tokens 40 leaves room for a second call at once.
+        assert not any(isinstance(r, Exception) for r in asyncio.run(two_at_once(40)))
+
+        emu.reset()
+        with client_for(emu) as client:
+            call(client)  # max_tokens 100, 20 written: 80 come back at its end
+            # Without the 80 back the bucket would be near empty and this refused.
+            after = client.messages.with_raw_response.create(
+                model=MODEL, max_tokens=50, messages=HELLO
+            )
+        assert int(after.headers["anthropic-ratelimit-output-tokens-remaining"]) >= 30
+
+
 def test_each_model_has_its_own_buckets():
     with Emulator(Knobs(rpm=60, **FAST)) as emu, client_for(emu) as client:
         call(client, model="model-a")
