@@ -103,9 +103,10 @@ class Completion:
     result: Any = None  # what the answer format made of the answer
 
 
-# gate(model, input_estimate) -> an async context manager held for one HTTP call: the
-# per-reading bound and the global limiter. It yields a Permit, left through one of its exits.
-Gate = Callable[[str, int], AbstractAsyncContextManager[Permit]]
+# gate(model, input_estimate, max_tokens) -> an async context manager held for one HTTP call:
+# the per-reading bound and the global limiter. It yields a Permit, left through one of its
+# exits.
+Gate = Callable[[str, int, int], AbstractAsyncContextManager[Permit]]
 AttemptHook = Callable[[Attempt], Awaitable[None]]
 # on_send(attempt) -> the id of the call's log row, written pending just before the request
 # leaves (allocation/usage.py open_call); the attempt ends with that id in its call_id.
@@ -260,7 +261,7 @@ async def _send(
     input_estimate = max(
         1, estimate_input_tokens(prompt) - warm_prefixes.cached_tokens(model, prompt)
     )
-    async with gate(model, input_estimate) as permit:
+    async with gate(model, input_estimate, config.max_tokens) as permit:
         started_at = timezone.now()  # when the request leaves, not when it began to queue
         call_id = None
         if on_send is not None:

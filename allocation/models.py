@@ -354,6 +354,9 @@ class ModelState(models.Model):
     paused_until = models.FloatField(default=0, help_text="Unix time; the provider said wait.")
     adaptive = models.JSONField(default=dict, blank=True)
     breaker = models.JSONField(default=dict, blank=True)
+    bound = models.JSONField(
+        default=dict, blank=True, help_text="Seconds calls waited for each limit, by minute."
+    )
     transactions = models.PositiveBigIntegerField(
         default=0, help_text="The limiter's round trips to its store for this model."
     )
@@ -374,6 +377,9 @@ class Lease(models.Model):
     holder = models.CharField(max_length=100, help_text="host:pid of the process.")
     expires_at = models.FloatField(help_text="Unix time.")
     input_estimate = models.PositiveIntegerField(default=0)
+    output_reserve = models.PositiveIntegerField(
+        default=0, help_text="The call's max_tokens, held in the output bucket until it ends."
+    )
 
     class Meta:
         indexes = [

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 
 from asgiref.sync import sync_to_async
@@ -23,7 +24,7 @@ from django.db import connections
 from allocation.allocator import AllocationError
 from allocation.calls import TaskFailed, complete
 from allocation.client_pool import runtime
-from allocation.limiter import Permit, get_limiter
+from allocation.limiter import CallOrder, Permit, get_limiter
 from allocation.models import CallOutcome
 from allocation.usage import Attempt
 from readings import budgeting, live, store, task_runner
@@ -35,20 +36,8 @@ from spreads.prompt_sandbox import RenderBudgetExceeded
 logger = logging.getLogger(__name__)
 
 LAST_PHASE = 3
-# About one phase's time under load: a call of a reading created this much later may go
-# first if it has one more phase still to run.
-PHASE_LOOKAHEAD_S = 5.0
-
-
-def call_priority(created_at: float, phase: int) -> tuple:
-    """When a call may go, against every other call waiting for the same model in this
-    process (smaller first): its reading's age, brought forward by the work left after it.
-    Older readings finish first; but among readings created within a few phases of each
-    other, earlier phases go first, so every reading's later phases are ready before the
-    provider runs out of work (a burst ends with the provider busy until its last advice
-    call, not idle behind the last readings' card batches)."""
-    phases_left = LAST_PHASE - phase + 1
-    return (created_at - phases_left * PHASE_LOOKAHEAD_S,)
+# A reading dispatched later than this after it was asked for was held back by the fair queue.
+HELD_BACK = timedelta(seconds=2)
 
 
 # progress(task, status) is called as each task starts and ends (the `read` command's bar).
@@ -65,11 +54,18 @@ class CallTracker:
         self.peak = 0
 
     @asynccontextmanager
-    async def slot(self, model: str, input_estimate: int, *, priority: tuple = ()):
+    async def slot(
+        self,
+        model: str,
+        input_estimate: int,
+        max_tokens: int = 0,
+        *,
+        order: CallOrder | None = None,
+    ):
         async with self._semaphore:
             if self._use_global_limiter:
                 permits = get_limiter().permit(
-                    model, input_estimate=input_estimate, priority=priority
+                    model, input_estimate=input_estimate, max_tokens=max_tokens, order=order
                 )
             else:
                 permits = nullcontext(Permit())
@@ -226,8 +222,8 @@ class ReadingRun:
                     prompt=prompt,
                     config=config,
                     on_send=on_send,
-                    # Later phases of older readings first: finish what is started.
-                    gate=partial(self.tracker.slot, priority=self._priority(task)),
+                    # Among the calls waiting for the model: finish what was started.
+                    gate=partial(self.tracker.slot, order=self._order(task)),
                     on_attempt=on_attempt,
                     answer=answer,
                     on_text=text.add,
@@ -266,8 +262,20 @@ class ReadingRun:
         )
         self.progress(task, TaskStatus.DONE)
 
-    def _priority(self, task: ReadingTask) -> tuple:
-        return call_priority(self.state.reading.created_at.timestamp(), task.phase)
+    def _order(self, task: ReadingTask) -> CallOrder:
+        """The reading is the job. Its place is when it was asked for, or, if the fair queue
+        held it back, when the queue let it through; never when a worker happened to start
+        it (workers start a burst's readings in no particular order)."""
+        reading = self.state.reading
+        arrived = reading.created_at
+        if reading.dispatched_at and reading.dispatched_at - arrived > HELD_BACK:
+            arrived = reading.dispatched_at
+        return CallOrder(
+            job=reading.pk,
+            arrived_at=arrived.timestamp(),
+            stages_left=LAST_PHASE - task.phase + 1,
+            calls_left=sum(t.status != TaskStatus.DONE for t in self.state.tasks),
+        )
 
 
 # The longest a reading waiting for budget goes without asking again.

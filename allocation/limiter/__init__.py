@@ -10,6 +10,7 @@ Read in this order:
                   and reset sequences once; PostgresBackend and RedisBackend supply storage;
                   get_backend() picks one from settings.LLM_LIMITER_REDIS_URL
     holder.py     which process holds a lease (read after fork, never at import)
+    call_order.py which waiting call goes next (critical path, or arrival once limits bind)
     gate.py       the in-process side: Permit and its exits, queues, pollers, the clock,
                   lease renewal; get_limiter() gives the calling event loop's
 
@@ -17,13 +18,16 @@ Callers (the engine, the admin, the reports, the bench) use only what is exporte
 """
 
 from allocation.limiter.backends import LimiterBackend, get_backend
+from allocation.limiter.call_order import CallOrder
 from allocation.limiter.gate import BreakerOpen, GlobalLimiter, Permit, get_limiter
 from allocation.limiter.params import LimiterParams, get_params
-from allocation.limiter.state import Admission, CallReport, LimiterState, Snapshot
+from allocation.limiter.state import Admission, CallCost, CallReport, LimiterState, Snapshot
 
 __all__ = [
     "Admission",
     "BreakerOpen",
+    "CallCost",
+    "CallOrder",
     "CallReport",
     "GlobalLimiter",
     "LimiterBackend",

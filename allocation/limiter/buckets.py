@@ -3,9 +3,10 @@
 Token buckets refill continuously at the provider's per-minute rates, holding at most
 `burst_s` seconds of refill: Anthropic may enforce a per-minute limit over shorter intervals,
 so a whole minute's requests must not go out in one burst. Input tokens are charged on
-admission from an estimate and reconciled with the real usage afterwards; output tokens are
-unknown until the call ends, so they are charged then, and a bucket in debt admits nothing
-until it has refilled.
+admission from an estimate and reconciled with the real usage afterwards. Output tokens are
+charged as Anthropic charges them: the call's whole `max_tokens` on admission (its answer's
+length is unknown until it ends), and the unused part given back when it is settled. A
+bucket in debt admits nothing until it has refilled.
 """
 
 from dataclasses import dataclass, field
@@ -78,8 +79,11 @@ def admit(
     burst_s: float,
     now: float,
     reserve_within_s: float = 0.0,
+    output_reserve: int = 0,
 ) -> Decision:
-    """Admit (and charge) one call, or say how long to wait before asking again."""
+    """Admit (and charge) one call, or say how long to wait before asking again.
+    `output_reserve`: the call's max_tokens, held in the output bucket until it is settled
+    (0: unknown, the call only needs a bucket that is not in debt)."""
     if now < paused_until:
         return Decision(False, paused_until - now, "paused")
     if in_flight >= min(concurrency_limit, limits.max_concurrent_calls):
@@ -95,19 +99,31 @@ def admit(
     if buckets.input_tokens < needed:
         deficit = needed - buckets.input_tokens
         return Decision(False, deficit / per_second(limits.input_tokens_per_minute), "itpm")
-    if buckets.output_tokens <= 0:
-        deficit = 1 - buckets.output_tokens
+    # The same rule for the reservation: a max_tokens above the bucket waits for a full one.
+    needed = min(max(output_reserve, 1), capacity(limits.output_tokens_per_minute, burst_s))
+    if buckets.output_tokens < needed:
+        deficit = needed - buckets.output_tokens
         return Decision(False, deficit / per_second(limits.output_tokens_per_minute), "otpm")
     buckets.requests -= 1
     buckets.input_tokens -= input_estimate
+    buckets.output_tokens -= output_reserve
     next_in = (1 - buckets.requests) / per_second(limits.requests_per_minute) - reserve_within_s
     return Decision(True, wait_s=delay, reason="reserved" if delay else "", next_in_s=next_in)
 
 
-def settle(buckets: Buckets, *, input_estimate: int, input_used: int, output_used: int) -> None:
-    """Charge what the call really used, now that it is known."""
+def settle(
+    buckets: Buckets,
+    *,
+    input_estimate: int,
+    input_used: int,
+    output_used: int,
+    output_reserved: int = 0,
+) -> None:
+    """Charge what the call really used, now that it is known: the input estimate corrected,
+    the unused part of the output reservation given back at once (as Anthropic corrects its
+    max_tokens estimate when a call ends)."""
     buckets.input_tokens += input_estimate - input_used
-    buckets.output_tokens -= output_used
+    buckets.output_tokens += output_reserved - output_used
 
 
 def per_second(per_minute: int) -> float:

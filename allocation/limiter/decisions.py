@@ -5,11 +5,13 @@ loading, locking and storing are the backend's. The arithmetic itself lives in t
 these combine: admission.py (buckets), adaptive_limit.py (AIMD), circuit_breaker.py.
 """
 
+from dataclasses import replace
+
 from allocation.adaptive_limit import AimdLimit
 from allocation.circuit_breaker import CircuitBreaker
 from allocation.limiter.buckets import Buckets, Decision, Limits, admit, capacity, refill, settle
 from allocation.limiter.params import LimiterParams
-from allocation.limiter.state import CallReport, LimiterState
+from allocation.limiter.state import CallCost, CallReport, LimiterState, Wait
 from allocation.outcomes import CallOutcome
 from allocation.retry_policy import retry_after_from_headers
 
@@ -32,6 +34,7 @@ def decide_admission(
     input_estimate: int,
     params: LimiterParams,
     now: float,
+    output_reserve: int = 0,
 ) -> Decision:
     """Refill the buckets, then admit (and charge) one call or say how long to wait."""
     buckets = _buckets(state, limits, params, now)
@@ -46,6 +49,7 @@ def decide_admission(
         burst_s=params.burst_s,
         now=now,
         reserve_within_s=params.reserve_s,
+        output_reserve=output_reserve,
     )
     _store_buckets(state, buckets)
     return decision
@@ -60,6 +64,7 @@ def apply_outcome(
     in_flight: int,
     params: LimiterParams,
     now: float,
+    output_reserved: int = 0,
 ) -> str | None:
     """Settle a finished call into the buckets, the controller and the breaker.
 
@@ -73,6 +78,7 @@ def apply_outcome(
             input_estimate=input_estimate,
             input_used=report.input_tokens,
             output_used=report.output_tokens,
+            output_reserved=output_reserved,
         )
         if outcome == CallOutcome.RATE_LIMITED:
             # The provider counted differently from us: trust it and start from empty.
@@ -120,6 +126,38 @@ def apply_outcome(
     return None
 
 
+def give_back_reservation(
+    state: LimiterState, limits: Limits, *, output_reserved: int, params: LimiterParams, now: float
+) -> None:
+    """An ignored call (cancelled, or our own bug): its output reservation returns whole. Its
+    input stays charged: the request may have reached the provider."""
+    buckets = _buckets(state, limits, params, now)
+    settle(buckets, input_estimate=0, input_used=0, output_used=0, output_reserved=output_reserved)
+    _store_buckets(state, buckets)
+
+
+def next_admission_in(
+    state: LimiterState,
+    limits: Limits,
+    cost: CallCost,
+    *,
+    in_flight: int,
+    params: LimiterParams,
+    now: float,
+) -> Decision:
+    """What asking for `cost` now would answer, changing nothing: how long a waiting call
+    should sleep before asking (0: ask now), and what it would wait for."""
+    return decide_admission(
+        replace(state),
+        limits,
+        in_flight=in_flight,
+        input_estimate=cost.input_tokens,
+        output_reserve=cost.max_tokens,
+        params=params,
+        now=now,
+    )
+
+
 def _buckets(state: LimiterState, limits: Limits, params: LimiterParams, now: float) -> Buckets:
     if state.refilled_at == 0:
         return Buckets.full(limits, params.burst_s, now)
@@ -155,3 +193,40 @@ def _int_header(headers, name: str) -> int | None:
         return int(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+# How long the record of waits goes back (the advisor's "last hour").
+BOUND_HISTORY_S = 3600
+
+
+def record_waits(state: LimiterState, waits: list[Wait], *, now: float) -> None:
+    """Add what calls waited for to the model's record: seconds per limit per minute. Waits
+    of several processes overlap; each moment is counted once per limit."""
+    if not waits:
+        return
+    minutes = state.bound.setdefault("minutes", {})
+    until = state.bound.setdefault("until", {})
+    for wait in waits:
+        start = max(wait.start, until.get(wait.limit, 0.0))
+        if wait.end <= start:
+            continue
+        until[wait.limit] = wait.end
+        while start < wait.end:
+            minute = int(start // 60) * 60
+            stop = min(wait.end, minute + 60)
+            counts = minutes.setdefault(str(minute), {})
+            counts[wait.limit] = round(counts.get(wait.limit, 0.0) + stop - start, 3)
+            start = stop
+    oldest = now - BOUND_HISTORY_S - 60
+    for minute in [m for m in minutes if int(m) < oldest]:
+        del minutes[minute]
+
+
+def seconds_bound(state: LimiterState, *, since: float) -> dict[str, float]:
+    """Seconds the model's calls waited for each limit since `since` (whole minutes)."""
+    totals: dict[str, float] = {}
+    for minute, counts in (state.bound or {}).get("minutes", {}).items():
+        if int(minute) + 60 > since:
+            for limit, seconds in counts.items():
+                totals[limit] = totals.get(limit, 0.0) + seconds
+    return totals

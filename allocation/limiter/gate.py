@@ -1,17 +1,19 @@
-"""The in-process gate over a backend: permits, per-model priority queues, a poller per
-model, the shared clock and the lease renewer.
+"""The in-process gate over a backend: permits, per-model queues, a poller per model, the
+shared clock and the lease renewer.
 
-Callers wait in one queue per model, ordered by priority (later phases and older readings
-first, so readings in progress finish before new ones start), and only the head of the
-queue asks the backend: one poller per model per process, not one per call. Between asks
-the poller sleeps until the buckets say a slot may be free, or until a release in this
-process wakes it (`ModelQueue.notify`); a slot freed by another process is seen at the
-next ask. Waking on other processes' releases too is a matter of calling `notify` from a
-backend's notification (LISTEN/NOTIFY, pub/sub): nothing else here would change.
+Callers wait in one queue per model, in the order call_order.py gives (the critical path
+while capacity is plentiful, arrival order once the limits bind hard), and only the first
+of the queue ask the backend: one poller per model per process, not one per call.
+
+The poller does not poll. Every answer says when asking again could succeed: a refusal
+how long its bucket needs to refill, an admission when the next request token is due, and
+a release in this process (which gives back tokens) what the first waiting call would be
+answered now. The poller sleeps until then, or until a release tells it anew, asking at
+least every `max_wait_s` for what other processes gave back meanwhile. A call therefore
+costs the limiter about two round trips (admission, release) however long it waits.
 """
 
 import asyncio
-import heapq
 import itertools
 import logging
 import math
@@ -19,13 +21,16 @@ import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 
+from allocation.limiter import call_order
 from allocation.limiter.backends import LimiterBackend, get_backend
+from allocation.limiter.call_order import CallOrder, Pace
 from allocation.limiter.params import LimiterParams, get_params
-from allocation.limiter.state import CallReport
+from allocation.limiter.state import CallCost, CallReport, Wait
 from allocation.outcomes import FAILURES, CallOutcome
 
 logger = logging.getLogger(__name__)
@@ -140,37 +145,64 @@ class SharedClock:
         return time.time() + self._offset
 
 
+@dataclass(eq=False)
+class Waiting:
+    """One call waiting for a slot."""
+
+    cost: CallCost
+    order: CallOrder | None
+    seq: int
+    future: asyncio.Future
+
+
 class ModelQueue:
-    """The callers of this process waiting for one model, by priority, and the event that
-    wakes its poller early."""
+    """The callers of this process waiting for one model, the poller that asks for them, and
+    what the poller knows about when asking again could succeed."""
 
     def __init__(self):
-        self.entries: list = []
+        self.entries: list[Waiting] = []
         self.wakeup = asyncio.Event()
         self.poller: asyncio.Task | None = None
-        # Why the poller sleeps: only a wait for a concurrency slot ends early on a release.
-        # Waiting for the buckets to refill, a release changes nothing, and asking anyway
-        # would cost a refused transaction per release.
-        self.waiting_for_slot = True
-        # Asking before this (time.monotonic()) would be refused; for_slot: what it waits for.
+        self.pace = Pace()
+        # Asking before this (time.monotonic()) would be refused, for `reason`.
         self.not_before = 0.0
-        self.for_slot = True
+        self.reason = ""
+        # What the callers waited for since the poller last asked, for the shared record.
+        self.waits: list[Wait] = []
 
-    async def wait(self, timeout: float, *, for_slot: bool = True) -> None:
-        """Sleep until notified (if waiting for a slot) or `timeout` seconds have passed."""
-        self.waiting_for_slot = for_slot
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
-        self.waiting_for_slot = True
+    def in_order(self, limit: int | None = None) -> list[Waiting]:
+        """The waiting calls, the one that goes first first (call_order.py)."""
+        arrival_first = self.pace.arrival_first(time.monotonic())
+        keys = call_order.keys([e.order for e in self.entries], arrival_first=arrival_first)
+        ranked = sorted(zip(keys, self.entries, strict=True), key=lambda p: (*p[0], p[1].seq))
+        return [entry for _, entry in ranked[:limit]]
+
+    def head_cost(self) -> CallCost | None:
+        waiting = [e for e in self.in_order(1) if not e.future.done()]
+        return waiting[0].cost if waiting else None
+
+    def ask_after(self, wait_s: float, reason: str) -> None:
+        """Asking again is worth it after `wait_s` seconds (0: now); wake the poller to
+        sleep for that long instead."""
+        self.not_before, self.reason = time.monotonic() + wait_s, reason
+        self.wakeup.set()
 
     def notify(self) -> None:
-        """A slot may be free: let the poller ask again now, if a slot is what it waits for."""
-        if self.waiting_for_slot:
-            self.wakeup.set()
+        """A slot was given back: a poller waiting for one asks again now."""
+        if self.reason == "concurrency":
+            self.ask_after(0.0, "")
 
-    def remove(self, entry: tuple) -> None:
+    async def sleep(self, timeout: float) -> bool:
+        """Sleep until woken (True) or `timeout` seconds have passed (False)."""
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
+        except TimeoutError:
+            return False
+        self.wakeup.clear()
+        return True
+
+    def remove(self, entry: Waiting) -> None:
         self.entries.remove(entry)
-        heapq.heapify(self.entries)
 
 
 class GlobalLimiter:
@@ -182,13 +214,24 @@ class GlobalLimiter:
         self._queues: dict[str, ModelQueue] = {}
         self._order = itertools.count()
         self._renewer: asyncio.Task | None = None
+        # This loop's leases: when each was taken, and last renewed (time.monotonic()).
+        self._held: dict[int, tuple[float, float]] = {}
 
     @asynccontextmanager
-    async def permit(self, model: str, *, input_estimate: int, priority: tuple = ()):
+    async def permit(
+        self,
+        model: str,
+        *,
+        input_estimate: int,
+        max_tokens: int = 0,
+        order: CallOrder | None = None,
+    ):
         """Wait for a slot (raises BreakerOpen if the model's circuit is open), hold it for
-        the block, give it back with what the block's exit reported."""
+        the block, give it back with what the block's exit reported. `max_tokens` is held in
+        the output bucket until then; `order` places the call among the waiting ones."""
         params, backend = get_params(), get_backend()
-        lease_id, delay_s = await self._acquire(model, input_estimate, priority, params, backend)
+        cost = CallCost(input_estimate, max_tokens)
+        lease_id, delay_s = await self._acquire(model, cost, order, params, backend)
         permit = Permit()
         try:
             if delay_s > 0:
@@ -201,15 +244,25 @@ class GlobalLimiter:
             raise RuntimeError(f"a permit for {model} was left without an exit")
 
     async def _release(self, backend, lease_id, model, report, params) -> None:
+        queue = self._queue(model)
+        admitted_at, _ = self._held.pop(lease_id, (None, None))
+        if report is not None and admitted_at is not None:
+            queue.pace.released(time.monotonic() - admitted_at)
         now = await self._clock.now(params, backend)
-        await on_limiter_thread(backend.release)(lease_id, model, report, params=params, now=now)
-        self._queue(model).notify()
+        hint = await on_limiter_thread(backend.release)(
+            lease_id, model, report, params=params, now=now, next_cost=queue.head_cost()
+        )
+        if hint is not None:
+            # The release says when the next waiting call could go: no asking before then.
+            queue.ask_after(hint.wait_s, hint.reason)
+        else:
+            queue.notify()
 
-    async def _acquire(self, model, input_estimate, priority, params, backend) -> tuple[int, float]:
+    async def _acquire(self, model, cost, order, params, backend) -> tuple[int, float]:
         self._ensure_renewer()
         future = asyncio.get_running_loop().create_future()
         queue = self._queue(model)
-        heapq.heappush(queue.entries, (priority, next(self._order), input_estimate, future))
+        queue.entries.append(Waiting(cost, order, next(self._order), future))
         if queue.poller is None or queue.poller.done():
             queue.poller = asyncio.create_task(self._poll(model, queue, params, backend))
         return await future
@@ -220,53 +273,63 @@ class GlobalLimiter:
             # empty queue too: it waits like the others instead of being refused first.
             pause = queue.not_before - time.monotonic()
             if pause > 0:
-                await queue.wait(min(params.max_wait_s, pause), for_slot=queue.for_slot)
-                queue.not_before = 0.0
-            # The waiting callers in priority order, asked for in one step; a cancelled
-            # caller's entry is dropped on the way.
-            entries = heapq.nsmallest(ASK_AT_ONCE, queue.entries)
-            for entry in [e for e in entries if e[3].done()]:
+                began, reason = await self._clock.now(params, backend), queue.reason
+                woken = await queue.sleep(min(params.max_wait_s, pause))
+                queue.waits.append(Wait(reason, began, await self._clock.now(params, backend)))
+                if woken:
+                    continue  # told anew when to ask (a release): sleep for that instead
+            # The waiting callers in order, asked for in one step; a cancelled caller's
+            # entry is dropped on the way.
+            entries = queue.in_order(ASK_AT_ONCE)
+            for entry in [e for e in entries if e.future.done()]:
                 queue.remove(entry)
                 entries.remove(entry)
             if not entries:
                 continue
+            waits, queue.waits = queue.waits, []
             # Cleared before asking, so a release that lands while we ask is not missed.
             queue.wakeup.clear()
             try:
                 answers = await on_limiter_thread(backend.try_acquire_many)(
                     model,
-                    input_estimates=[entry[2] for entry in entries],
+                    costs=[entry.cost for entry in entries],
                     params=params,
                     now=await self._clock.now(params, backend),
+                    waits=[w for w in waits if w.limit],
                 )
             except Exception as exc:  # noqa: BLE001 - hand the backend's error to the caller
                 answers = [exc]
-            # Callers with a higher priority may have joined meanwhile: settle the entries we
-            # asked for, not whatever is at the head now.
-            wait_s, for_slot = 0.0, True
+            # Callers placed earlier may have joined meanwhile: settle the entries we asked
+            # for, not whatever is first now.
+            wait_s, reason = 0.0, ""
             for entry, answer in zip(entries, answers, strict=False):
-                future = entry[3]
+                future = entry.future
                 if isinstance(answer, Exception):
                     queue.remove(entry)
                     if not future.done():
                         future.set_exception(answer)
                 elif answer.lease_id is not None:
                     queue.remove(entry)
+                    now = time.monotonic()
+                    queue.pace.admitted(now)
+                    self._held[answer.lease_id] = (now, now)
                     if future.done():  # cancelled while we asked: give the slot back
                         await self._release(backend, answer.lease_id, model, None, params)
                     else:
                         future.set_result((answer.lease_id, answer.delay_s))
-                    # The buckets say when another call could go: asking sooner is refused.
-                    wait_s, for_slot = answer.next_in_s, False
+                    # The request bucket says when another call could go: not sooner.
+                    wait_s, reason = answer.next_in_s, "rpm"
                 elif answer.breaker_open:
                     queue.remove(entry)
                     if not future.done():
                         future.set_exception(BreakerOpen(model))
                 else:
-                    wait_s = max(answer.wait_s, 0.001)
-                    for_slot = answer.reason == "concurrency"
+                    wait_s, reason = max(answer.wait_s, 0.001), answer.reason
             if wait_s > 0:
-                queue.not_before, queue.for_slot = time.monotonic() + wait_s, for_slot
+                at = time.monotonic() + wait_s
+                if queue.wakeup.is_set():  # a release told us meanwhile: the sooner holds
+                    at, reason = min((at, reason), (queue.not_before, queue.reason))
+                queue.not_before, queue.reason = at, reason
 
     def _queue(self, model: str) -> ModelQueue:
         queue = self._queues.get(model)
@@ -280,7 +343,13 @@ class GlobalLimiter:
 
     async def _renew_forever(self):
         while True:
-            await asyncio.sleep(get_params().lease_ttl_s / 3)
+            every_s = get_params().lease_ttl_s / 3
+            await asyncio.sleep(every_s)
+            # Only leases that would expire within two thirds of their lifetime need it: most
+            # calls end long before, and a round trip for nothing is a round trip.
+            due = time.monotonic() - every_s
+            if not any(renewed <= due for _, renewed in self._held.values()):
+                continue
             # Read each round: settings say which backend holds this process's leases.
             params, backend = get_params(), get_backend()
             try:
@@ -288,6 +357,10 @@ class GlobalLimiter:
                 await on_limiter_thread(backend.renew)(params, now)
             except Exception:  # noqa: BLE001 - try again next round; leases outlive one miss
                 logger.exception("could not renew leases")
+                continue
+            renewed_at = time.monotonic()
+            for lease_id, (admitted_at, _) in self._held.items():
+                self._held[lease_id] = (admitted_at, renewed_at)
 
 
 _limiters: dict[tuple[int, int], GlobalLimiter] = {}

@@ -25,8 +25,10 @@ class LimiterParams:
     # Waiting for a free slot held by another process: how often the queue head asks again
     # (a release in this process wakes it at once).
     poll_s: float = 0.5
-    # Never sleep longer than this between asks, whatever the buckets say: limits may change.
-    max_wait_s: float = 1.0
+    # Never sleep longer than this between asks, whatever the buckets say: other processes
+    # give tokens back too, and staff may change the limits. Long enough that a call waiting
+    # out a token bucket's debt costs no round trips beyond its admission and release.
+    max_wait_s: float = 5.0
     # How often a process re-measures its clock against the shared server's.
     clock_refresh_s: float = 60.0
     aimd: AimdParams = field(default_factory=AimdParams)

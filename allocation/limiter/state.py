@@ -21,6 +21,9 @@ class LimiterState:
     paused_until: float = 0.0
     adaptive: dict = field(default_factory=dict)
     breaker: dict = field(default_factory=dict)
+    # Which limit held calls back, and for how long: seconds per limit per minute over the
+    # last hour, each moment counted once however many calls waited (decisions.record_waits).
+    bound: dict = field(default_factory=dict)
     # The limiter's own round trips to its store for this model, across every process: each
     # sequence, plus the limit reads, lease renewals and clock reads a process made since its
     # last sequence. What the limiter costs per call (`manage.py bench` reports it).
@@ -50,6 +53,16 @@ class Admission:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """A stretch of time a process's calls to a model waited for `limit` ("rpm", "itpm",
+    "otpm", "concurrency" or "paused"), in Unix seconds on the backend server's clock."""
+
+    limit: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class CallReport:
     """How a permitted call ended, as its permit's exit reported it."""
 
@@ -61,12 +74,24 @@ class CallReport:
 
 
 @dataclass(frozen=True)
+class CallCost:
+    """What one call is charged on admission: its estimated input tokens (cache reads left
+    out, as the provider counts them) and its max_tokens, reserved from the output bucket
+    until the call is settled."""
+
+    input_tokens: int
+    max_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class LeaseInfo:
-    """One call in flight: who holds it, until when, and the input tokens it reserved."""
+    """One call in flight: who holds it, until when, and the input and output tokens it
+    reserved."""
 
     holder: str
     expires_at: float
     input_estimate: int = 0
+    output_reserve: int = 0
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,15 @@ from allocation.limiter import decisions
 from allocation.limiter.buckets import Limits
 from allocation.limiter.holder import current_holder
 from allocation.limiter.params import LimiterParams
-from allocation.limiter.state import Admission, CallReport, LeaseInfo, LimiterState, Snapshot
+from allocation.limiter.state import (
+    Admission,
+    CallCost,
+    CallReport,
+    LeaseInfo,
+    LimiterState,
+    Snapshot,
+    Wait,
+)
 from allocation.models import LimitChange, ModelLimit
 
 logger = logging.getLogger(__name__)
@@ -39,10 +47,18 @@ class Locked:
     """One model's state as a backend loaded it for one sequence, held (locked or watched)
     until the sequence's writes are stored, and the lease writes the sequence asks for."""
 
-    def __init__(self, state: LimiterState, lease: LeaseInfo | None, count: Callable[[], int]):
+    def __init__(
+        self,
+        state: LimiterState,
+        lease: LeaseInfo | None,
+        count: Callable[[], int],
+        limits: Limits | None,
+    ):
         self.state = state
         # The lease the sequence names (release), or None when there is none or it is gone.
         self.lease = lease
+        # Staff's limits for the model (None: none configured), read with the state.
+        self.limits = limits
         self._count = count
         self._in_flight: int | None = None
         self.new_leases: list[LeaseInfo] = []  # store these leases, return their ids
@@ -64,40 +80,53 @@ class LimiterBackend:
     # --- The sequences (callers use these; subclasses leave them alone) ------------------
 
     def try_acquire(
-        self, model: str, *, input_estimate: int, params: LimiterParams, now: float
+        self,
+        model: str,
+        *,
+        input_estimate: int,
+        params: LimiterParams,
+        now: float,
+        max_tokens: int = 0,
     ) -> Admission:
         """Ask for one slot for a call to `model` now (try_acquire_many for one call)."""
-        return self.try_acquire_many(
-            model, input_estimates=[input_estimate], params=params, now=now
-        )[0]
+        cost = CallCost(input_estimate, max_tokens)
+        return self.try_acquire_many(model, costs=[cost], params=params, now=now)[0]
 
     def try_acquire_many(
-        self, model: str, *, input_estimates: list[int], params: LimiterParams, now: float
+        self,
+        model: str,
+        *,
+        costs: list[CallCost],
+        params: LimiterParams,
+        now: float,
+        waits: list[Wait] = (),
     ) -> list[Admission]:
         """Ask for slots for calls to `model` now, in order: the breaker, then the buckets and
         the concurrency limit decide, in one atomic step shared by every process. Returns an
         Admission per call admitted (a lease held by this process until `release`, renewed
         by `renew`, else expiring after params.lease_ttl_s), then, if one was refused, its
         refusal (how long to wait): calls after a refused one are not asked for. One step
-        for the waiting calls of a process instead of one each."""
-        limits = limits_for(model)  # staff's configuration: read before taking the lock
+        for the waiting calls of a process instead of one each. `waits`: what this process's
+        calls waited for since its last sequence, for the record (decisions.record_waits)."""
         self.register(model)
         round_trips = 1 + take_uncounted()
 
         def decide(locked: Locked):
             locked.state.transactions += round_trips
+            decisions.record_waits(locked.state, list(waits), now=now)
             locked.new_leases = []
             allowed, change = decisions.ask_breaker(locked.state, params, now)
             if not allowed:
                 return [Admission(breaker_open=True)], change, locked.state
             answers = []
-            for input_estimate in input_estimates:
-                if limits is not None:  # no limits configured: count the call, admit it
+            for cost in costs:
+                if locked.limits is not None:  # no limits configured: count the call, admit it
                     decision = decisions.decide_admission(
                         locked.state,
-                        limits,
+                        locked.limits,
                         in_flight=locked.in_flight() + len(locked.new_leases),
-                        input_estimate=input_estimate,
+                        input_estimate=cost.input_tokens,
+                        output_reserve=cost.max_tokens,
                         params=params,
                         now=now,
                     )
@@ -115,7 +144,8 @@ class LimiterBackend:
                     LeaseInfo(
                         holder=current_holder(),
                         expires_at=now + params.lease_ttl_s,
-                        input_estimate=input_estimate,
+                        input_estimate=cost.input_tokens,
+                        output_reserve=cost.max_tokens if locked.limits is not None else 0,
                     )
                 )
             return answers, change, locked.state
@@ -138,33 +168,65 @@ class LimiterBackend:
         *,
         params: LimiterParams,
         now: float,
-    ) -> None:
+        next_cost: CallCost | None = None,
+        waits: list[Wait] = (),
+    ) -> Admission | None:
         """Give a slot back. With a report, the call's outcome settles the buckets (real
-        tokens for estimated ones), feeds the controller and the breaker. Without one the
-        call is ignored (cancelled, or our own bug): the slot returns and nothing is learned,
-        as Netflix's Listener.onIgnore."""
-        limits = limits_for(model) if report is not None else None
+        tokens for estimated ones, the unused output reservation returned), feeds the
+        controller and the breaker. Without one the call is ignored (cancelled, or our own
+        bug): the slot and its output reservation return and nothing is learned, as
+        Netflix's Listener.onIgnore.
+
+        `next_cost`: the call this process would ask for next. Returns, for it, what asking
+        right after this release would answer (a refusal's wait_s and reason, or wait_s 0),
+        without admitting it: the asker sleeps until then instead of polling."""
         round_trips = 1 + take_uncounted()
 
         def decide(locked: Locked):
             locked.state.transactions += round_trips
+            decisions.record_waits(locked.state, list(waits), now=now)
             locked.drop_lease = True
-            if report is None:
-                return None, locked.state
-            change = decisions.apply_outcome(
-                locked.state,
-                limits,
-                report,
-                input_estimate=locked.lease.input_estimate if locked.lease else 0,
-                in_flight=locked.in_flight(),
-                params=params,
-                now=now,
-            )
-            return change, locked.state
+            lease, limits = locked.lease, locked.limits
+            change = None
+            if report is not None:
+                change = decisions.apply_outcome(
+                    locked.state,
+                    limits,
+                    report,
+                    input_estimate=lease.input_estimate if lease else 0,
+                    output_reserved=lease.output_reserve if lease else 0,
+                    in_flight=locked.in_flight(),
+                    params=params,
+                    now=now,
+                )
+            elif limits is not None and lease is not None and lease.output_reserve:
+                decisions.give_back_reservation(
+                    locked.state,
+                    limits,
+                    output_reserved=lease.output_reserve,
+                    params=params,
+                    now=now,
+                )
+            hint = None
+            if next_cost is not None:
+                hint = Admission()
+                if limits is not None:
+                    decision = decisions.next_admission_in(
+                        locked.state,
+                        limits,
+                        next_cost,
+                        in_flight=locked.in_flight() - (lease is not None),
+                        params=params,
+                        now=now,
+                    )
+                    if not decision.admitted:
+                        hint = Admission(wait_s=decision.wait_s, reason=decision.reason)
+            return change, locked.state, hint
 
-        (change, state), _ = self.atomically(model, now=now, lease_id=lease_id, decide=decide)
+        (change, state, hint), _ = self.atomically(model, now=now, lease_id=lease_id, decide=decide)
         if change:
             log_change(model, state, reason=change)
+        return hint
 
     def renew(self, params: LimiterParams, now: float) -> int:
         """Extend every lease this process holds by params.lease_ttl_s from `now`, so that
@@ -196,7 +258,8 @@ class LimiterBackend:
         self, model: str, *, now: float, lease_id: int | None, decide: Callable[[Locked], T]
     ) -> tuple[T, int | None]:
         """Load `model`'s state (a fresh LimiterState if none), the lease `lease_id` if given
-        and still there, and a way to count unexpired leases at `now`; call decide(locked);
+        and still there, a way to count unexpired leases at `now`, and the model's limits
+        (`limits_for`, or read with the state); call decide(locked);
         then store locked.state, delete the named lease if locked.drop_lease, and store
         locked.new_leases, all as one atomic step: no other process may act on the
         model between the load and the store. `decide` may be called again if the step has
@@ -227,10 +290,11 @@ class LimiterBackend:
         raise NotImplementedError
 
 
-# Staff's limits change seldom, yet every admission and release needs them: read from the
-# database at most once per LIMITS_CACHE_S per model and process, so a call costs the limiter
-# two transactions (admission, release), not four. An edit in the admin clears this process's
-# copy at once (signals below) and reaches the other processes within LIMITS_CACHE_S.
+# Staff's limits change seldom, yet every admission and release needs them. Postgres reads
+# them in the same message as the state (no round trip of their own); a backend that keeps
+# its state elsewhere reads them from the database at most once per LIMITS_CACHE_S per model
+# and process. An edit in the admin clears this process's copy at once (signals below) and
+# reaches the other processes within LIMITS_CACHE_S.
 LIMITS_CACHE_S = 2.0
 _limits_cache: dict[str, tuple[float, Limits | None]] = {}
 
@@ -272,18 +336,28 @@ post_delete.connect(forget_limits, sender=ModelLimit)
 
 
 def _read_limits(model: str) -> Limits | None:
+    return read_limits([model])[model]
+
+
+def read_limits(models: list[str]) -> dict[str, Limits | None]:
+    """Each model's limits (its own row, else the "*" row, else None), in one query."""
     rows = {
-        row.model: row for row in ModelLimit.objects.filter(model__in=[model, ModelLimit.DEFAULT])
+        row.model: row for row in ModelLimit.objects.filter(model__in=[*models, ModelLimit.DEFAULT])
     }
-    row = rows.get(model) or rows.get(ModelLimit.DEFAULT)
-    if row is None:
-        return None
-    return Limits(
-        row.requests_per_minute,
-        row.input_tokens_per_minute,
-        row.output_tokens_per_minute,
-        row.max_concurrent_calls,
-    )
+    found = {}
+    for model in models:
+        row = rows.get(model) or rows.get(ModelLimit.DEFAULT)
+        found[model] = None if row is None else Limits(*(getattr(row, n) for n in LIMIT_COLUMNS))
+    return found
+
+
+# ModelLimit's columns, in the order of Limits' fields.
+LIMIT_COLUMNS = (
+    "requests_per_minute",
+    "input_tokens_per_minute",
+    "output_tokens_per_minute",
+    "max_concurrent_calls",
+)
 
 
 def log_change(model: str, state: LimiterState, *, reason: str) -> None:

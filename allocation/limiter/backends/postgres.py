@@ -22,9 +22,10 @@ from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from allocation.limiter.backends import LimiterBackend, Locked
+from allocation.limiter.backends import LIMIT_COLUMNS, LimiterBackend, Locked, limits_for
+from allocation.limiter.buckets import Limits
 from allocation.limiter.state import LeaseInfo, LimiterState, Snapshot
-from allocation.models import Lease, ModelState
+from allocation.models import Lease, ModelLimit, ModelState
 
 FIELDS = LimiterState.field_names()
 
@@ -47,8 +48,11 @@ class PostgresBackend(LimiterBackend):
                 _state(row),
                 None
                 if lease is None
-                else LeaseInfo(lease.holder, lease.expires_at, lease.input_estimate),
+                else LeaseInfo(
+                    lease.holder, lease.expires_at, lease.input_estimate, lease.output_reserve
+                ),
                 lambda: Lease.objects.filter(model=model, expires_at__gt=now).count(),
+                limits_for(model),
             )
             result = decide(locked)
             for name in FIELDS:
@@ -64,6 +68,7 @@ class PostgresBackend(LimiterBackend):
                         holder=new.holder,
                         expires_at=new.expires_at,
                         input_estimate=new.input_estimate,
+                        output_reserve=new.output_reserve,
                     )
                     for new in locked.new_leases
                 )
@@ -100,15 +105,20 @@ class PostgresBackend(LimiterBackend):
 STATE_TABLE = ModelState._meta.db_table
 LEASE_TABLE = Lease._meta.db_table
 STATE_COLUMNS = ", ".join(FIELDS)
-JSON_FIELDS = ("adaptive", "breaker")
+JSON_FIELDS = ("adaptive", "breaker", "bound")
 
+LIMIT_TABLE = ModelLimit._meta.db_table
+# The state under lock; the calls in flight and the named lease; the model's limits (its own
+# row, else the default row): everything a decision needs, in one message.
 LOAD = f"""
     SELECT {STATE_COLUMNS} FROM {STATE_TABLE} WHERE model = %(model)s FOR UPDATE;
     SELECT
         (SELECT count(*) FROM {LEASE_TABLE} WHERE model = %(model)s AND expires_at > %(now)s),
-        named.holder, named.expires_at, named.input_estimate
+        named.holder, named.expires_at, named.input_estimate, named.output_reserve
     FROM (SELECT 1) AS one
-    LEFT JOIN {LEASE_TABLE} AS named ON named.id = %(lease_id)s
+    LEFT JOIN {LEASE_TABLE} AS named ON named.id = %(lease_id)s;
+    SELECT {", ".join(LIMIT_COLUMNS)} FROM {LIMIT_TABLE}
+    WHERE model IN (%(model)s, %(default)s) ORDER BY model = %(default)s LIMIT 1;
 """
 BEGIN = "BEGIN; SET LOCAL synchronous_commit TO OFF;"
 CREATE = f"""
@@ -123,10 +133,11 @@ STORE = f"""
 """
 DROP_LEASE = f"DELETE FROM {LEASE_TABLE} WHERE id = %(lease_id)s;"
 ADD_LEASES = f"""
-    INSERT INTO {LEASE_TABLE} (model, holder, expires_at, input_estimate)
-    SELECT %(model)s, lease.holder, lease.expires_at, lease.input_estimate
-    FROM unnest(%(holders)s::text[], %(expiries)s::float8[], %(estimates)s::int[])
-        WITH ORDINALITY AS lease(holder, expires_at, input_estimate, n)
+    INSERT INTO {LEASE_TABLE} (model, holder, expires_at, input_estimate, output_reserve)
+    SELECT %(model)s, lease.holder, lease.expires_at, lease.input_estimate, lease.output_reserve
+    FROM unnest(
+        %(holders)s::text[], %(expiries)s::float8[], %(estimates)s::int[], %(reserves)s::int[]
+    ) WITH ORDINALITY AS lease(holder, expires_at, input_estimate, output_reserve, n)
     ORDER BY lease.n
     RETURNING id;
 """
@@ -135,19 +146,20 @@ ADD_LEASES = f"""
 def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
     """PostgresBackend.atomically as two messages to the server (a third the first time a
     model is seen, to create its row)."""
-    params = {"model": model, "now": now, "lease_id": lease_id}
+    params = {"model": model, "now": now, "lease_id": lease_id, "default": ModelLimit.DEFAULT}
     with connection.cursor() as cursor:
         try:
             loaded = _results(cursor, BEGIN + LOAD, params)
             if not loaded[0]:
                 fresh = LimiterState(model=model).stored_fields()
                 loaded = _results(cursor, CREATE + LOAD, {**params, **_as_columns(fresh)})
-            (state_row,), ((in_flight, *named),) = loaded
+            (state_row,), ((in_flight, *named),), limit_rows = loaded
             state = LimiterState(
                 model=model, **_from_columns(dict(zip(FIELDS, state_row, strict=True)))
             )
             lease = LeaseInfo(*named) if named[0] is not None else None
-            locked = Locked(state, lease, lambda: in_flight)
+            limits = Limits(*limit_rows[0]) if limit_rows else None
+            locked = Locked(state, lease, lambda: in_flight, limits)
             result = decide(locked)
             statements, store = STORE, {**params, **_as_columns(locked.state.stored_fields())}
             if locked.drop_lease and lease is not None:
@@ -158,6 +170,7 @@ def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
                     "holders": [new.holder for new in locked.new_leases],
                     "expiries": [new.expires_at for new in locked.new_leases],
                     "estimates": [new.input_estimate for new in locked.new_leases],
+                    "reserves": [new.output_reserve for new in locked.new_leases],
                 }
             stored = _results(cursor, statements + "COMMIT;", store)
         except BaseException:

@@ -3,7 +3,8 @@
 Keys, for one Redis (not Cluster: a transaction spans a model's keys and the lease's):
     llm_limiter:<model>:state    JSON: a LimiterState's fields
     llm_limiter:<model>:leases   sorted set of the calls in flight, scored by expiry (Unix time)
-    llm_limiter:lease:<id>       hash: model, holder, input_estimate (expires on its own)
+    llm_limiter:lease:<id>       hash: model, holder, input_estimate, output_reserve
+                                 (expires on its own)
     llm_limiter:holder:<h:pid>   set of the lease ids a process holds, for renewal
     llm_limiter:lease_seq        counter for lease ids (ints, like Lease primary keys)
     llm_limiter:models           set of the models with state, for staff pages
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from allocation.limiter.backends import LimiterBackend, Locked
+from allocation.limiter.backends import LimiterBackend, Locked, limits_for
 from allocation.limiter.state import LeaseInfo, LimiterState, Snapshot
 from allocation.models import ModelState
 
@@ -50,15 +51,22 @@ class RedisBackend(LimiterBackend):
         keys = [_state_key(model), _leases_key(model)]
         if lease_id is not None:
             keys.append(_lease_key(lease_id))
+        limits = limits_for(model)  # staff's, in Postgres: read before watching
 
         def attempt(pipe):
             lease = pipe.hgetall(_lease_key(lease_id)) if lease_id is not None else {}
             locked = Locked(
                 _load(pipe, model),
-                LeaseInfo(lease["holder"], 0.0, int(lease.get("input_estimate", 0)))
+                LeaseInfo(
+                    lease["holder"],
+                    0.0,
+                    int(lease.get("input_estimate", 0)),
+                    int(lease.get("output_reserve", 0)),
+                )
                 if lease
                 else None,
                 lambda: _count(pipe, model, now),
+                limits,
             )
             result = decide(locked)
             # The counter is not watched: an id spent on a failed EXEC is only skipped.
@@ -216,7 +224,12 @@ def _add_lease(pipe, lease_id, model: str, lease: LeaseInfo, now: float) -> None
     lease_key, holder_key = _lease_key(lease_id), _holder_key(lease.holder)
     pipe.hset(
         lease_key,
-        mapping={"model": model, "holder": lease.holder, "input_estimate": lease.input_estimate},
+        mapping={
+            "model": model,
+            "holder": lease.holder,
+            "input_estimate": lease.input_estimate,
+            "output_reserve": lease.output_reserve,
+        },
     )
     ttl = _key_ttl(lease.expires_at - now)
     pipe.expire(lease_key, ttl)

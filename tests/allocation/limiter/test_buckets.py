@@ -29,6 +29,7 @@ def ask(
     paused_until: float = 0.0,
     burst_s: float = BURST_S,
     reserve_within_s: float = 0.0,
+    output_reserve: int = 0,
 ) -> Decision:
     return admit(
         buckets,
@@ -40,6 +41,7 @@ def ask(
         burst_s=burst_s,
         now=now,
         reserve_within_s=reserve_within_s,
+        output_reserve=output_reserve,
     )
 
 
@@ -240,13 +242,35 @@ def test_it_refuses_input_while_paying_off_an_oversized_prompt():
 # --- Output tokens ----------------------------------------------------------------------
 
 
-def test_it_charges_output_tokens_only_when_the_call_is_settled():
+def test_a_call_of_unknown_max_tokens_is_charged_its_output_when_settled():
     buckets = full()
     ask(buckets, input_estimate=100)
     assert buckets.output_tokens == 60.0
 
     settle(buckets, input_estimate=100, input_used=100, output_used=45)
     assert buckets.output_tokens == 15.0
+
+
+def test_max_tokens_are_held_on_admission_and_the_unused_part_given_back_on_settling():
+    buckets = full()
+    assert ask(buckets, output_reserve=40) == Decision(True)
+    assert buckets.output_tokens == 20.0  # 60 less the 40 reserved
+
+    settle(buckets, input_estimate=0, input_used=0, output_used=15, output_reserved=40)
+    assert buckets.output_tokens == 45.0  # the 25 it did not write came back
+
+
+def test_a_max_tokens_the_bucket_cannot_hold_waits_for_a_full_bucket_then_leaves_a_debt():
+    buckets = full()
+    ask(buckets, output_reserve=40)  # 20 left
+
+    refused = ask(buckets, output_reserve=100)
+    assert refused.reason == "otpm"
+    assert refused.wait_s == pytest.approx(2.0)  # from 20 up to the full 60, at 20 a second
+
+    refill(buckets, LIMITS, burst_s=BURST_S, now=NOW + 2.0)
+    assert ask(buckets, now=NOW + 2.0, output_reserve=100) == Decision(True)
+    assert buckets.output_tokens == -40.0
 
 
 def test_it_refuses_with_otpm_while_the_output_bucket_is_in_debt():

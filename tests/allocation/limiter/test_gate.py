@@ -101,3 +101,84 @@ def test_a_permit_has_exactly_one_exit_and_only_failures_fail():
     permit.ignore()
     with pytest.raises(RuntimeError, match="exactly one exit"):
         permit.success(latency_s=0.1, input_tokens=1, output_tokens=1)
+
+
+# --- When a token limit binds ----------------------------------------------------------
+# 6,000 output tokens a minute: 100 a second, a bucket of 90 in the platform's limiter. Each
+# call holds 90 (its max_tokens) and writes 30: the next call waits for the 60 it gives back.
+
+
+@pytest.fixture
+def output_bound(backend):
+    from allocation.limiter.backends import forget_limits
+    from allocation.models import ModelLimit
+
+    ModelLimit.objects.update(output_tokens_per_minute=6_000)
+    forget_limits()
+    return backend
+
+
+async def a_call(order=None, *, log=None, name=""):
+    async with get_limiter().permit(MODEL, input_estimate=10, max_tokens=90, order=order) as p:
+        if log is not None:
+            log.append(name)
+        await asyncio.sleep(0.05)
+        p.success(latency_s=0.05, input_tokens=10, output_tokens=30)
+
+
+def test_a_call_waiting_for_tokens_costs_no_round_trips_beyond_its_admission_and_release(
+    output_bound, limiter_loop
+):
+    async def twelve_at_once():
+        await asyncio.gather(*(a_call() for _ in range(12)))
+
+    started = time.monotonic()
+    limiter_loop(twelve_at_once())
+
+    # One at a time, each after the one before gave its tokens back: the waits were real.
+    assert time.monotonic() - started > 11 * 0.05
+    assert snapshot(output_bound).in_flight == 0
+    transactions = snapshot(output_bound).state.transactions
+    assert transactions <= 3 * 12, f"{transactions} round trips for 12 calls"
+
+
+def test_the_unused_max_tokens_come_back_when_the_call_is_settled(output_bound, limiter_loop):
+    limiter_loop(a_call())
+
+    state = snapshot(output_bound).state
+    # Full (90), less the 90 held, plus the 60 unwritten given back (and a little refill).
+    assert 60 <= state.output_tokens <= 90
+
+
+def test_while_the_limits_bind_the_reading_that_came_first_goes_first(output_bound, limiter_loop):
+    from allocation.limiter import CallOrder
+
+    log = []
+
+    async def readings():
+        # Two readings: the older has only its last call (advice) left; the newer, all its
+        # card calls. Critical-path order would send the newer's cards first.
+        calls = [
+            a_call(CallOrder("newer", 101.0, stages_left=3, calls_left=7), log=log, name="newer")
+            for _ in range(4)
+        ]
+        calls.insert(2, a_call(CallOrder("older", 100.0, stages_left=1), log=log, name="older"))
+        await asyncio.gather(*calls)
+
+    limiter_loop(readings())
+
+    # The first call goes before the others have joined; after it, the older reading first.
+    assert log.index("older") <= 1
+
+
+def test_the_wait_is_recorded_against_the_limit_that_caused_it(output_bound, limiter_loop):
+    async def four_at_once():
+        await asyncio.gather(*(a_call() for _ in range(4)))
+
+    limiter_loop(four_at_once())
+
+    from allocation.limiter.decisions import seconds_bound
+
+    bound = seconds_bound(snapshot(output_bound).state, since=time.time() - 60)
+    assert set(bound) == {"otpm"}
+    assert bound["otpm"] > 0.05
