@@ -39,7 +39,8 @@ bench: install
 	$(PY) manage.py bench --spread celtic_cross --readings 30 --concurrency 5 --cost-modes $(BENCH_ARGS) && \
 	$(PY) manage.py bench --stream --spread celtic_cross --readings 5 --ttft-ms 300 --ms-per-token 5 $(BENCH_ARGS) && \
 	$(PY) manage.py bench --spread celtic_cross --readings 30 --concurrency 10 --rpm 600 --fail-rate 0.2 --ttft-ms 300 --ms-per-token 5 $(BENCH_ARGS) && \
-	$(PY) manage.py bench --via-worker --spread celtic_cross --readings 120 --concurrency 120 --users 40 --rpm 600 --one-model --ttft-ms 300 --ms-per-token 5 $(BENCH_ARGS)
+	$(PY) manage.py bench --via-worker --spread celtic_cross --readings 120 --concurrency 120 --users 40 --rpm 600 --one-model --ttft-ms 300 --ms-per-token 5 $(BENCH_ARGS) && \
+	$(PY) manage.py bench --via-worker --spread celtic_cross --readings 20 --concurrency 20 --users 20 --rpm 600 --itpm 30000 --otpm 8000 --one-model --ttft-ms 300 --ms-per-token 5 $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

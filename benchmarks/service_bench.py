@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,17 +25,20 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
+from django.db.models import Avg, F
 from rest_framework.authtoken.models import Token
 
 from allocation.allocator import env_name, get_allocator
+from allocation.capacity import CallProfile, Capacity, calls_per_minute
 from allocation.limiter import get_backend
-from allocation.models import LLMCall
+from allocation.limiter.buckets import Limits
+from allocation.models import CallOutcome, LLMCall
 from benchmarks import statement_counts
 from benchmarks.bench import BenchConfig, BenchResult, percentile
 from benchmarks.workers import database_url
@@ -69,20 +73,46 @@ def one_model_env(spread_slug: str) -> dict[str, str]:
     return {env_name(spread_slug, task, "MODEL"): model for task in TaskType}
 
 
-def ceiling_readings_per_min(spread_slug: str, rpm: int | None, env: dict[str, str]) -> float:
-    """Readings a minute the provider's request limit allows: each model has its own limit,
-    so the model that carries the most calls of a reading binds. `env`: the model overrides
-    the platform under test runs with."""
-    if not rpm:
-        return 0.0
+def ceiling(spread_slug: str, knobs, env: dict[str, str], reading_ids) -> Capacity:
+    """Readings a minute the provider's limits allow (the emulator's knobs: requests, input
+    and output tokens), each model's calls of a reading replayed through its buckets
+    (allocation/capacity.py) with the allocations' max_tokens and the tokens and latencies
+    the run's calls really had. Each model has its own limits: the slowest model binds.
+    `env`: the model overrides the platform under test ran with."""
+    limits = Limits(knobs.rpm or 0, knobs.itpm or 0, knobs.otpm or 0, knobs.max_concurrency)
+    if not any(astuple(limits)):
+        return Capacity(0.0, "")  # an unlimited provider: no ceiling
     spread = Spread.objects.get(slug=spread_slug)
     allocator = get_allocator()
-    models = Counter(
-        env.get(env_name(spread_slug, task.task_type, "MODEL"))
-        or allocator.get_config(task.task_type, spread=spread).model
-        for task in plan_tasks(spread.card_count, spread.batch_size)
-    )
-    return round(rpm / max(models.values()), 1)
+    measured = {
+        row["task_type"]: row
+        for row in LLMCall.objects.filter(reading_id__in=reading_ids, outcome=CallOutcome.OK)
+        .values("task_type")
+        .annotate(
+            input_tokens=Avg(F("input_tokens") + F("cache_write_tokens")),
+            output_tokens=Avg("output_tokens"),
+            latency_s=Avg("latency_s"),
+        )
+    }
+    by_model: dict[str, list[CallProfile]] = {}
+    for task in plan_tasks(spread.card_count, spread.batch_size):
+        config = allocator.get_config(task.task_type, spread=spread)
+        model = env.get(env_name(spread_slug, task.task_type, "MODEL")) or config.model
+        seen = measured.get(task.task_type, {})
+        by_model.setdefault(model, []).append(
+            CallProfile(
+                input_tokens=round(seen.get("input_tokens") or 0),
+                max_tokens=config.max_tokens,
+                output_tokens=round(seen.get("output_tokens") or 0),
+                latency_s=seen.get("latency_s") or 0.0,
+            )
+        )
+    per_model = []
+    for calls in by_model.values():
+        allowed = calls_per_minute(limits, calls)
+        per_model.append(Capacity(allowed.calls_per_minute / len(calls), allowed.binding))
+    slowest = min(per_model, key=lambda allowed: allowed.calls_per_minute)
+    return Capacity(round(slowest.calls_per_minute, 1), slowest.binding)
 
 
 def run_service(
@@ -144,14 +174,12 @@ def run_service(
     return run
 
 
-def service_figures(run: ServiceRun, *, ceiling: float) -> dict:
+def service_figures(run: ServiceRun, *, ceiling: Capacity) -> dict:
     ids = run.result.reading_ids
-    finished = [
-        at.timestamp()
-        for at in Reading.objects.filter(pk__in=ids, status="done").values_list(
-            "finished_at", flat=True
-        )
-    ]
+    done = list(
+        Reading.objects.filter(pk__in=ids, status="done").values_list("created_at", "finished_at")
+    )
+    finished = [at.timestamp() for _, at in done]
     minutes = (max(finished) - run.first_post) / 60 if finished else 0.0
     per_min = round(len(finished) / minutes, 1) if minutes else 0.0
     calls = LLMCall.objects.filter(reading_id__in=ids).count()
@@ -173,13 +201,36 @@ def service_figures(run: ServiceRun, *, ceiling: float) -> dict:
         "db_statements_per_reading": round(run.db_statements / readings, 1) if readings else None,
         "event_bytes_per_reading": _event_bytes(ids) // readings if readings else None,
         "readings_per_min": per_min,
-        "ceiling_readings_per_min": ceiling,
-        "share_of_ceiling": round(per_min / ceiling, 3) if ceiling else None,
+        "ceiling_readings_per_min": ceiling.calls_per_minute,
+        "binding_limit": ceiling.binding,
+        "share_of_ceiling": round(per_min / ceiling.calls_per_minute, 3)
+        if ceiling.calls_per_minute
+        else None,
+        # Do readings finish in the order they came? Kendall's tau of arrival (the POST's
+        # acknowledgement) against finish, and when they finish after the first POST.
+        "finish_order_tau": kendall_tau([(created, at) for created, at in done]),
+        "p50_finish_s": round(statistics.median(finished) - run.first_post, 1) if done else None,
+        "last_finish_s": round(max(finished) - run.first_post, 1) if done else None,
         "db_connections_peak": run.db_connections_peak,
         "limiter_xacts_per_call": round(transactions / calls, 2) if calls else None,
         "worker_rss_mb": run.worker_rss_mb,
         **({"dropped_reasons": dict(run.dropped_reasons)} if run.dropped_reasons else {}),
     }
+
+
+def kendall_tau(pairs: list[tuple]) -> float | None:
+    """Kendall's tau-a of the pairs' first items against their second: 1 when both orders
+    agree on every pair, -1 when they disagree on every one."""
+    n = len(pairs)
+    if n < 2:
+        return None
+    score = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            a = (pairs[i][0] > pairs[j][0]) - (pairs[i][0] < pairs[j][0])
+            b = (pairs[i][1] > pairs[j][1]) - (pairs[i][1] < pairs[j][1])
+            score += a * b
+    return round(score / (n * (n - 1) / 2), 3)
 
 
 def _event_bytes(reading_ids) -> int:

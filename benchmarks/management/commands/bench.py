@@ -169,7 +169,7 @@ class Command(BaseCommand):
                 result = service.result
                 extra = service_bench.service_figures(
                     service,
-                    ceiling=service_bench.ceiling_readings_per_min(config.spread, knobs.rpm, env),
+                    ceiling=service_bench.ceiling(config.spread, knobs, env, result.reading_ids),
                 )
             elif opts["workers"] > 1:
                 result = bench.run_in_processes(
