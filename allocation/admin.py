@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from allocation import model_catalogue
+from allocation import limit_advisor, model_catalogue
 from allocation.limiter import get_params
 from allocation.models import (
     LimitChange,
@@ -345,8 +345,14 @@ class ModelStateAdmin(ReadOnlyAdmin):
             obj.snapshot = snapshot_or_fresh(snapshots, obj.model)
         return obj
 
+    change_list_template = "admin/allocation/modelstate/change_list.html"
+
     def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Live limits and circuit breakers", **(extra_context or {})}
+        extra_context = {
+            "title": "Live limits and circuit breakers",
+            "advisor": limit_advisor.advise(),
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Model", ordering="model")

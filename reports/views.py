@@ -4,6 +4,8 @@ Thin: the form reads the range and filters, reports.selectors does the sums.
 """
 
 import csv
+import dataclasses
+import math
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import wraps
@@ -23,6 +25,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from allocation import limit_advisor
 from reports import savings, selectors
 from reports.chart import (
     NARROW,
@@ -175,12 +178,14 @@ def costs_page(request):
 
 
 def _limits(args: dict) -> dict:
-    """The live limiter state of each model, and its changes in the report's range."""
+    """The live limiter state of each model, its changes in the report's range, and the
+    limit advisor's last hour."""
     return {
         "models": selectors.limits_overview(model=args["model"]),
         "history": selectors.limit_history(
             start=args["start"], end=args["end"], model=args["model"]
         ),
+        "advisor": limit_advisor.advise(model=args["model"] or None),
     }
 
 
@@ -258,6 +263,10 @@ def _jsonable(value):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if dataclasses.is_dataclass(value):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, float) and math.isinf(value):
+        return None  # JSON has no infinity: no limit
     return value
 
 
@@ -283,7 +292,11 @@ class CostSummaryAPI(APIView):
                 "by_day_task_type and per_reading; money as decimal strings in USD. limits: "
                 "each model's live adaptive limit, configured maximum, calls in flight and "
                 "circuit breaker (models), and the limit changes in the range (history, "
-                "newest first, at most 100). savings: the cache hit ratio, the savings "
+                "newest first, at most 100), and the limit advisor's last hour (advisor: "
+                "per model, seconds_bound per limit and the binding one; per task type, "
+                "calls, p99_output_tokens against max_tokens, and calls_per_min and "
+                "readings_per_min the limits allow now and with suggested_max_tokens). "
+                "savings: the cache hit ratio, the savings "
                 "from caching and from batches and the extra cost of failover, in total, "
                 "by_task_type, by_model, and each failover (task type, fallback model, "
                 "requested model); figures priced now from the token sums.",
