@@ -76,10 +76,14 @@ class Pace:
     def seconds_per_call(self, now: float) -> float:
         recent = [t for t in self._admitted if now - t <= RATE_WINDOW_S]
         if not recent:
-            return RATE_WINDOW_S  # nothing admitted lately: the limits bind hard, or idle
+            return RATE_WINDOW_S  # nothing admitted lately: the limits bind hard
         return max(now - recent[0], 1.0) / len(recent)
 
     def arrival_first(self, now: float) -> bool:
-        """Whether the limits admit calls so slowly that arrival order costs nothing."""
-        held_s = sum(self._held_s) / len(self._held_s) if self._held_s else 0.0
+        """Whether the limits admit calls so slowly that arrival order costs nothing. Until a
+        call has ended nothing says so: the critical path, as every reading starts with its
+        card batches anyway."""
+        if not self._held_s:
+            return False
+        held_s = sum(self._held_s) / len(self._held_s)
         return held_s / self.seconds_per_call(now) < ARRIVAL_ORDER_BELOW

@@ -57,9 +57,13 @@ def test_the_critical_path_while_the_limits_let_many_calls_run_at_once():
     assert not pace.arrival_first(now=14.0)
 
 
-def test_with_nothing_admitted_lately_arrival_order_is_the_safe_one():
-    assert Pace().arrival_first(now=10.0)
+def test_before_any_call_has_ended_the_critical_path():
+    assert not Pace().arrival_first(now=10.0)
+
+
+def test_with_nothing_admitted_lately_arrival_order():
     pace = Pace()
     pace.admitted(10.0)
     pace.released(1.0)
     assert pace.seconds_per_call(now=100.0) == 30.0
+    assert pace.arrival_first(now=100.0)
