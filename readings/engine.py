@@ -263,18 +263,17 @@ class ReadingRun:
         self.progress(task, TaskStatus.DONE)
 
     def _order(self, task: ReadingTask) -> CallOrder:
-        """The reading is the job. Its place is when it was asked for, or, if the fair queue
-        held it back, when the queue let it through; never when a worker happened to start
-        it (workers start a burst's readings in no particular order)."""
+        """The reading is the job: it arrived when it was asked for, and was let in when the
+        fair queue let it through, if the queue held it back; never when a worker happened
+        to start it (workers start a burst's readings in no particular order)."""
         reading = self.state.reading
-        arrived = reading.created_at
-        if reading.dispatched_at and reading.dispatched_at - arrived > HELD_BACK:
-            arrived = reading.dispatched_at
+        held_back = reading.dispatched_at and reading.dispatched_at - reading.created_at > HELD_BACK
         return CallOrder(
             job=reading.pk,
-            arrived_at=arrived.timestamp(),
+            arrived_at=reading.created_at.timestamp(),
             stages_left=LAST_PHASE - task.phase + 1,
             calls_left=sum(t.status != TaskStatus.DONE for t in self.state.tasks),
+            let_in_at=reading.dispatched_at.timestamp() if held_back else None,
         )
 
 

@@ -36,23 +36,30 @@ RATE_WINDOW_S = 30.0
 class CallOrder:
     """What the gate needs to place one call: its job, when the job arrived (Unix seconds),
     the stages the job has left counting the call's own, and the job's calls not yet done
-    (the call's own included)."""
+    (the call's own included). `let_in_at`: when the job was let in, if an admission queue
+    held it back after it arrived; its place in arrival order is then that moment, so no job
+    already running is overtaken by one let in later."""
 
     job: object
     arrived_at: float
     stages_left: int = 1
     calls_left: int = 1
+    let_in_at: float | None = None
+
+    @property
+    def place(self) -> float:
+        return self.arrived_at if self.let_in_at is None else max(self.let_in_at, self.arrived_at)
 
 
 def keys(orders: list[CallOrder | None], *, arrival_first: bool) -> list[tuple]:
     """One sort key per call (smaller goes first). A call without an order goes after every
     ordered one."""
     ordered = [o for o in orders if o is not None]
-    last = max((o.arrived_at for o in ordered), default=0.0) + 1.0
+    last = max((o.place for o in ordered), default=0.0) + 1.0
     return [
         (last, "")
         if o is None
-        else (o.arrived_at, str(o.job))
+        else (o.place, str(o.job))
         if arrival_first
         else (o.arrived_at - o.stages_left * STAGE_LOOKAHEAD_S, str(o.job))
         for o in orders

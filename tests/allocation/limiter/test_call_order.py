@@ -67,3 +67,11 @@ def test_with_nothing_admitted_lately_arrival_order():
     pace.released(1.0)
     assert pace.seconds_per_call(now=100.0) == 30.0
     assert pace.arrival_first(now=100.0)
+
+
+def test_in_arrival_order_a_reading_the_fair_queue_held_back_goes_from_when_it_was_let_in():
+    running = CallOrder("running", 100.0, stages_left=1)
+    held_back = CallOrder("held", 90.0, stages_left=3, let_in_at=110.0)
+    assert ranked([held_back, running], arrival_first=True) == ["running", "held"]
+    # On the critical path it keeps its age, as before.
+    assert ranked([running, held_back], arrival_first=False) == ["held", "running"]
