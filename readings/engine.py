@@ -272,7 +272,6 @@ class ReadingRun:
             job=reading.pk,
             arrived_at=reading.created_at.timestamp(),
             stages_left=LAST_PHASE - task.phase + 1,
-            calls_left=sum(t.status != TaskStatus.DONE for t in self.state.tasks),
             let_in_at=reading.dispatched_at.timestamp() if held_back else None,
         )
 

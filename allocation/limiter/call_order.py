@@ -35,20 +35,18 @@ RATE_WINDOW_S = 30.0
 @dataclass(frozen=True)
 class CallOrder:
     """What the gate needs to place one call: its job, when the job arrived (Unix seconds),
-    the stages the job has left counting the call's own, and the job's calls not yet done
-    (the call's own included). `let_in_at`: when the job was let in, if an admission queue
-    held it back after it arrived; its place in arrival order is then that moment, so no job
-    already running is overtaken by one let in later."""
+    and the stages the job has left counting the call's own. `let_in_at`: when the job was
+    let in, if an admission queue held it back after it arrived; its place in arrival order
+    is then that moment, so no job already running is overtaken by one let in later."""
 
     job: object
     arrived_at: float
     stages_left: int = 1
-    calls_left: int = 1
     let_in_at: float | None = None
 
     @property
     def place(self) -> float:
-        return self.arrived_at if self.let_in_at is None else max(self.let_in_at, self.arrived_at)
+        return self.arrived_at if self.let_in_at is None else self.let_in_at
 
 
 def keys(orders: list[CallOrder | None], *, arrival_first: bool) -> list[tuple]:

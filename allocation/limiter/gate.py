@@ -187,11 +187,6 @@ class ModelQueue:
         self.not_before, self.reason = time.monotonic() + wait_s, reason
         self.wakeup.set()
 
-    def notify(self) -> None:
-        """A slot was given back: a poller waiting for one asks again now."""
-        if self.reason == "concurrency":
-            self.ask_after(0.0, "")
-
     async def sleep(self, timeout: float) -> bool:
         """Sleep until woken (True) or `timeout` seconds have passed (False)."""
         try:
@@ -255,8 +250,6 @@ class GlobalLimiter:
         if hint is not None:
             # The release says when the next waiting call could go: no asking before then.
             queue.ask_after(hint.wait_s, hint.reason)
-        else:
-            queue.notify()
 
     async def _acquire(self, model, cost, order, params, backend) -> tuple[int, float]:
         self._ensure_renewer()

@@ -169,7 +169,6 @@ class LimiterBackend:
         params: LimiterParams,
         now: float,
         next_cost: CallCost | None = None,
-        waits: list[Wait] = (),
     ) -> Admission | None:
         """Give a slot back. With a report, the call's outcome settles the buckets (real
         tokens for estimated ones, the unused output reservation returned), feeds the
@@ -184,7 +183,6 @@ class LimiterBackend:
 
         def decide(locked: Locked):
             locked.state.transactions += round_trips
-            decisions.record_waits(locked.state, list(waits), now=now)
             locked.drop_lease = True
             lease, limits = locked.lease, locked.limits
             change = None

@@ -5,8 +5,8 @@ from allocation.limiter.call_order import STAGE_LOOKAHEAD_S, CallOrder, Pace, ke
 
 # Three readings started a second apart, each with all 7 calls to go and a card call (3
 # stages left) waiting; and an older one with only its advice (1 stage left) to go.
-CARDS = [CallOrder(job, 100.0 + i, stages_left=3, calls_left=7) for i, job in enumerate("abc")]
-OLDER_ADVICE = CallOrder("older", 99.0, stages_left=1, calls_left=1)
+CARDS = [CallOrder(job, 100.0 + i, stages_left=3) for i, job in enumerate("abc")]
+OLDER_ADVICE = CallOrder("older", 99.0, stages_left=1)
 
 
 def ranked(orders, *, arrival_first):
@@ -23,8 +23,8 @@ def test_in_arrival_order_the_reading_that_came_first_goes_first():
 
 
 def test_a_reading_holds_its_place_whatever_stage_it_is_in():
-    a_phase_two = CallOrder("a", 100.0, stages_left=2, calls_left=3)
-    b_cards = CallOrder("b", 101.0, stages_left=3, calls_left=7)
+    a_phase_two = CallOrder("a", 100.0, stages_left=2)
+    b_cards = CallOrder("b", 101.0, stages_left=3)
     assert ranked([b_cards, a_phase_two], arrival_first=True) == ["a", "b"]
 
 

@@ -159,7 +159,7 @@ def test_while_the_limits_bind_the_reading_that_came_first_goes_first(output_bou
         # Two readings: the older has only its last call (advice) left; the newer, all its
         # card calls. Critical-path order would send the newer's cards first.
         calls = [
-            a_call(CallOrder("newer", 101.0, stages_left=3, calls_left=7), log=log, name="newer")
+            a_call(CallOrder("newer", 101.0, stages_left=3), log=log, name="newer")
             for _ in range(4)
         ]
         calls.insert(2, a_call(CallOrder("older", 100.0, stages_left=1), log=log, name="older"))
