@@ -94,7 +94,16 @@ def sign_out_and_in(page, username: str) -> None:
 def assert_laid_out_as_the_celtic_cross(page, *, width: int) -> None:
     """The map's boxes: a cross with its second card turned across the first, and the staff
     of four in a column beside it, read from the bottom up, all within the page's width."""
-    box = {i: page.locator(f'.map-card[data-index="{i}"]').bounding_box() for i in range(1, 11)}
+    # One snapshot of all ten: the page grows above the map while the reading is written, so
+    # boxes measured one call apart may come from two different layouts.
+    page.locator('.map-card[data-index="10"]').wait_for()
+    rects = page.locator(".map-card").evaluate_all(
+        """cards => cards.map(card => {
+            const r = card.getBoundingClientRect();
+            return [Number(card.dataset.index), {x: r.x, y: r.y, width: r.width, height: r.height}];
+        })"""
+    )
+    box = dict(rects)
 
     def centre(b):
         return (b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
