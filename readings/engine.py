@@ -123,12 +123,16 @@ class ReadingRun:
                 continue
             await self.claim_budget(todo)
             if self.state.spread.supports_parallel:
+                claimed = await sync_to_async(store.claim_tasks)([t.pk for t in todo])
                 outcomes = await asyncio.gather(
-                    *(self.run_task(t) for t in todo), return_exceptions=True
+                    *(self.run_task(t) for t in todo if t.pk in claimed), return_exceptions=True
                 )
             else:
                 outcomes = []
                 for task in todo:
+                    # One at a time: a task after a failed one is never marked running.
+                    if not await sync_to_async(store.claim_tasks)([task.pk]):
+                        continue
                     try:
                         outcomes.append(await self.run_task(task))
                     except TaskFailed as exc:
@@ -157,6 +161,7 @@ class ReadingRun:
             pause = min(pause * 1.5, MAX_BUDGET_POLL_S)
 
     async def run_task(self, task: ReadingTask) -> None:
+        """Run a task this run has claimed (store.claim_tasks)."""
         reading_id = self.state.reading.pk
         announce = {
             "task": task.pk,
@@ -164,8 +169,6 @@ class ReadingRun:
             "phase": task.phase,
             "positions": task.position_indexes,
         }
-        if not await sync_to_async(store.claim_task)(task.pk):
-            return
         # Viewers hear of it with the reading's next write, within live.FLUSH_INTERVAL_S.
         self.events.add(EventKind.TASK_STARTED, announce)
         self.timings.phase_of[task.pk] = task.phase
@@ -347,5 +350,8 @@ async def run_tasks(state: store.ReadingState, tasks: list[ReadingTask]) -> None
     """Run pending `tasks` now as standard calls (an economy reading's fallback); each is
     saved done or failed, as in a reading's run."""
     reading_run = ReadingRun(state)
-    await asyncio.gather(*(reading_run.run_task(t) for t in tasks), return_exceptions=True)
+    claimed = await sync_to_async(store.claim_tasks)([t.pk for t in tasks])
+    await asyncio.gather(
+        *(reading_run.run_task(t) for t in tasks if t.pk in claimed), return_exceptions=True
+    )
     await reading_run.events.flush()

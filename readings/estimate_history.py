@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 # How many recent samples of a key make its history: enough for a stable mean, recent
 # enough to follow a change in the model's answers within a day's traffic.
 HISTORY_CALLS = 200
+# Older samples are deleted every this many samples a process adds, not after every reading:
+# the delete ranks each key's samples, which cost a busy worker more than the reading's own
+# learning. A key holds at most HISTORY_CALLS + PRUNE_EVERY samples per process adding them.
+PRUNE_EVERY = 100
+_added_since_prune = 0
 
 # Which earlier task types' answers a task's prompt quotes.
 FEEDS = {
@@ -131,15 +136,24 @@ def record_reading(reading_id) -> int:
             )
         )
     EstimateSample.objects.bulk_create(samples)
-    # Only each key's newest samples are read: the rest go, in one statement for them all.
+    global _added_since_prune
+    _added_since_prune += len(samples)
+    if _added_since_prune >= PRUNE_EVERY:
+        _added_since_prune = 0
+        prune()
+    return len(samples)
+
+
+def prune() -> None:
+    """Only each key's newest samples are read: the rest go, in one statement for them all."""
     older = (
-        EstimateSample.objects.filter(key__in={s.key for s in samples})
-        .annotate(newer=Window(RowNumber(), partition_by=F("key"), order_by=F("id").desc()))
+        EstimateSample.objects.annotate(
+            newer=Window(RowNumber(), partition_by=F("key"), order_by=F("id").desc())
+        )
         .filter(newer__gt=HISTORY_CALLS)
         .values("pk")
     )
     EstimateSample.objects.filter(pk__in=Subquery(older)).delete()
-    return len(samples)
 
 
 def on_reading_ended(sender, *, reading_id, **kwargs) -> None:

@@ -106,13 +106,18 @@ def begin(reading_id) -> ReadingState | None:
     return state_for(reading)
 
 
-def claim_task(task_id) -> bool:
-    """True if this run got the task; False if it is done or another run holds it."""
-    return (
-        ReadingTask.objects.filter(pk=task_id, status=TaskStatus.PENDING).update(
-            status=TaskStatus.RUNNING, started_at=timezone.now(), error=""
-        )
-        == 1
+def claim_tasks(task_ids: list) -> set:
+    """The tasks this run got, of those asked for: not those done or held by another run.
+    A phase's tasks are claimed together, in one statement, as the phase starts."""
+    now = timezone.now()
+    pending = ReadingTask.objects.filter(pk__in=task_ids, status=TaskStatus.PENDING)
+    if pending.update(status=TaskStatus.RUNNING, started_at=now, error="") == len(task_ids):
+        return set(task_ids)
+    # Some were done, or held by another run: this run's are those it stamped just now.
+    return set(
+        ReadingTask.objects.filter(
+            pk__in=task_ids, status=TaskStatus.RUNNING, started_at=now
+        ).values_list("pk", flat=True)
     )
 
 

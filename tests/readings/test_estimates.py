@@ -176,6 +176,7 @@ def test_each_prompt_key_keeps_only_its_newest_samples(emulator, monkeypatch):
     from readings import estimate_history
 
     monkeypatch.setattr(estimate_history, "HISTORY_CALLS", 2)
+    monkeypatch.setattr(estimate_history, "PRUNE_EVERY", 1)
     run(3)
 
     by_key: dict[str, list[int]] = {}
@@ -184,3 +185,17 @@ def test_each_prompt_key_keeps_only_its_newest_samples(emulator, monkeypatch):
     assert by_key and all(len(pks) == 2 for pks in by_key.values())
     newest = EstimateSample.objects.order_by("-id").first()
     assert newest.pk in by_key[newest.key]
+
+
+def test_older_samples_wait_for_the_next_prune_not_each_reading(emulator, monkeypatch):
+    from readings import estimate_history
+
+    monkeypatch.setattr(estimate_history, "HISTORY_CALLS", 1)
+    monkeypatch.setattr(estimate_history, "PRUNE_EVERY", 10_000)
+    monkeypatch.setattr(estimate_history, "_added_since_prune", 0)
+    run(2)
+    assert EstimateSample.objects.values("key").distinct().count() < EstimateSample.objects.count()
+
+    estimate_history.prune()
+
+    assert EstimateSample.objects.values("key").distinct().count() == EstimateSample.objects.count()
