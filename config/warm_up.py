@@ -14,7 +14,7 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections
 from django.urls import get_resolver
 from django.utils import translation
 
@@ -41,7 +41,6 @@ def _estimate_each_spread() -> None:
     from spreads.models import Spread
 
     try:
-        close_old_connections()
         for spread in Spread.objects.filter(is_active=True):
             request = reading_validate(spread=spread, question=SAMPLE_QUESTION)
             for language in Language.values:

@@ -123,10 +123,7 @@ class ReadingRun:
                 continue
             await self.claim_budget(todo)
             if self.state.spread.supports_parallel:
-                claimed = await sync_to_async(store.claim_tasks)([t.pk for t in todo])
-                outcomes = await asyncio.gather(
-                    *(self.run_task(t) for t in todo if t.pk in claimed), return_exceptions=True
-                )
+                outcomes = await self.run_together(todo)
             else:
                 outcomes = []
                 for task in todo:
@@ -159,6 +156,14 @@ class ReadingRun:
             # Money comes back as other readings settle, within seconds; a wait for the
             # next period may last hours, and need not ask every few seconds.
             pause = min(pause * 1.5, MAX_BUDGET_POLL_S)
+
+    async def run_together(self, tasks: list[ReadingTask]) -> list:
+        """Claim `tasks` in one statement and run those claimed side by side; the outcome of
+        each (a TaskFailed for a failed one)."""
+        claimed = await sync_to_async(store.claim_tasks)([t.pk for t in tasks])
+        return await asyncio.gather(
+            *(self.run_task(t) for t in tasks if t.pk in claimed), return_exceptions=True
+        )
 
     async def run_task(self, task: ReadingTask) -> None:
         """Run a task this run has claimed (store.claim_tasks)."""
@@ -350,8 +355,5 @@ async def run_tasks(state: store.ReadingState, tasks: list[ReadingTask]) -> None
     """Run pending `tasks` now as standard calls (an economy reading's fallback); each is
     saved done or failed, as in a reading's run."""
     reading_run = ReadingRun(state)
-    claimed = await sync_to_async(store.claim_tasks)([t.pk for t in tasks])
-    await asyncio.gather(
-        *(reading_run.run_task(t) for t in tasks if t.pk in claimed), return_exceptions=True
-    )
+    await reading_run.run_together(tasks)
     await reading_run.events.flush()
