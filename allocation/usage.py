@@ -54,10 +54,8 @@ def record_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=No
     """The attempt's row as it ended. `unsettled_usd` on the result is what budgets are still
     to be charged: the cost, less an estimate recovery already booked if it took this call
     for lost (its process looked dead) before the answer came."""
-    # A refused or broken call used nothing; an answer refused as invalid was still paid for.
-    billed = attempt.outcome == CallOutcome.OK or attempt.usage.output_tokens > 0
-    cost = cost_of(attempt.model, attempt.usage) if billed else Decimal(0)
-    fields = {**_fields(attempt), "cost_usd": cost}
+    fields = _priced_fields(attempt)
+    cost = fields["cost_usd"]
     ids = _ids(reading_id, task_id, spread_id)
     if attempt.call_id is None:
         call = LLMCall.objects.create(**ids, **fields)
@@ -80,6 +78,27 @@ def record_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=No
         call.save()
     call.unsettled_usd = cost - booked
     return call
+
+
+def completing_pending(attempt: Attempt) -> tuple[str, list]:
+    """record_call's usual case as one SQL statement, for a caller that sends it along with
+    others in one message: the attempt's pending row (attempt.call_id) completed. It updates
+    no row if the row is no longer pending (recovery booked it as lost); record_call then
+    does what that case needs."""
+    fields = _priced_fields(attempt)
+    table = LLMCall._meta.db_table
+    assignments = ", ".join(f"{name} = %s" for name in fields)
+    return (
+        f"UPDATE {table} SET {assignments} WHERE id = %s AND outcome = %s",
+        [*fields.values(), attempt.call_id, CallOutcome.PENDING],
+    )
+
+
+def _priced_fields(attempt: Attempt) -> dict:
+    # A refused or broken call used nothing; an answer refused as invalid was still paid for.
+    billed = attempt.outcome == CallOutcome.OK or attempt.usage.output_tokens > 0
+    cost = cost_of(attempt.model, attempt.usage) if billed else Decimal(0)
+    return {**_fields(attempt), "cost_usd": cost}
 
 
 def _ids(reading_id, task_id, spread_id) -> dict:

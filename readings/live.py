@@ -53,38 +53,43 @@ def publish_many(batches: list[tuple[object, list[tuple[str, dict]]]]) -> None:
 
     On Postgres that is one statement, so one round trip: its insert and its NOTIFYs commit
     together (or with the caller's transaction)."""
-    rows = [
-        (str(reading_id), kind, data) for reading_id, events in batches for kind, data in events
-    ]
-    if not rows:
+    if not any(events for _, events in batches):
         return
     if connection.vendor != "postgresql":
         with transaction.atomic():
             ReadingEvent.objects.bulk_create(
                 ReadingEvent(reading_id=reading_id, kind=kind, data=data)
-                for reading_id, kind, data in rows
+                for reading_id, events in batches
+                for kind, data in events
             )
         return
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH stored AS (
-                INSERT INTO {ReadingEvent._meta.db_table} (reading_id, kind, data, created_at)
-                SELECT event.reading_id::uuid, event.kind, event.data::jsonb, now()
-                FROM unnest(%s::text[], %s::text[], %s::text[])
-                    WITH ORDINALITY AS event(reading_id, kind, data, n)
-                ORDER BY event.n
-            )
-            SELECT pg_notify(%s, reading_id) FROM unnest(%s::text[]) AS reading_id
-            """,
-            [
-                [reading_id for reading_id, _, _ in rows],
-                [kind for _, kind, _ in rows],
-                [json.dumps(data) for _, _, data in rows],
-                CHANNEL,
-                list(dict.fromkeys(str(reading_id) for reading_id, _ in batches)),
-            ],
+        cursor.execute(*publishing(batches))
+
+
+def publishing(batches: list[tuple[object, list[tuple[str, dict]]]]) -> tuple[str, list]:
+    """publish_many on Postgres as one SQL statement (and its parameters), for a caller that
+    sends it along with other statements in one message."""
+    rows = [
+        (str(reading_id), kind, data) for reading_id, events in batches for kind, data in events
+    ]
+    sql = f"""
+        WITH stored AS (
+            INSERT INTO {ReadingEvent._meta.db_table} (reading_id, kind, data, created_at)
+            SELECT event.reading_id::uuid, event.kind, event.data::jsonb, now()
+            FROM unnest(%s::text[], %s::text[], %s::text[])
+                WITH ORDINALITY AS event(reading_id, kind, data, n)
+            ORDER BY event.n
         )
+        SELECT pg_notify(%s, reading_id) FROM unnest(%s::text[]) AS reading_id
+    """
+    return sql, [
+        [reading_id for reading_id, _, _ in rows],
+        [kind for _, kind, _ in rows],
+        [json.dumps(data) for _, _, data in rows],
+        CHANNEL,
+        list(dict.fromkeys(str(reading_id) for reading_id, _ in batches)),
+    ]
 
 
 def compact(reading_id) -> None:

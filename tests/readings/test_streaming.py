@@ -42,17 +42,19 @@ class Sent(list):
 
 @pytest.fixture
 def sent(monkeypatch) -> Sent:
-    """What was sent while the reading ran: its rows are compacted once it ends."""
+    """What was sent while the reading ran: its rows are compacted once it ends. Every write
+    of events on Postgres is built by live.publishing (a task's task_finished event is
+    written with the task's row, store.finish_task)."""
     recorded = Sent()
-    publish_many = live.publish_many
+    publishing = live.publishing
 
     def recording(batches):
-        publish_many(batches)
         for _, batch in batches:
             recorded.extend(batch)
             recorded.writes.append(list(batch))
+        return publishing(batches)
 
-    monkeypatch.setattr(live, "publish_many", recording)
+    monkeypatch.setattr(live, "publishing", recording)
     return recorded
 
 

@@ -26,6 +26,7 @@ from allocation.limiter.backends import LIMIT_COLUMNS, LimiterBackend, Locked, l
 from allocation.limiter.buckets import Limits
 from allocation.limiter.state import LeaseInfo, LimiterState, Snapshot
 from allocation.models import Lease, ModelLimit, ModelState
+from config.db_messages import results, roll_back
 
 FIELDS = LimiterState.field_names()
 
@@ -149,10 +150,10 @@ def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
     params = {"model": model, "now": now, "lease_id": lease_id, "default": ModelLimit.DEFAULT}
     with connection.cursor() as cursor:
         try:
-            loaded = _results(cursor, BEGIN + LOAD, params)
+            loaded = results(cursor, BEGIN + LOAD, params)
             if not loaded[0]:
                 fresh = LimiterState(model=model).stored_fields()
-                loaded = _results(cursor, CREATE + LOAD, {**params, **_as_columns(fresh)})
+                loaded = results(cursor, CREATE + LOAD, {**params, **_as_columns(fresh)})
             (state_row,), ((in_flight, *named),), limit_rows = loaded
             state = LimiterState(
                 model=model, **_from_columns(dict(zip(FIELDS, state_row, strict=True)))
@@ -172,30 +173,12 @@ def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
                     "estimates": [new.input_estimate for new in locked.new_leases],
                     "reserves": [new.output_reserve for new in locked.new_leases],
                 }
-            stored = _results(cursor, statements + "COMMIT;", store)
+            stored = results(cursor, statements + "COMMIT;", store)
         except BaseException:
-            _roll_back(cursor)
+            roll_back(cursor)
             raise
     new_ids = [row[0] for rows in stored for row in rows]
     return result, new_ids
-
-
-def _results(cursor, sql: str, params: dict) -> list[list[tuple]]:
-    """Every row-returning statement's rows, in order, of a message of several statements."""
-    cursor.execute(sql, params)
-    results = []
-    while True:
-        if cursor.description is not None:
-            results.append(cursor.fetchall())
-        if not cursor.nextset():
-            return results
-
-
-def _roll_back(cursor) -> None:
-    try:
-        cursor.execute("ROLLBACK")
-    except Exception:  # noqa: BLE001 - the connection is broken: the pool discards it
-        connection.close()
 
 
 def _as_columns(values: dict) -> dict:
