@@ -96,13 +96,13 @@ def home(request):
                 spread=form["spread"],
                 question=form["question"],
                 language=reading_language(request, form["language"] or None),
+                submitted=True,
             )
         except ValidationError as exc:
             errors = exc.message_dict
         except BudgetExceeded:
             errors = {"__all__": [over_budget()]}
         else:
-            submit(reading)
             return redirect("pages:reading", pk=reading.pk)
     response = render(
         request,

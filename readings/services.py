@@ -223,11 +223,13 @@ def reading_create(
     cards: list[CardChoice] | None = None,
     mode: str = ReadingMode.STANDARD,
     language: str = Language.ENGLISH,
+    submitted: bool = False,
 ) -> Reading:
     """Create a queued reading with its drawn cards, its cost estimate and its reservation
     against every budget that applies, in one transaction: a reading a budget refuses
     (BudgetExceeded) leaves nothing behind. The caller runs it itself, or hands it to the
-    worker (submit)."""
+    worker: `submitted` does that in the same transaction (submit), as the API and the
+    querent's page do, so a POST commits once."""
     validate_language(language)
     request = reading_validate(owner=owner, spread=spread, question=question, cards=cards)
     mode = validate_mode(mode, request.spread)
@@ -263,6 +265,8 @@ def reading_create(
                 reading=reading,
                 admission=budgeting.admission(kept, economy=mode == ReadingMode.ECONOMY),
             )
+        if submitted:
+            submit(reading)
     return reading
 
 

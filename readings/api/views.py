@@ -147,12 +147,12 @@ class ReadingCollection(generics.GenericAPIView):
                 **reading_fields,
                 mode=data["mode"],
                 language=reading_language(request, data.get("language")),
+                submitted=True,
             )
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc
         except BudgetExceeded as exc:
             return Response(exc.as_dict(), status=status.HTTP_402_PAYMENT_REQUIRED)
-        submit(reading)
         return queued_answer(request, reading)
 
 

@@ -8,14 +8,19 @@ from django_q.signing import SignedPackage
 from budgets.models import QuotaOverride
 from readings.models import Reading, ReadingStatus
 from readings.services import reading_create
-from worker.dispatch import dispatch, dispatch_all_waiting, dispatch_waiting
+from worker import dispatch as dispatch_module
+from worker.dispatch import _fill_slots, dispatch, dispatch_all_waiting, dispatch_waiting
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def two_per_user(settings, django_capture_on_commit_callbacks):
+@pytest.fixture(autouse=True, params=["one message", "orm"])
+def two_per_user(request, settings, monkeypatch, django_capture_on_commit_callbacks):
+    """Each test runs both ways a user's slots are filled: Postgres's one message, and the
+    ORM's queries (the way on other databases, the SQLite of `make run`)."""
     settings.READINGS_QUEUED_PER_USER = 2
+    if request.param == "orm":
+        monkeypatch.setattr(dispatch_module, "_fill_slots_in_one_message", _fill_slots)
 
 
 def queue_order() -> list:
