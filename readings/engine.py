@@ -338,7 +338,9 @@ async def run_reading(reading_id, progress: Progress | None = None) -> Reading:
         error = f"Unexpected error ({type(exc).__name__}): {exc}"
     metrics = reading_run.timings.as_metrics(reading_run.tracker.peak)
     await reading_run.events.flush()  # nothing is written after the reading's end
-    return await sync_to_async(store.finish)(reading_id, error=error, timings=metrics)
+    return await sync_to_async(store.finish)(
+        reading_id, error=error, timings=metrics, has_reservations=state.has_reservations
+    )
 
 
 def run_reading_sync(reading_id, progress: Progress | None = None) -> Reading:

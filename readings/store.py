@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Count, DecimalField, Q, Subquery, Sum, Value
+from django.db.models import Count, DecimalField, Exists, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -20,7 +20,7 @@ from allocation.allocator import AllocationConfig, get_allocator
 from allocation.models import CallOutcome, LLMCall
 from allocation.prompt import estimate_tokens
 from allocation.usage import Attempt, completing_pending, open_call, record_call
-from budgets.models import CostEstimate
+from budgets.models import CostEstimate, Reservation
 from budgets.services import BudgetExceeded, hold_for_step, release_reading, settle_call
 from config.db_messages import roll_back
 from readings import live
@@ -70,42 +70,55 @@ def begin(reading_id) -> ReadingState | None:
     """Take the reading for this run; None if it is already done."""
     close_old_connections()
     with transaction.atomic():
-        reading = Reading.objects.select_for_update().select_related("spread").get(pk=reading_id)
+        reading = (
+            Reading.objects.select_for_update(of=("self",))
+            .select_related("spread")
+            .annotate(has_reservations=Exists(Reservation.objects.filter(reading=OuterRef("pk"))))
+            .get(pk=reading_id)
+        )
         if reading.status == ReadingStatus.DONE:
             return None
         spread = reading.spread
-        # Only one run of a reading's job is alive at a time (the worker's timeout is below its
-        # retry, and recovery hands back only a dead worker's job), so a task still marked
-        # running now was abandoned by a worker that died.
-        abandoned = reading.tasks.filter(status__in=[TaskStatus.RUNNING, TaskStatus.FAILED])
-        restarted = list(abandoned.values_list("pk", flat=True))
-        abandoned.update(status=TaskStatus.PENDING, error="")
-        if restarted:
-            # Viewers drop whatever text those tasks had shown: they run again from the start.
-            live.publish(
-                reading.pk,
-                [(EventKind.TASK_RESTARTED, {"task": pk, "reason": "resumed"}) for pk in restarted],
+        planned_tasks = [
+            ReadingTask(
+                reading=reading,
+                task_type=planned.task_type,
+                phase=planned.phase,
+                batch_index=planned.batch_index,
+                position_indexes=list(planned.position_indexes),
             )
-        ReadingTask.objects.bulk_create(
-            [
-                ReadingTask(
-                    reading=reading,
-                    task_type=planned.task_type,
-                    phase=planned.phase,
-                    batch_index=planned.batch_index,
-                    position_indexes=list(planned.position_indexes),
-                )
-                for planned in plan_tasks(spread.card_count, spread.batch_size)
-            ],
-            ignore_conflicts=True,
-        )
+            for planned in plan_tasks(spread.card_count, spread.batch_size)
+        ]
+        if reading.attempts == 0:
+            # Its first run: no task to take back, and its tasks are made now, as planned.
+            tasks = ReadingTask.objects.bulk_create(planned_tasks)
+        else:
+            _take_back_abandoned_tasks(reading)
+            ReadingTask.objects.bulk_create(planned_tasks, ignore_conflicts=True)
+            tasks = None
         reading.status = ReadingStatus.RUNNING
         reading.attempts += 1
         reading.started_at = reading.started_at or timezone.now()
         reading.error = ""
         reading.save(update_fields=["status", "attempts", "started_at", "error"])
 
-    return state_for(reading)
+    return state_for(reading, tasks=tasks, has_reservations=reading.has_reservations)
+
+
+def _take_back_abandoned_tasks(reading: Reading) -> None:
+    # Only one run of a reading's job is alive at a time (the worker's timeout is below its
+    # retry, and recovery hands back only a dead worker's job), so a task still marked
+    # running now was abandoned by a worker that died.
+    abandoned = reading.tasks.filter(status__in=[TaskStatus.RUNNING, TaskStatus.FAILED])
+    restarted = list(abandoned.values_list("pk", flat=True))
+    if not restarted:
+        return
+    ReadingTask.objects.filter(pk__in=restarted).update(status=TaskStatus.PENDING, error="")
+    # Viewers drop whatever text those tasks had shown: they run again from the start.
+    live.publish(
+        reading.pk,
+        [(EventKind.TASK_RESTARTED, {"task": pk, "reason": "resumed"}) for pk in restarted],
+    )
 
 
 def claim_tasks(task_ids: list) -> set:
@@ -316,8 +329,11 @@ def _task_cost(task_id):
     return Coalesce(Subquery(spent), Value(Decimal(0)), output_field=DecimalField())
 
 
-def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Reading:
-    """End the reading as done (or failed, with error) and save its metrics."""
+def finish(
+    reading_id, *, error: str = "", timings: dict | None = None, has_reservations=None
+) -> Reading:
+    """End the reading as done (or failed, with error) and save its metrics. A caller that
+    knows the reading holds no budget reservations says so (has_reservations=False)."""
     totals = LLMCall.objects.filter(reading_id=reading_id).aggregate(
         calls=Count("id"),
         rate_limit_hits=Count("id", filter=Q(outcome=CallOutcome.RATE_LIMITED)),
@@ -346,9 +362,9 @@ def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Readi
         Reading.objects.filter(pk=reading_id).update(**fields)
         # What the reading still holds goes back to its budgets as it ends, never before:
         # a reading resumed after a crash keeps its reservation.
-        release_reading(reading_id)
-        live.compact(reading_id)
-        live.publish(
+        if has_reservations is not False:
+            release_reading(reading_id)
+        live.compact_and_publish(
             reading_id,
             [(EventKind.READING_FINISHED, {"status": fields["status"], "error": error})],
         )
@@ -360,18 +376,23 @@ def finish(reading_id, *, error: str = "", timings: dict | None = None) -> Readi
     return reading
 
 
-def state_for(reading: Reading, *, economy: bool = False) -> ReadingState:
+def state_for(
+    reading: Reading, *, economy: bool = False, tasks=None, has_reservations=None
+) -> ReadingState:
     """What rendering and calling need, without begin()'s takeover of the reading: economy
-    readings (readings/economy.py) have no job that owns them while their batches wait."""
+    readings (readings/economy.py) have no job that owns them while their batches wait.
+    What the caller already knows is not asked again: the reading's tasks (begin() has just
+    made them) and whether it holds budget reservations."""
     allocator = get_allocator()
     spread = reading.spread
-    has_reservations = reading.reservations.exists()
+    if has_reservations is None:
+        has_reservations = reading.reservations.exists()
     drawn = reading.drawn_cards.select_related("position", "card").order_by("position__index")
     return ReadingState(
         reading=reading,
         spread=spread,
         cards=[DrawnCard(position=d.position, card=d.card, reversed=d.reversed) for d in drawn],
-        tasks=list(reading.tasks.all()),
+        tasks=tasks if tasks is not None else list(reading.tasks.all()),
         configs={t: allocator.get_config(t, spread=spread) for t in TaskType.values},
         templates=template_names(
             spread, [TaskType(t).kind for t in TaskType.values], reading.language

@@ -44,14 +44,20 @@ class ClaimingORM(ORM):
             with transaction.atomic(using=Conf.ORM):
                 if not self.get_connection().filter(id=job.id, lock=job.lock).update(lock=lock):
                     continue  # another cluster was faster
-                JobClaim.objects.update_or_create(
+                # One upsert (a job taken again replaces its last claim), not a locked read
+                # then a write: a cluster takes every reading's job this way.
+                claim = JobClaim(
                     job_id=job.id,
-                    defaults={
-                        "cluster": cluster_holder(),
-                        "worker": "",
-                        "lock": lock,
-                        "claimed_at": timezone.now(),
-                    },
+                    cluster=cluster_holder(),
+                    worker="",
+                    lock=lock,
+                    claimed_at=timezone.now(),
+                )
+                JobClaim.objects.bulk_create(
+                    [claim],
+                    update_conflicts=True,
+                    unique_fields=["job_id"],
+                    update_fields=["cluster", "worker", "lock", "claimed_at"],
                 )
             taken.append((job.pk, job.payload))
         return taken
