@@ -275,6 +275,9 @@ Q_CLUSTER = {
     # A worker process runs many readings at once (WORKER_CONCURRENCY): recycling it after
     # django-q2's default of 500 jobs would cut them all off mid-reading.
     "recycle": 1_000_000,
+    # A reading is its own record (status, error, metrics): a second row per successful job
+    # cost three statements a reading (save, count, prune). Failed jobs are still kept.
+    "save_limit": -1,
     "label": "Worker",
     # The database queue, plus who holds each job: recovery hands a dead worker's job back in
     # seconds instead of after the retry (worker/broker.py, worker/recovery.py).
@@ -326,7 +329,7 @@ for _name, _rate in (
 # --- REST API ---------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
