@@ -59,8 +59,9 @@ class WorkerCluster:
         )
 
     def wait_until_ready(self, timeout: float = 60.0) -> None:
-        """A no-op job round trip proves the cluster is polling the queue."""
-        task_id = async_task("math.floor", 1.5)
+        """A no-op job round trip proves the cluster is polling the queue (its result saved,
+        though the platform keeps no successful job's)."""
+        task_id = async_task("math.floor", 1.5, save=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if result(task_id) == 1:

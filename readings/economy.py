@@ -47,7 +47,6 @@ from readings.models import (
     TaskStatus,
 )
 from spreads.models import EconomyFallback
-from spreads.planning import plan_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +96,7 @@ def start(reading_id) -> Reading:
         reading = Reading.objects.select_for_update().select_related("spread").get(pk=reading_id)
         if reading.status in (ReadingStatus.DONE, ReadingStatus.FAILED):
             return reading
-        ReadingTask.objects.bulk_create(
-            [
-                ReadingTask(
-                    reading=reading,
-                    task_type=planned.task_type,
-                    phase=planned.phase,
-                    batch_index=planned.batch_index,
-                    position_indexes=list(planned.position_indexes),
-                )
-                for planned in plan_tasks(reading.spread.card_count, reading.spread.batch_size)
-            ],
-            ignore_conflicts=True,
-        )
+        ReadingTask.objects.bulk_create(store.planned_tasks_of(reading), ignore_conflicts=True)
         reading.status = ReadingStatus.RUNNING
         reading.attempts += 1
         reading.started_at = reading.started_at or timezone.now()

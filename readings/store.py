@@ -78,17 +78,7 @@ def begin(reading_id) -> ReadingState | None:
         )
         if reading.status == ReadingStatus.DONE:
             return None
-        spread = reading.spread
-        planned_tasks = [
-            ReadingTask(
-                reading=reading,
-                task_type=planned.task_type,
-                phase=planned.phase,
-                batch_index=planned.batch_index,
-                position_indexes=list(planned.position_indexes),
-            )
-            for planned in plan_tasks(spread.card_count, spread.batch_size)
-        ]
+        planned_tasks = planned_tasks_of(reading)
         if reading.attempts == 0:
             # Its first run: no task to take back, and its tasks are made now, as planned.
             tasks = ReadingTask.objects.bulk_create(planned_tasks)
@@ -103,6 +93,21 @@ def begin(reading_id) -> ReadingState | None:
         reading.save(update_fields=["status", "attempts", "started_at", "error"])
 
     return state_for(reading, tasks=tasks, has_reservations=reading.has_reservations)
+
+
+def planned_tasks_of(reading: Reading) -> list[ReadingTask]:
+    """The reading's tasks as its spread plans them, unsaved."""
+    spread = reading.spread
+    return [
+        ReadingTask(
+            reading=reading,
+            task_type=planned.task_type,
+            phase=planned.phase,
+            batch_index=planned.batch_index,
+            position_indexes=list(planned.position_indexes),
+        )
+        for planned in plan_tasks(spread.card_count, spread.batch_size)
+    ]
 
 
 def _take_back_abandoned_tasks(reading: Reading) -> None:
