@@ -9,7 +9,7 @@ from allocation.limiter.backends import forget_limits
 from allocation.models import CallOutcome, LLMCall, ModelLimit
 from readings.engine import run_reading_sync
 from readings.models import ReadingStatus
-from readings.services import reading_create
+from readings.services import CardChoice, reading_create
 from spreads.models import TaskType
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -20,6 +20,18 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 # tokens, so at max_tokens 400 two or three could run at once.
 OTPM = 60_000
 CARD_MODEL = "claude-haiku-5-5"
+DRAWN = [
+    "the-fool",
+    "the-magician",
+    "the-high-priestess",
+    "the-empress",
+    "the-emperor",
+    "the-hierophant",
+    "the-lovers",
+    "the-chariot",
+    "strength",
+    "the-hermit",
+]
 
 
 @pytest.fixture
@@ -28,7 +40,11 @@ def output_bound_run(emulator):
     ModelLimit.objects.update(output_tokens_per_minute=OTPM)
     forget_limits()
     get_backend().reset()
-    reading = run_reading_sync(reading_create(spread="celtic_cross", question="My work?").pk)
+    # Cards drawn once for all: the emulator's answer lengths follow the prompt, and the
+    # figures below follow the answer lengths.
+    cards = [CardChoice(slug) for slug in DRAWN]
+    reading = reading_create(spread="celtic_cross", question="My work?", cards=cards)
+    reading = run_reading_sync(reading.pk)
     assert reading.status == ReadingStatus.DONE
     return reading
 
