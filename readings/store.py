@@ -265,7 +265,7 @@ def _finished_in_one_message(task_id, done: dict, answered_by: Attempt, reading_
     """finish_task's usual case on Postgres, in one message to the server and its commit:
     the answering call's pending row completed, the task saved with what its calls cost,
     its viewers told. A task ends several times a reading; through the ORM that was five
-    round trips and most of the worker's time on them. False, with nothing written, if the
+    round trips and an eighth of the worker's time. False, with nothing written, if the
     usual case does not apply (in a caller's transaction; the call's row not pending)."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
