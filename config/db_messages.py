@@ -1,6 +1,7 @@
 """Several SQL statements in one message to Postgres (Django's client-side parameter binding
 allows it), for the few paths that run often enough for round trips to matter: the limiter's
-sequences (allocation/limiter/backends/postgres.py) and a task's end (readings/store.py)."""
+sequences (allocation/limiter/backends/postgres.py), a task's end (readings/store.py) and the
+fair queue's filling of a user's slots (worker/dispatch.py)."""
 
 from django.db import connection
 
