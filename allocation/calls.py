@@ -25,7 +25,7 @@ from allocation import stream_reader
 from allocation.allocator import AllocationConfig
 from allocation.client_pool import runtime
 from allocation.failover_cost import skipped_fallbacks
-from allocation.limiter import BreakerOpen, Permit
+from allocation.limiter import BreakerOpen, LogRow, Permit
 from allocation.outcomes import CallOutcome
 from allocation.pricing import TokenUsage
 from allocation.prompt import Prompt, estimate_tokens
@@ -38,7 +38,7 @@ from allocation.retry_policy import (
     retry_after_from_headers,
 )
 from allocation.stream_reader import StreamedMessage
-from allocation.usage import Attempt
+from allocation.usage import Attempt, forget_unsent
 from allocation.warm_prefixes import warm_prefixes
 
 # The API's default temperature; sent explicitly, models newer than Opus 4.6 reject it.
@@ -103,14 +103,17 @@ class Completion:
     result: Any = None  # what the answer format made of the answer
 
 
-# gate(model, input_estimate, max_tokens) -> an async context manager held for one HTTP call:
-# the per-reading bound and the global limiter. It yields a Permit, left through one of its
-# exits.
+# gate(model, input_estimate, max_tokens, log_row=) -> an async context manager held for one
+# HTTP call: the per-reading bound and the global limiter. It yields a Permit, left through one
+# of its exits; its call_id is the call's log row if the limiter wrote it (LogRow).
 Gate = Callable[[str, int, int], AbstractAsyncContextManager[Permit]]
 AttemptHook = Callable[[Attempt], Awaitable[None]]
 # on_send(attempt) -> the id of the call's log row, written pending just before the request
 # leaves (allocation/usage.py open_call); the attempt ends with that id in its call_id.
 SendHook = Callable[[Attempt], Awaitable[int]]
+# opening(attempt) -> that row as a statement (allocation/usage.py opening), for the limiter to
+# write with the call's admission; on_send writes it where the limiter did not.
+OpeningHook = Callable[[Attempt], tuple[str, list]]
 
 
 @dataclass
@@ -135,6 +138,7 @@ async def complete(
     gate: Gate,
     on_attempt: AttemptHook,
     on_send: SendHook | None = None,
+    opening: OpeningHook | None = None,
     params: RetryParams = DEFAULT_RETRY,
     rng: random.Random | None = None,
     answer: AnswerFormat | None = None,
@@ -163,6 +167,7 @@ async def complete(
                         config=config,
                         gate=gate,
                         on_send=on_send,
+                        opening=opening,
                         attempt=attempts + 1,
                         is_retry=attempt_on_model > 1 or round_number > 1,
                         is_fallback=model_index > 0,
@@ -254,6 +259,7 @@ async def _send(
     answer=None,
     on_text=None,
     on_send=None,
+    opening=None,
 ) -> _Sent:
     answer = answer or PlainText()
     client = runtime.pool.get()
@@ -261,25 +267,31 @@ async def _send(
     input_estimate = max(
         1, estimate_input_tokens(prompt) - warm_prefixes.cached_tokens(model, prompt)
     )
-    async with gate(model, input_estimate, config.max_tokens) as permit:
+
+    def pending(started_at) -> Attempt:
+        return Attempt(
+            task_type=config.task_type,
+            requested_model=config.model,
+            model=model,
+            outcome=CallOutcome.PENDING,
+            attempt=attempt,
+            is_retry=is_retry,
+            is_fallback=is_fallback,
+            latency_s=0.0,
+            started_at=started_at,
+            # What a lost call is priced from: the whole request, cached parts too.
+            usage=TokenUsage(input_tokens=estimate_input_tokens(prompt)),
+        )
+
+    log_row = None
+    if opening is not None:
+        # Its started_at is the admission's; the row's completion stamps when it left.
+        log_row = LogRow(insert=lambda: opening(pending(timezone.now())), delete=forget_unsent)
+    async with gate(model, input_estimate, config.max_tokens, log_row=log_row) as permit:
         started_at = timezone.now()  # when the request leaves, not when it began to queue
-        call_id = None
-        if on_send is not None:
-            call_id = await on_send(
-                Attempt(
-                    task_type=config.task_type,
-                    requested_model=config.model,
-                    model=model,
-                    outcome=CallOutcome.PENDING,
-                    attempt=attempt,
-                    is_retry=is_retry,
-                    is_fallback=is_fallback,
-                    latency_s=0.0,
-                    started_at=started_at,
-                    # What a lost call is priced from: the whole request, cached parts too.
-                    usage=TokenUsage(input_tokens=estimate_input_tokens(prompt)),
-                )
-            )
+        call_id = permit.call_id
+        if call_id is None and on_send is not None:
+            call_id = await on_send(pending(started_at))
         t0 = time.monotonic()
         answer.start()
         try:

@@ -1,6 +1,7 @@
 """The usage log: one LLMCall row per provider attempt, priced as it is written.
 
-The row is opened as pending just before the request leaves (open_call) and completed when
+The row is opened as pending just before the request leaves (open_call, or opening's
+statement, which the limiter runs in the transaction that admits the call) and completed when
 the answer comes (record_call): one insert and one update per call, so a worker killed with
 the request in flight leaves a row recovery can book as lost (the worker's recovery).
 """
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from allocation.limiter.holder import current_holder
 from allocation.models import LLMCall
@@ -41,13 +42,39 @@ class Attempt:
 def open_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None) -> int:
     """The attempt's row, pending, before the request leaves: the usage says how many input
     tokens the request is estimated at, what a lost call is priced from."""
-    return LLMCall.objects.create(
+    call = _pending(attempt, reading_id, task_id, spread_id)
+    call.save(force_insert=True)
+    return call.pk
+
+
+def opening(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None):
+    """open_call as one SQL statement and its parameters, returning the new row's id, for a
+    caller that sends it with others in one transaction (the limiter's admission)."""
+    call = _pending(attempt, reading_id, task_id, spread_id)
+    fields = [f for f in LLMCall._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(call, add=True), connection) for f in fields]
+    columns = ", ".join(f.column for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    return (
+        f"INSERT INTO {LLMCall._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING id",
+        values,
+    )
+
+
+def forget_unsent(call_id: int) -> None:
+    """Delete the pending row of a call that never left: its caller gave up after the limiter
+    admitted it (and wrote the row), so nothing was sent and nothing may be booked."""
+    LLMCall.objects.filter(pk=call_id, outcome=CallOutcome.PENDING).delete()
+
+
+def _pending(attempt: Attempt, reading_id, task_id, spread_id) -> LLMCall:
+    return LLMCall(
         **_ids(reading_id, task_id, spread_id),
         **_fields(attempt),
         cost_usd=Decimal(0),
         # The process sending it: recovery books its pending calls as lost if it dies.
         holder=current_holder(),
-    ).pk
+    )
 
 
 def record_call(attempt: Attempt, *, reading_id=None, task_id=None, spread_id=None) -> LLMCall:

@@ -24,7 +24,7 @@ from django.db import connections
 from allocation.allocator import AllocationError
 from allocation.calls import TaskFailed, complete
 from allocation.client_pool import runtime
-from allocation.limiter import CallOrder, Permit, get_limiter
+from allocation.limiter import CallOrder, LogRow, Permit, get_limiter
 from allocation.models import CallOutcome
 from allocation.usage import Attempt
 from readings import budgeting, live, store, task_runner
@@ -61,11 +61,16 @@ class CallTracker:
         max_tokens: int = 0,
         *,
         order: CallOrder | None = None,
+        log_row: LogRow | None = None,
     ):
         async with self._semaphore:
             if self._use_global_limiter:
                 permits = get_limiter().permit(
-                    model, input_estimate=input_estimate, max_tokens=max_tokens, order=order
+                    model,
+                    input_estimate=input_estimate,
+                    max_tokens=max_tokens,
+                    order=order,
+                    log_row=log_row,
                 )
             else:
                 permits = nullcontext(Permit())
@@ -203,13 +208,17 @@ class ReadingRun:
             )
             await text.attempt_failed(f"{attempt.model}: {attempt.outcome}")
 
+        ids = {
+            "reading_id": self.state.reading.pk,
+            "task_id": task.pk,
+            "spread_id": self.state.spread.pk,
+        }
+
         async def on_send(attempt: Attempt) -> int:
-            return await sync_to_async(store.open_attempt)(
-                attempt,
-                reading_id=self.state.reading.pk,
-                task_id=task.pk,
-                spread_id=self.state.spread.pk,
-            )
+            return await sync_to_async(store.open_attempt)(attempt, **ids)
+
+        def opening(attempt: Attempt) -> tuple[str, list]:
+            return store.opening_attempt(attempt, **ids)
 
         config = self.state.configs[task.task_type]
         try:
@@ -230,6 +239,7 @@ class ReadingRun:
                     prompt=prompt,
                     config=config,
                     on_send=on_send,
+                    opening=opening,
                     # Among the calls waiting for the model: finish what was started.
                     gate=partial(self.tracker.slot, order=self._order(task)),
                     on_attempt=on_attempt,

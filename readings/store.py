@@ -19,7 +19,7 @@ from django.utils import timezone
 from allocation.allocator import AllocationConfig, get_allocator
 from allocation.models import CallOutcome, LLMCall
 from allocation.prompt import estimate_tokens
-from allocation.usage import Attempt, completing_pending, open_call, record_call
+from allocation.usage import Attempt, completing_pending, open_call, opening, record_call
 from budgets.models import CostEstimate, Reservation
 from budgets.services import BudgetExceeded, hold_for_step, release_reading, settle_call
 from config.db_messages import roll_back
@@ -199,6 +199,12 @@ def open_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> int:
     """The call's log row, pending, written as the request leaves: if this worker dies before
     the answer, recovery books it as lost (worker/recovery.py)."""
     return open_call(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
+
+
+def opening_attempt(attempt: Attempt, *, reading_id, task_id, spread_id) -> tuple[str, list]:
+    """open_attempt as a statement for the limiter to run in the transaction that admits the
+    call, saving it a round trip and a commit of its own."""
+    return opening(attempt, reading_id=reading_id, task_id=task_id, spread_id=spread_id)
 
 
 def record_attempt(attempt: Attempt, *, reading_id, task_id, spread_id, settle=False) -> None:

@@ -21,7 +21,14 @@ from allocation.limiter.backends import LimiterBackend, get_backend
 from allocation.limiter.call_order import CallOrder
 from allocation.limiter.gate import BreakerOpen, GlobalLimiter, Permit, get_limiter
 from allocation.limiter.params import LimiterParams, get_params
-from allocation.limiter.state import Admission, CallCost, CallReport, LimiterState, Snapshot
+from allocation.limiter.state import (
+    Admission,
+    CallCost,
+    CallReport,
+    LimiterState,
+    LogRow,
+    Snapshot,
+)
 
 __all__ = [
     "Admission",
@@ -33,6 +40,7 @@ __all__ = [
     "LimiterBackend",
     "LimiterParams",
     "LimiterState",
+    "LogRow",
     "Permit",
     "Snapshot",
     "get_backend",

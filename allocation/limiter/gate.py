@@ -30,7 +30,7 @@ from allocation.limiter import call_order
 from allocation.limiter.backends import LimiterBackend, get_backend
 from allocation.limiter.call_order import CallOrder, Pace
 from allocation.limiter.params import LimiterParams, get_params
-from allocation.limiter.state import CallCost, CallReport, Wait
+from allocation.limiter.state import CallCost, CallReport, LogRow, Wait
 from allocation.outcomes import FAILURES, CallOutcome
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ class Permit:
     def __init__(self):
         self.report: CallReport | None = None
         self._exited = False
+        # The call's log row, if its admission wrote it (GlobalLimiter.permit's `log_row`).
+        self.call_id: int | None = None
 
     def success(
         self,
@@ -220,19 +222,27 @@ class GlobalLimiter:
         input_estimate: int,
         max_tokens: int = 0,
         order: CallOrder | None = None,
+        log_row: LogRow | None = None,
     ):
         """Wait for a slot (raises BreakerOpen if the model's circuit is open), hold it for
         the block, give it back with what the block's exit reported. `max_tokens` is held in
-        the output bucket until then; `order` places the call among the waiting ones."""
+        the output bucket until then; `order` places the call among the waiting ones;
+        `log_row` is written with the admission where the backend can (LogRow): the
+        permit's call_id is then its id, else None."""
         params, backend = get_params(), get_backend()
-        cost = CallCost(input_estimate, max_tokens)
-        lease_id, delay_s = await self._acquire(model, cost, order, params, backend)
+        cost = CallCost(input_estimate, max_tokens, log_row)
+        lease_id, delay_s, call_id = await self._acquire(model, cost, order, params, backend)
         permit = Permit()
+        permit.call_id = call_id
+        entered = False
         try:
             if delay_s > 0:
                 await asyncio.sleep(delay_s)  # the request token it reserved is due then
+            entered = True
             yield permit
         finally:
+            if not entered and call_id is not None:  # cancelled before the request left
+                await asyncio.shield(on_limiter_thread(log_row.delete)(call_id))
             # Shielded: a cancelled caller must still give its slot back.
             await asyncio.shield(self._release(backend, lease_id, model, permit.report, params))
         if not permit.exited:
@@ -251,7 +261,7 @@ class GlobalLimiter:
             # The release says when the next waiting call could go: no asking before then.
             queue.ask_after(hint.wait_s, hint.reason)
 
-    async def _acquire(self, model, cost, order, params, backend) -> tuple[int, float]:
+    async def _acquire(self, model, cost, order, params, backend) -> tuple[int, float, int | None]:
         self._ensure_renewer()
         future = asyncio.get_running_loop().create_future()
         queue = self._queue(model)
@@ -308,8 +318,10 @@ class GlobalLimiter:
                     self._held[answer.lease_id] = (now, now)
                     if future.done():  # cancelled while we asked: give the slot back
                         await self._release(backend, answer.lease_id, model, None, params)
+                        if answer.call_id is not None:
+                            await on_limiter_thread(entry.cost.log_row.delete)(answer.call_id)
                     else:
-                        future.set_result((answer.lease_id, answer.delay_s))
+                        future.set_result((answer.lease_id, answer.delay_s, answer.call_id))
                     # The request bucket says when another call could go: not sooner.
                     wait_s, reason = answer.next_in_s, "rpm"
                 elif answer.breaker_open:

@@ -1,6 +1,6 @@
 """The values the limiter's parts pass between them: plain dataclasses, no storage."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 from allocation.outcomes import CallOutcome
@@ -50,6 +50,7 @@ class Admission:
     breaker_open: bool = False
     delay_s: float = 0.0  # admitted: the call goes after this long (a reserved token)
     next_in_s: float = 0.0  # admitted: another call could be admitted after this long
+    call_id: int | None = None  # admitted: the log row its CallCost.opening wrote, if run
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,27 @@ class CallReport:
 
 
 @dataclass(frozen=True)
+class LogRow:
+    """A call's pending row in the usage log, written before the request leaves. A backend
+    that stores in Postgres runs `insert` (a statement and its parameters, returning the new
+    row's id) in the transaction that admits the call, so the row costs no round trip of its
+    own; other backends leave it to the caller. If the caller gives up before the request
+    leaves, the gate runs `delete(id)`: an unsent call must never be booked as lost."""
+
+    insert: Callable[[], tuple[str, list]]
+    delete: Callable[[int], None]
+
+
+@dataclass(frozen=True)
 class CallCost:
     """What one call is charged on admission: its estimated input tokens (cache reads left
     out, as the provider counts them) and its max_tokens, reserved from the output bucket
-    until the call is settled."""
+    until the call is settled. `log_row`: its pending log row, for a backend that can write
+    it with the admission."""
 
     input_tokens: int
     max_tokens: int = 0
+    log_row: LogRow | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import json
 import time
 from collections import Counter
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
@@ -146,7 +146,17 @@ ADD_LEASES = f"""
 
 def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
     """PostgresBackend.atomically as two messages to the server (a third the first time a
-    model is seen, to create its row)."""
+    model is seen, to create its row). The admitted calls' log rows (locked.openings) are
+    written in the second: a row that cannot be written (its reading deleted meanwhile) must
+    not refuse the other calls of the step, so the step is then run again without them and
+    each caller writes its own."""
+    try:
+        return _two_round_trips(model, now=now, lease_id=lease_id, decide=decide, open_calls=True)
+    except IntegrityError:
+        return _two_round_trips(model, now=now, lease_id=lease_id, decide=decide, open_calls=False)
+
+
+def _two_round_trips(model, *, now, lease_id, decide, open_calls):
     params = {"model": model, "now": now, "lease_id": lease_id, "default": ModelLimit.DEFAULT}
     with connection.cursor() as cursor:
         try:
@@ -173,11 +183,18 @@ def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
                     "estimates": [new.input_estimate for new in locked.new_leases],
                     "reserves": [new.output_reserve for new in locked.new_leases],
                 }
-            stored = results(cursor, statements + "COMMIT;", store)
+            openings = [
+                row.insert() if row is not None and open_calls else None for row in locked.openings
+            ]
+            for opening in filter(None, openings):
+                # Bound here, so a percent sign in its values is no placeholder of the message.
+                statements += connection.ops.compose_sql(*opening).replace("%", "%%") + ";"
+            stored = iter(results(cursor, statements + "COMMIT;", store))
         except BaseException:
             roll_back(cursor)
             raise
-    new_ids = [row[0] for rows in stored for row in rows]
+    new_ids = [row[0] for row in next(stored)] if locked.new_leases else []
+    locked.opened = [None if opening is None else next(stored)[0][0] for opening in openings]
     return result, new_ids
 
 

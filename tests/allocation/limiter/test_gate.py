@@ -6,10 +6,16 @@ import time
 from contextlib import suppress
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from allocation.client_pool import runtime
-from allocation.limiter import Permit, get_limiter, get_params
+from allocation.limiter import LogRow, Permit, get_limiter, get_params
+from allocation.models import LLMCall, ModelLimit
 from allocation.outcomes import CallOutcome
+from allocation.pricing import TokenUsage
+from allocation.usage import Attempt, forget_unsent, opening
+from readings.services import reading_create
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -49,6 +55,52 @@ def test_a_cancelled_call_is_ignored_and_gives_its_slot_back(settings, backend, 
     assert state.in_flight == 0
     assert state.state.breaker.get("failures", 0) == 0, "a cancellation is not the model's fault"
     assert state.state.breaker.get("state", "closed") == "closed"
+
+
+def test_a_call_cancelled_before_it_leaves_leaves_no_log_row_to_book(
+    settings, backend, limiter_loop
+):
+    if backend.name != "postgres":
+        pytest.skip("only the Postgres backend writes the log row with the admission")
+    # One request a second and its only token taken: the call is admitted with the next
+    # token reserved a second ahead, and waits for it before it leaves.
+    settings.LLM_LIMITER = {"reserve_s": 5.0}
+    ModelLimit.objects.update(requests_per_minute=60)
+    backend.try_acquire(MODEL, input_estimate=10, params=get_params(), now=backend.clock())
+    reading = reading_create(spread="three_card", question="Stay?")
+    row = LogRow(insert=lambda: opening(pending(), reading_id=reading.pk), delete=forget_unsent)
+
+    async def cancelled_before_sending():
+        async def call():
+            async with get_limiter().permit(MODEL, input_estimate=10, log_row=row):
+                raise AssertionError("the request must not leave")
+
+        task = asyncio.create_task(call())
+        while not await sync_to_async(LLMCall.objects.exists)():
+            await asyncio.sleep(0.01)  # admitted, its row written: now waiting for its token
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+    limiter_loop(cancelled_before_sending())
+
+    assert not LLMCall.objects.exists(), "an unsent call is never booked as lost"
+    assert snapshot(backend).in_flight == 1  # the token's taker's, not the cancelled call's
+
+
+def pending() -> Attempt:
+    return Attempt(
+        task_type="card_interpretation",
+        requested_model=MODEL,
+        model=MODEL,
+        outcome=CallOutcome.PENDING,
+        attempt=1,
+        is_retry=False,
+        is_fallback=False,
+        latency_s=0.0,
+        started_at=timezone.now(),
+        usage=TokenUsage(input_tokens=10),
+    )
 
 
 def test_a_permit_left_without_an_exit_is_a_bug_that_still_gives_its_slot_back(
