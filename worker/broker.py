@@ -13,7 +13,7 @@ import threading
 from datetime import timedelta
 from time import sleep
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
@@ -40,26 +40,9 @@ class ClaimingORM(ORM):
             return None
         taken = []
         for job in jobs:
-            lock = self.timeout(job)
-            with transaction.atomic(using=Conf.ORM):
-                if not self.get_connection().filter(id=job.id, lock=job.lock).update(lock=lock):
-                    continue  # another cluster was faster
-                # One upsert (a job taken again replaces its last claim), not a locked read
-                # then a write: a cluster takes every reading's job this way.
-                claim = JobClaim(
-                    job_id=job.id,
-                    cluster=cluster_holder(),
-                    worker="",
-                    lock=lock,
-                    claimed_at=timezone.now(),
-                )
-                JobClaim.objects.bulk_create(
-                    [claim],
-                    update_conflicts=True,
-                    unique_fields=["job_id"],
-                    update_fields=["cluster", "worker", "lock", "claimed_at"],
-                )
-            taken.append((job.pk, job.payload))
+            if take_job(job, lock=self.timeout(job)):
+                taken.append((job.pk, job.payload))
+            # else another cluster was faster
         return taken
 
     def acknowledge(self, task_id):
@@ -71,9 +54,61 @@ class ClaimingORM(ORM):
 
     def delete(self, task_id):
         # Acknowledged, failed or purged: nobody holds it any more.
-        with transaction.atomic(using=Conf.ORM):
-            super().delete(task_id)
-            JobClaim.objects.filter(job_id=task_id).delete()
+        _forget(task_id)
+
+
+def take_job(job: OrmQ, *, lock) -> bool:
+    """Lock the job for this cluster, if no other cluster locked it since it was read, and
+    claim it (a job taken again replaces its last claim), atomically. On Postgres one
+    statement: a cluster takes every reading's job this way."""
+    claim = {"cluster": cluster_holder(), "lock": lock, "claimed_at": timezone.now()}
+    connection = connections[Conf.ORM]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(TAKE, {"id": job.id, "seen": job.lock, **claim})
+            return cursor.fetchone() is not None
+    with transaction.atomic(using=Conf.ORM):
+        if not OrmQ.objects.using(Conf.ORM).filter(id=job.id, lock=job.lock).update(lock=lock):
+            return False
+        JobClaim.objects.bulk_create(
+            [JobClaim(job_id=job.id, worker="", **claim)],
+            update_conflicts=True,
+            unique_fields=["job_id"],
+            update_fields=["cluster", "worker", "lock", "claimed_at"],
+        )
+    return True
+
+
+TAKE = f"""
+    WITH taken AS (
+        UPDATE {OrmQ._meta.db_table} SET lock = %(lock)s
+        WHERE id = %(id)s AND lock = %(seen)s
+        RETURNING id
+    )
+    INSERT INTO {JobClaim._meta.db_table} (job_id, cluster, worker, lock, claimed_at, until_done)
+    SELECT id, %(cluster)s, '', %(lock)s, %(claimed_at)s, false FROM taken
+    ON CONFLICT (job_id) DO UPDATE SET cluster = EXCLUDED.cluster, worker = EXCLUDED.worker,
+        lock = EXCLUDED.lock, claimed_at = EXCLUDED.claimed_at
+    RETURNING job_id
+"""
+
+
+def _forget(job_id) -> None:
+    """The job off the queue and its claim gone, atomically (on Postgres, one statement)."""
+    connection = connections[Conf.ORM]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(FORGET, {"id": job_id})
+        return
+    with transaction.atomic(using=Conf.ORM):
+        OrmQ.objects.using(Conf.ORM).filter(pk=job_id).delete()
+        JobClaim.objects.filter(job_id=job_id).delete()
+
+
+FORGET = f"""
+    WITH gone AS (DELETE FROM {OrmQ._meta.db_table} WHERE id = %(id)s)
+    DELETE FROM {JobClaim._meta.db_table} WHERE job_id = %(id)s
+"""
 
 
 _current = threading.local()
@@ -143,9 +178,7 @@ def done_with(job_id: int) -> None:
     """The held job's reading ended: acknowledge the job."""
     with _held_lock:
         _held.discard(job_id)
-    with transaction.atomic(using=Conf.ORM):
-        OrmQ.objects.using(Conf.ORM).filter(pk=job_id).delete()
-        JobClaim.objects.filter(job_id=job_id).delete()
+    _forget(job_id)
 
 
 def renew_held() -> int:

@@ -27,7 +27,7 @@ from readings.services import reading_create
 from reports.selectors import cost_summary
 from tests.polling import wait_for
 from worker import recovery
-from worker.broker import claim_for_worker
+from worker.broker import claim_for_worker, take_job
 from worker.heartbeats import cluster_holder
 from worker.models import JobClaim, WorkerHeartbeat
 from worker.queue import enqueue_reading
@@ -173,6 +173,19 @@ def test_a_job_some_cluster_took_again_meanwhile_is_not_released_under_it(now):
     assert recovery.release(stale_view, now) is False
     assert OrmQ.objects.get(pk=job.pk).lock == retaken
     assert JobClaim.objects.get(job_id=job.pk).cluster == "h:20"
+
+
+def test_a_job_another_cluster_took_since_it_was_read_is_left_to_that_cluster():
+    broker = get_broker()
+    broker.enqueue("payload")
+    seen = OrmQ.objects.get()
+    theirs = timezone.now() + timedelta(minutes=5)
+    OrmQ.objects.filter(pk=seen.pk).update(lock=theirs)  # the other cluster, first
+
+    assert not take_job(seen, lock=timezone.now() + timedelta(minutes=5))
+
+    assert OrmQ.objects.get().lock == theirs
+    assert not JobClaim.objects.exists()
 
 
 def test_the_queue_names_the_cluster_that_takes_a_job_then_the_worker_running_it():
