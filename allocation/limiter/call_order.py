@@ -20,6 +20,7 @@ keep the provider as busy as it may be: arrival order costs nothing and finishes
 early. When the limits allow many calls at once, the critical path keeps them all in use.
 """
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -49,19 +50,14 @@ class CallOrder:
         return self.arrived_at if self.let_in_at is None else self.let_in_at
 
 
-def keys(orders: list[CallOrder | None], *, arrival_first: bool) -> list[tuple]:
-    """One sort key per call (smaller goes first). A call without an order goes after every
+def key(order: CallOrder | None, *, arrival_first: bool) -> tuple:
+    """A call's sort key (smaller goes first). A call without an order goes after every
     ordered one."""
-    ordered = [o for o in orders if o is not None]
-    last = max((o.place for o in ordered), default=0.0) + 1.0
-    return [
-        (last, "")
-        if o is None
-        else (o.place, str(o.job))
-        if arrival_first
-        else (o.arrived_at - o.stages_left * STAGE_LOOKAHEAD_S, str(o.job))
-        for o in orders
-    ]
+    if order is None:
+        return (math.inf, "")
+    if arrival_first:
+        return (order.place, str(order.job))
+    return (order.arrived_at - order.stages_left * STAGE_LOOKAHEAD_S, str(order.job))
 
 
 class Pace:

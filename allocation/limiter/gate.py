@@ -14,6 +14,7 @@ costs the limiter about two round trips (admission, release) however long it wai
 """
 
 import asyncio
+import heapq
 import itertools
 import logging
 import math
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from asgiref.sync import sync_to_async
 
@@ -149,12 +151,22 @@ class SharedClock:
 
 @dataclass(eq=False)
 class Waiting:
-    """One call waiting for a slot."""
+    """One call waiting for a slot, with its place in either order (call_order.py), computed
+    once: the queue is ranked at every ask and release."""
 
     cost: CallCost
     order: CallOrder | None
     seq: int
     future: asyncio.Future
+
+    def __post_init__(self):
+        self._places = tuple(
+            (*call_order.key(self.order, arrival_first=arrival_first), self.seq)
+            for arrival_first in (False, True)
+        )
+
+    def place(self, *, arrival_first: bool) -> tuple:
+        return self._places[arrival_first]
 
 
 class ModelQueue:
@@ -173,11 +185,12 @@ class ModelQueue:
         self.waits: list[Wait] = []
 
     def in_order(self, limit: int | None = None) -> list[Waiting]:
-        """The waiting calls, the one that goes first first (call_order.py)."""
-        arrival_first = self.pace.arrival_first(time.monotonic())
-        keys = call_order.keys([e.order for e in self.entries], arrival_first=arrival_first)
-        ranked = sorted(zip(keys, self.entries, strict=True), key=lambda p: (*p[0], p[1].seq))
-        return [entry for _, entry in ranked[:limit]]
+        """The waiting calls, the one that goes first first (call_order.py). With a limit,
+        only the first ones are ranked: hundreds may wait, and the poller asks for eight."""
+        place = partial(Waiting.place, arrival_first=self.pace.arrival_first(time.monotonic()))
+        if limit is None:
+            return sorted(self.entries, key=place)
+        return heapq.nsmallest(limit, self.entries, key=place)
 
     def head_cost(self) -> CallCost | None:
         waiting = [e for e in self.in_order(1) if not e.future.done()]

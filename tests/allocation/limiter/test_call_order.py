@@ -1,7 +1,7 @@
 """Which waiting call goes next: the critical path while the limits allow many calls at once,
 the order the readings came in once they let calls through about one at a time."""
 
-from allocation.limiter.call_order import STAGE_LOOKAHEAD_S, CallOrder, Pace, keys
+from allocation.limiter.call_order import STAGE_LOOKAHEAD_S, CallOrder, Pace, key
 
 # Three readings started a second apart, each with all 7 calls to go and a card call (3
 # stages left) waiting; and an older one with only its advice (1 stage left) to go.
@@ -10,7 +10,7 @@ OLDER_ADVICE = CallOrder("older", 99.0, stages_left=1)
 
 
 def ranked(orders, *, arrival_first):
-    by_key = keys(orders, arrival_first=arrival_first)
+    by_key = [key(o, arrival_first=arrival_first) for o in orders]
     return [o.job for _, o in sorted(zip(by_key, orders, strict=True), key=lambda p: p[0])]
 
 
@@ -36,7 +36,7 @@ def test_readings_further_apart_than_their_lookahead_go_in_arrival_order_either_
 
 def test_a_call_without_an_order_goes_after_every_ordered_one():
     for arrival_first in (True, False):
-        by_key = keys([None, CARDS[0]], arrival_first=arrival_first)
+        by_key = [key(o, arrival_first=arrival_first) for o in (None, CARDS[0])]
         assert by_key[1] < by_key[0]
 
 
