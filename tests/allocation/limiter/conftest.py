@@ -4,8 +4,12 @@ import os
 
 import pytest
 import redis
+from django.utils import timezone
 
-from allocation.limiter import get_backend
+from allocation.limiter import LogRow, get_backend
+from allocation.outcomes import CallOutcome
+from allocation.pricing import TokenUsage
+from allocation.usage import Attempt, forget_unsent, opening
 
 # A database of its own, flushed around every test (TEST_REDIS_URL lets two suites run side by
 # side on one Redis).
@@ -49,3 +53,21 @@ def backend(request, settings):
 def backend_env(backend, settings) -> dict:
     """What a child process needs in its environment to use the same backend."""
     return {"LLM_LIMITER_REDIS_URL": settings.LLM_LIMITER_REDIS_URL}
+
+
+def pending_log_row(model: str, **ids) -> LogRow:
+    """The pending ledger row of a call to `model`, as the engine hands it to the limiter;
+    `ids`: its reading, task and spread."""
+    attempt = Attempt(
+        task_type="card_interpretation",
+        requested_model=model,
+        model=model,
+        outcome=CallOutcome.PENDING,
+        attempt=1,
+        is_retry=False,
+        is_fallback=False,
+        latency_s=0.0,
+        started_at=timezone.now(),
+        usage=TokenUsage(input_tokens=10),
+    )
+    return LogRow(insert=lambda: opening(attempt, **ids), delete=forget_unsent)

@@ -13,22 +13,19 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
-from django.utils import timezone
 
-from allocation.limiter import CallCost, CallReport, LogRow, get_backend, get_params
+from allocation.limiter import CallCost, CallReport, get_backend, get_params
 from allocation.limiter.backends.postgres import PostgresBackend
 from allocation.limiter.backends.redis import RedisBackend
 from allocation.limiter.holder import current_holder
 from allocation.models import LimitChange, LLMCall, ModelAllocation, ModelLimit, ModelState
 from allocation.outcomes import CallOutcome
-from allocation.pricing import TokenUsage
-from allocation.usage import Attempt, forget_unsent, opening
 from benchmarks.workers import database_url
 from readings.engine import run_reading_sync
 from readings.models import ReadingStatus, TaskStatus
 from readings.services import reading_create
 from reports.selectors import limits_overview
-from tests.allocation.limiter.conftest import REDIS_URL
+from tests.allocation.limiter.conftest import REDIS_URL, pending_log_row
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -286,25 +283,9 @@ def test_an_ignored_call_teaches_the_limiter_nothing(settings, backend):
     assert not LimitChange.objects.exists()
 
 
-def pending_call(**ids) -> LogRow:
-    attempt = Attempt(
-        task_type="card_interpretation",
-        requested_model=MODEL,
-        model=MODEL,
-        outcome=CallOutcome.PENDING,
-        attempt=1,
-        is_retry=False,
-        is_fallback=False,
-        latency_s=0.0,
-        started_at=timezone.now(),
-        usage=TokenUsage(input_tokens=10),
-    )
-    return LogRow(insert=lambda: opening(attempt, **ids), delete=forget_unsent)
-
-
 def test_on_postgres_an_admitted_calls_pending_log_row_is_written_with_its_admission(backend):
     reading = reading_create(spread="three_card", question="Which way?")
-    costs = [CallCost(10, 100, pending_call(reading_id=reading.pk)) for _ in range(2)]
+    costs = [CallCost(10, 100, pending_log_row(MODEL, reading_id=reading.pk)) for _ in range(2)]
 
     admitted = backend.try_acquire_many(MODEL, costs=costs, params=get_params(), now=time.time())
 
@@ -322,8 +303,11 @@ def test_on_postgres_an_admitted_calls_pending_log_row_is_written_with_its_admis
 
 def test_a_log_row_that_cannot_be_written_refuses_no_call_of_the_step(backend):
     reading = reading_create(spread="three_card", question="Which way?")
-    gone = pending_call(reading_id="00000000-0000-0000-0000-000000000000")
-    costs = [CallCost(10, 100, pending_call(reading_id=reading.pk)), CallCost(10, 100, gone)]
+    gone = pending_log_row(MODEL, reading_id="00000000-0000-0000-0000-000000000000")
+    costs = [
+        CallCost(10, 100, pending_log_row(MODEL, reading_id=reading.pk)),
+        CallCost(10, 100, gone),
+    ]
 
     admitted = backend.try_acquire_many(MODEL, costs=costs, params=get_params(), now=time.time())
 

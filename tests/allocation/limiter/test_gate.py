@@ -7,15 +7,13 @@ from contextlib import suppress
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.utils import timezone
 
 from allocation.client_pool import runtime
-from allocation.limiter import LogRow, Permit, get_limiter, get_params
+from allocation.limiter import Permit, get_limiter, get_params
 from allocation.models import LLMCall, ModelLimit
 from allocation.outcomes import CallOutcome
-from allocation.pricing import TokenUsage
-from allocation.usage import Attempt, forget_unsent, opening
 from readings.services import reading_create
+from tests.allocation.limiter.conftest import pending_log_row
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -68,7 +66,7 @@ def test_a_call_cancelled_before_it_leaves_leaves_no_log_row_to_book(
     ModelLimit.objects.update(requests_per_minute=60)
     backend.try_acquire(MODEL, input_estimate=10, params=get_params(), now=backend.clock())
     reading = reading_create(spread="three_card", question="Stay?")
-    row = LogRow(insert=lambda: opening(pending(), reading_id=reading.pk), delete=forget_unsent)
+    row = pending_log_row(MODEL, reading_id=reading.pk)
 
     async def cancelled_before_sending():
         async def call():
@@ -86,21 +84,6 @@ def test_a_call_cancelled_before_it_leaves_leaves_no_log_row_to_book(
 
     assert not LLMCall.objects.exists(), "an unsent call is never booked as lost"
     assert snapshot(backend).in_flight == 1  # the token's taker's, not the cancelled call's
-
-
-def pending() -> Attempt:
-    return Attempt(
-        task_type="card_interpretation",
-        requested_model=MODEL,
-        model=MODEL,
-        outcome=CallOutcome.PENDING,
-        attempt=1,
-        is_retry=False,
-        is_fallback=False,
-        latency_s=0.0,
-        started_at=timezone.now(),
-        usage=TokenUsage(input_tokens=10),
-    )
 
 
 def test_a_permit_left_without_an_exit_is_a_bug_that_still_gives_its_slot_back(
