@@ -18,7 +18,7 @@ from django.utils import timezone
 from budgets.selectors import quota_for
 from config.db_messages import results, roll_back
 from readings.models import UNFINISHED, Reading, ReadingMode, ReadingStatus
-from worker.queue import enqueue_reading
+from worker.queue import enqueue_with_transaction
 
 
 def _slot_lifetime() -> timedelta:
@@ -32,7 +32,7 @@ def dispatch(reading: Reading) -> list:
     """Queue `reading` now, or let it wait for its owner's turn; returns what was queued."""
     if reading.owner_id is None or quota_for(reading.owner).exempt_from_throttles:
         Reading.objects.filter(pk=reading.pk).update(dispatched_at=timezone.now())
-        transaction.on_commit(lambda: enqueue_reading(reading.pk))
+        enqueue_with_transaction(reading.pk)
         return [reading.pk]
     return dispatch_waiting(reading.owner_id)
 
@@ -45,7 +45,7 @@ def dispatch_waiting(owner_id) -> list:
     else:
         waiting = _fill_slots(owner_id, now)
     for pk in waiting:
-        transaction.on_commit(lambda pk=pk: enqueue_reading(pk))
+        enqueue_with_transaction(pk)
     return waiting
 
 

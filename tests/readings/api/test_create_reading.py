@@ -6,9 +6,11 @@ API passes each rule's message back under the field it concerns."""
 import json
 
 import pytest
+from django.db import transaction
 from django_q.models import OrmQ
 
 from readings.models import DrawnCard, Reading, ReadingStatus
+from readings.services import reading_create
 from spreads.models import Spread
 
 pytestmark = pytest.mark.django_db
@@ -52,18 +54,22 @@ def test_it_points_the_location_header_at_the_reading(as_bob):
     assert as_bob.get(response["Location"]).status_code == 200
 
 
-def test_it_queues_the_reading_for_the_worker_once_the_transaction_commits(
-    as_bob, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = post(as_bob, body())
-        assert OrmQ.objects.count() == 0
+def test_it_queues_the_reading_for_the_worker_in_the_transaction_that_creates_it(as_bob):
+    response = post(as_bob, body())
 
-    assert len(callbacks) == 1
-    callbacks[0]()
     job = OrmQ.objects.get().task
     assert job["func"] == "worker.tasks.reading_job"
     assert job["args"] == (response.json()["id"],)
+
+
+def test_a_reading_and_its_job_commit_together_or_not_at_all(bob):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        reading_create(owner=bob, spread="three_card", question="Now?", submitted=True)
+        assert OrmQ.objects.count() == 1
+        raise RuntimeError("the process dies before the commit")
+
+    assert not Reading.objects.exists()
+    assert not OrmQ.objects.exists()
 
 
 def test_it_queues_exactly_one_job(as_bob, django_capture_on_commit_callbacks):
