@@ -50,7 +50,7 @@ class Admission:
     breaker_open: bool = False
     delay_s: float = 0.0  # admitted: the call goes after this long (a reserved token)
     next_in_s: float = 0.0  # admitted: another call could be admitted after this long
-    call_id: int | None = None  # admitted: the log row its CallCost.opening wrote, if run
+    call_id: int | None = None  # admitted: the log row its CallCost.log_row wrote, if written
 
 
 @dataclass(frozen=True)
