@@ -263,10 +263,9 @@ async def _send(
 ) -> _Sent:
     answer = answer or PlainText()
     client = runtime.pool.get()
+    request_tokens = estimate_input_tokens(prompt)
     # Cache reads are not charged to the input-tokens bucket: leave out what is warm.
-    input_estimate = max(
-        1, estimate_input_tokens(prompt) - warm_prefixes.cached_tokens(model, prompt)
-    )
+    input_estimate = max(1, request_tokens - warm_prefixes.cached_tokens(model, prompt))
 
     def pending(started_at) -> Attempt:
         return Attempt(
@@ -280,7 +279,7 @@ async def _send(
             latency_s=0.0,
             started_at=started_at,
             # What a lost call is priced from: the whole request, cached parts too.
-            usage=TokenUsage(input_tokens=estimate_input_tokens(prompt)),
+            usage=TokenUsage(input_tokens=request_tokens),
         )
 
     log_row = None
@@ -288,10 +287,12 @@ async def _send(
         # Its started_at is the admission's; the row's completion stamps when it left.
         log_row = LogRow(insert=lambda: opening(pending(timezone.now())), delete=forget_unsent)
     async with gate(model, input_estimate, config.max_tokens, log_row=log_row) as permit:
-        started_at = timezone.now()  # when the request leaves, not when it began to queue
+        # Stamped when the request leaves, not when it began to queue.
+        sent_as = pending(timezone.now())
         call_id = permit.call_id
         if call_id is None and on_send is not None:
-            call_id = await on_send(pending(started_at))
+            call_id = await on_send(sent_as)
+        sent_as = dataclasses.replace(sent_as, call_id=call_id)
         t0 = time.monotonic()
         answer.start()
         try:
@@ -323,8 +324,7 @@ async def _send(
             result = answer.result(message)
         except anthropic.APIError as exc:
             latency = time.monotonic() - t0
-            sent = _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallback)
-            sent.attempt = dataclasses.replace(sent.attempt, call_id=call_id)
+            sent = _failed(exc, sent_as, latency)
             if isinstance(exc, InvalidAnswer):
                 # The provider served the call (and billed it): the limits count its tokens.
                 usage = TokenUsage.from_anthropic(message.usage)
@@ -357,20 +357,13 @@ async def _send(
             headers=headers,
         )
     return _Sent(
-        attempt=Attempt(
-            task_type=config.task_type,
-            requested_model=config.model,
-            model=model,
+        attempt=dataclasses.replace(
+            sent_as,
             outcome=CallOutcome.OK,
-            attempt=attempt,
-            is_retry=is_retry,
-            is_fallback=is_fallback,
             latency_s=latency,
-            started_at=started_at,
             usage=usage,
             status_code=status_code,
             request_id=request_id,
-            call_id=call_id,
         ),
         message=message,
         headers=headers,
@@ -385,20 +378,16 @@ def _transport_error(exc: httpx2.HTTPError) -> anthropic.APIConnectionError:
     return anthropic.APIConnectionError(message=f"Connection error: {exc}", request=request)
 
 
-def _failed(exc, model, config, started_at, latency, attempt, is_retry, is_fallback) -> _Sent:
+def _failed(exc, sent_as: Attempt, latency: float) -> _Sent:
+    """The attempt `sent_as` as it failed with `exc`: it used no tokens."""
     status = getattr(exc, "status_code", None)
     headers = dict(exc.response.headers) if isinstance(exc, anthropic.APIStatusError) else {}
     return _Sent(
-        attempt=Attempt(
-            task_type=config.task_type,
-            requested_model=config.model,
-            model=model,
+        attempt=dataclasses.replace(
+            sent_as,
             outcome=classify(exc),
-            attempt=attempt,
-            is_retry=is_retry,
-            is_fallback=is_fallback,
             latency_s=latency,
-            started_at=started_at,
+            usage=TokenUsage(),
             status_code=status,
             request_id=headers.get("request-id", ""),
             error=str(exc),

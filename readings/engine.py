@@ -188,6 +188,8 @@ class ReadingRun:
         answer = task_runner.answer_format(task)
 
         answered_by: Attempt | None = None
+        # Whom a call of this task is logged against.
+        ids = {"reading_id": reading_id, "task_id": task.pk, "spread_id": self.state.spread.pk}
 
         async def on_attempt(attempt: Attempt):
             nonlocal attempts, answered_by
@@ -200,19 +202,9 @@ class ReadingRun:
                 await text.flush()
                 return
             await sync_to_async(store.record_attempt)(
-                attempt,
-                reading_id=reading_id,
-                task_id=task.pk,
-                spread_id=self.state.spread.pk,
-                settle=self.state.has_reservations,
+                attempt, **ids, settle=self.state.has_reservations
             )
             await text.attempt_failed(f"{attempt.model}: {attempt.outcome}")
-
-        ids = {
-            "reading_id": self.state.reading.pk,
-            "task_id": task.pk,
-            "spread_id": self.state.spread.pk,
-        }
 
         async def on_send(attempt: Attempt) -> int:
             return await sync_to_async(store.open_attempt)(attempt, **ids)

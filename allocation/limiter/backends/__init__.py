@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import zip_longest
 from typing import TypeVar
 
 from django.conf import settings
@@ -33,6 +34,7 @@ from allocation.limiter.state import (
     CallReport,
     LeaseInfo,
     LimiterState,
+    LogRow,
     Snapshot,
     Wait,
 )
@@ -63,9 +65,9 @@ class Locked:
         self._in_flight: int | None = None
         self.new_leases: list[LeaseInfo] = []  # store these leases, return their ids
         # Per new lease, its call's CallCost.log_row (or None); a backend that can writes
-        # each in the step's transaction and puts its id in `opened` (None: not written).
-        self.openings: list = []
-        self.opened: list[int | None] = []
+        # them in the step's transaction and lists their ids in `call_ids` (None: not written).
+        self.log_rows: list[LogRow | None] = []
+        self.call_ids: list[int | None] = []
         self.drop_lease = False  # set: delete the named lease
 
     def in_flight(self) -> int:
@@ -114,13 +116,13 @@ class LimiterBackend:
         calls waited for since its last sequence, for the record (decisions.record_waits)."""
         self.register(model)
         round_trips = 1 + take_uncounted()
-        last: list[Locked] = []  # the step's Locked, for the call rows it opened
+        last: list[Locked] = []  # the step's Locked, for the ids of the log rows it wrote
 
         def decide(locked: Locked):
             last[:] = [locked]
             locked.state.transactions += round_trips
             decisions.record_waits(locked.state, list(waits), now=now)
-            locked.new_leases, locked.openings = [], []
+            locked.new_leases, locked.log_rows = [], []
             allowed, change = decisions.ask_breaker(locked.state, params, now)
             if not allowed:
                 return [Admission(breaker_open=True)], change, locked.state
@@ -154,7 +156,7 @@ class LimiterBackend:
                         output_reserve=cost.max_tokens if locked.limits is not None else 0,
                     )
                 )
-                locked.openings.append(cost.log_row)
+                locked.log_rows.append(cost.log_row)
             return answers, change, locked.state
 
         (answers, change, state), lease_ids = self.atomically(
@@ -162,12 +164,10 @@ class LimiterBackend:
         )
         if change:
             log_change(model, state, reason=change)
-        opened = last[0].opened if last else []
+        admitted = zip_longest(lease_ids, last[0].call_ids if last else [])
         return [
             replace(answer, lease_id=lease_id, call_id=call_id)
-            for answer, lease_id, call_id in zip(
-                answers, lease_ids, [*opened, *[None] * len(lease_ids)], strict=False
-            )
+            for answer, (lease_id, call_id) in zip(answers, admitted, strict=False)
         ] + answers[len(lease_ids) :]
 
     def release(
@@ -271,10 +271,10 @@ class LimiterBackend:
         then store locked.state, delete the named lease if locked.drop_lease, and store
         locked.new_leases, all as one atomic step: no other process may act on the
         model between the load and the store. A backend that stores in Postgres also writes
-        locked.openings in that step and sets locked.opened; others may leave them.
+        locked.log_rows in that step and sets locked.call_ids; others may leave them.
         `decide` may be called again if the step has to be retried, so it must only read
-        and change `locked`. Returns what decide
-        returned and the new leases' ids, in order."""
+        and change `locked`. Returns what decide returned and the new leases' ids, in
+        order."""
         raise NotImplementedError
 
     def renew_held(self, holder: str, *, expires_at: float, now: float) -> int:

@@ -146,7 +146,7 @@ ADD_LEASES = f"""
 
 def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
     """PostgresBackend.atomically as two messages to the server (a third the first time a
-    model is seen, to create its row). The admitted calls' log rows (locked.openings) are
+    model is seen, to create its row). The admitted calls' log rows (locked.log_rows) are
     written in the second: a row that cannot be written (its reading deleted meanwhile) must
     not refuse the other calls of the step, so the step is then run again without them and
     each caller writes its own."""
@@ -183,18 +183,18 @@ def _two_round_trips(model, *, now, lease_id, decide, open_calls):
                     "estimates": [new.input_estimate for new in locked.new_leases],
                     "reserves": [new.output_reserve for new in locked.new_leases],
                 }
-            openings = [
-                row.insert() if row is not None and open_calls else None for row in locked.openings
+            inserts = [
+                row.insert() if row is not None and open_calls else None for row in locked.log_rows
             ]
-            for opening in filter(None, openings):
+            for insert in filter(None, inserts):
                 # Bound here, so a percent sign in its values is no placeholder of the message.
-                statements += connection.ops.compose_sql(*opening).replace("%", "%%") + ";"
+                statements += connection.ops.compose_sql(*insert).replace("%", "%%") + ";"
             stored = iter(results(cursor, statements + "COMMIT;", store))
         except BaseException:
             roll_back(cursor)
             raise
     new_ids = [row[0] for row in next(stored)] if locked.new_leases else []
-    locked.opened = [None if opening is None else next(stored)[0][0] for opening in openings]
+    locked.call_ids = [None if insert is None else next(stored)[0][0] for insert in inserts]
     return result, new_ids
 
 
