@@ -1,7 +1,8 @@
 """The values the limiter's parts pass between them: plain dataclasses, no storage."""
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from functools import cache
 
 from allocation.outcomes import CallOutcome
 
@@ -30,12 +31,13 @@ class LimiterState:
     transactions: int = 0
 
     def stored_fields(self) -> dict:
-        """Everything but the model's name, as a backend stores it."""
-        values = asdict(self)
-        del values["model"]
-        return values
+        """Everything but the model's name, as a backend stores it. Shallow: the backend
+        serialises the dicts at once (asdict's deep copy of the breaker's window was a third
+        of a millisecond per sequence, two sequences per call)."""
+        return {name: getattr(self, name) for name in self.field_names()}
 
     @classmethod
+    @cache
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls) if f.name != "model")
 
