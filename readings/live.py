@@ -69,24 +69,27 @@ def publish_many(batches: list[tuple[object, list[tuple[str, dict]]]]) -> None:
 
 def publishing(batches: list[tuple[object, list[tuple[str, dict]]]]) -> tuple[str, list]:
     """publish_many on Postgres as one SQL statement (and its parameters), for a caller that
-    sends it along with other statements in one message."""
+    sends it along with other statements in one message. The events travel as one JSON
+    document: quoting one string costs a fifth of quoting three arrays element by element,
+    and a worker publishes several times a second per reading."""
     rows = [
-        (str(reading_id), kind, data) for reading_id, events in batches for kind, data in events
+        {"reading_id": str(reading_id), "kind": kind, "data": data}
+        for reading_id, events in batches
+        for kind, data in events
     ]
     sql = f"""
         WITH stored AS (
             INSERT INTO {ReadingEvent._meta.db_table} (reading_id, kind, data, created_at)
-            SELECT event.reading_id::uuid, event.kind, event.data::jsonb, now()
-            FROM unnest(%s::text[], %s::text[], %s::text[])
-                WITH ORDINALITY AS event(reading_id, kind, data, n)
+            SELECT event.reading_id::uuid, event.kind, event.data, now()
+            FROM ROWS FROM (
+                jsonb_to_recordset(%s::jsonb) AS (reading_id text, kind text, data jsonb)
+            ) WITH ORDINALITY AS event(reading_id, kind, data, n)
             ORDER BY event.n
         )
         SELECT pg_notify(%s, reading_id) FROM unnest(%s::text[]) AS reading_id
     """
     return sql, [
-        [reading_id for reading_id, _, _ in rows],
-        [kind for _, kind, _ in rows],
-        [json.dumps(data) for _, _, data in rows],
+        json.dumps(rows),
         CHANNEL,
         list(dict.fromkeys(str(reading_id) for reading_id, _ in batches)),
     ]
