@@ -10,6 +10,7 @@ their own, so the server accepts connections at once and a database not yet up o
 a cold first request, as before.
 """
 
+import contextvars
 import logging
 import threading
 
@@ -27,12 +28,19 @@ SAMPLE_QUESTION = "What should I keep in mind this month?"
 def warm_up() -> threading.Thread:
     """Resolve the URLs now; estimate every active spread in each language on a thread,
     returned so a caller may wait for it."""
-    for code, _ in settings.LANGUAGES:
-        with translation.override(code):
-            get_resolver().app_dict  # noqa: B018 - built on first access, per language
+    # In a context of its own: every request's context is a copy of this one, and asgiref
+    # walks each variable in it at every hop between the event loop and a thread; the 37
+    # resolvers' locals set while building made that 0.4 ms of each POST's CPU.
+    contextvars.copy_context().run(_resolve_urls)
     thread = threading.Thread(target=_estimate_each_spread, name="warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def _resolve_urls() -> None:
+    for code, _ in settings.LANGUAGES:
+        with translation.override(code):
+            get_resolver().app_dict  # noqa: B018 - built on first access, per language
 
 
 def _estimate_each_spread() -> None:
