@@ -118,7 +118,8 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
             "open reading event streams per user and web process"),
         Var("READING_STREAM_MAX_S", "int", 300,
             "seconds before the server ends an event stream (the client resumes)"),
-        Var("LOG_LEVEL", "str", "INFO", "level of the allocation and readings loggers"),
+        Var("LOG_LEVEL", "str", "INFO",
+            "level of the platform's loggers (allocation, readings, worker) and django-q2's"),
     ),
     "The LLM provider": (
         Var("ANTHROPIC_API_KEY", "str", "",

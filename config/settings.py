@@ -288,6 +288,9 @@ Q_CLUSTER = {
     # cost three statements a reading (save, count, prune). Failed jobs are still kept.
     "save_limit": -1,
     "label": "Worker",
+    # Its own logger (django-q) follows LOG_LEVEL too: at INFO it logs every job it enqueues
+    # or runs, a line per reading in the web server's and the worker's logs.
+    "log_level": _log_level,
     # The database queue, plus who holds each job: recovery hands a dead worker's job back in
     # seconds instead of after the retry (worker/broker.py, worker/recovery.py).
     "broker_class": "worker.broker.ClaimingORM",

@@ -402,3 +402,23 @@ def test_an_override_outside_the_declared_patterns_is_refused():
         env.override_str("CELTIC_CROSS_SUMMARY_MODEL")
     with pytest.raises(LookupError, match="declared as int"):
         env.override_str("CELTIC_CROSS_CARD_MAX_TOKENS")
+
+
+def test_log_level_quiets_the_job_queues_logger_too():
+    clean = {k: v for k, v in os.environ.items() if k not in env.VARIABLES}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django_q.conf import logger; "
+            "print(logger.getEffectiveLevel())",
+        ],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_LEVEL": "WARNING"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # At INFO, django-q2 logs a line for every job it enqueues (each reading's POST).
+    assert result.stdout.split() == ["30"], result.stderr
