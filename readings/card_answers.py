@@ -3,11 +3,11 @@
 Splitting free text at position names guessed wrong whenever a model did not follow the
 shape asked for (a position got another card's text, or the same text twice). Instead the
 model is made to call a tool whose input lists each interpretation under its position's
-index, the indexes limited to the batch's. The tool's input streams as JSON; each delta is
-parsed leniently so far (jiter's trailing-strings mode) and the new text of each position is
-handed on as it arrives. When the answer is complete it is validated: exactly the batch's
-positions, each once, each with text. Anything else is an invalid answer, a failed attempt
-(retried, then the fallback), never text for the wrong card.
+index, the indexes limited to the batch's. The tool's input streams as JSON; what has come
+is parsed leniently (jiter's trailing-strings mode) every few deltas and at the block's end,
+and the new text of each position is handed on. When the answer is complete it is
+validated: exactly the batch's positions, each once, each with text. Anything else is an
+invalid answer, a failed attempt (retried, then the fallback), never text for the wrong card.
 """
 
 from dataclasses import dataclass, field
@@ -17,6 +17,11 @@ import jiter
 from allocation.calls import InvalidAnswer
 
 TOOL_NAME = "record_interpretations"
+# Parsing the whole answer again at every delta (a few characters each) made feeding a batch
+# quadratic in its length. Text is handed on once this many characters have come since the
+# last parse (a few deltas, well within live.FLUSH_INTERVAL_S), at once until some has been,
+# and at the end of the block.
+PARSE_EVERY_CHARS = 64
 
 
 def tool(position_indexes: list[int]) -> dict:
@@ -60,6 +65,7 @@ class CardBatchAnswer:
 
     position_indexes: list[int]
     _json: str = ""
+    _parsed: int = 0  # characters of _json parsed so far
     _seen: dict[int, int] = field(default_factory=dict)  # characters handed on, per position
 
     def request(self) -> dict:
@@ -70,16 +76,21 @@ class CardBatchAnswer:
 
     def start(self) -> None:
         """A new attempt: nothing of the last one's answer carries over."""
-        self._json, self._seen = "", {}
+        self._json, self._parsed, self._seen = "", 0, {}
 
     def feed(self, event: dict) -> list[tuple[int | None, str]]:
         """The new text in a stream event, as (position index, text) pairs."""
-        if event["type"] != "content_block_delta":
+        ended = event["type"] == "content_block_stop"
+        if event["type"] == "content_block_delta":
+            delta = event["delta"]
+            if delta["type"] != "input_json_delta":
+                return []
+            self._json += delta["partial_json"]
+            if self._seen and len(self._json) - self._parsed < PARSE_EVERY_CHARS:
+                return []
+        elif not ended or len(self._json) == self._parsed:
             return []
-        delta = event["delta"]
-        if delta["type"] != "input_json_delta":
-            return []
-        self._json += delta["partial_json"]
+        self._parsed = len(self._json)
         try:
             partial = jiter.from_json(self._json.encode(), partial_mode="trailing-strings")
         except ValueError:
@@ -87,7 +98,7 @@ class CardBatchAnswer:
         deltas = []
         items = _items(partial)
         for n, item in enumerate(items):
-            if n == len(items) - 1 and list(item)[-1:] == ["position"]:
+            if not ended and n == len(items) - 1 and list(item)[-1:] == ["position"]:
                 continue  # the number may be cut short ("1" of "12"): wait for what follows
             position, text = item.get("position"), item.get("text")
             if position not in self.position_indexes or not isinstance(text, str):

@@ -10,7 +10,7 @@ from allocation.calls import InvalidAnswer
 from allocation.client_pool import runtime
 from allocation.models import CallOutcome, LLMCall, ModelAllocation
 from readings import live
-from readings.card_answers import CardBatchAnswer
+from readings.card_answers import PARSE_EVERY_CHARS, CardBatchAnswer
 from readings.engine import run_reading, run_reading_sync
 from readings.models import EventKind, ReadingEvent, ReadingStatus, ReadingTask
 from readings.selectors import reading_results
@@ -231,10 +231,28 @@ def delta(partial_json):
     }
 
 
+BLOCK_END = {"type": "content_block_stop", "index": 0}
+
+
 def test_streamed_text_is_handed_on_only_once_its_position_is_known():
     answer = CardBatchAnswer([1, 12])
     answer.start()
     chunks = ['{"interpretations": [{"position": 1', '2, "text": "Hel', 'lo"}, {"text": "x', '"']
-    got = [answer.feed(delta(c)) for c in chunks]
-    # "1" could still become "12": nothing is attributed until the number is complete.
-    assert got == [[], [(12, "Hel")], [(12, "lo")], []]
+    got = [answer.feed(delta(c)) for c in chunks] + [answer.feed(BLOCK_END)]
+    # "1" could still become "12": nothing is attributed until the number is complete. The
+    # first text goes at once; what follows a few characters at a time, the rest at the end.
+    assert got == [[], [(12, "Hel")], [], [], [(12, "lo")]]
+
+
+def test_a_long_answer_is_handed_on_every_few_deltas_and_whole_by_its_end():
+    answer = CardBatchAnswer([3])
+    answer.start()
+    text = "The Tower speaks of sudden change, " * 12
+    chunks = ['{"interpretations": [{"position": 3, "text": "', *text, '"}]}']
+
+    handed = [answer.feed(delta(c)) for c in chunks] + [answer.feed(BLOCK_END)]
+
+    pieces = [piece for got in handed for _, piece in got]
+    assert "".join(pieces) == text
+    # One parse per PARSE_EVERY_CHARS characters, not one per delta.
+    assert len(pieces) <= len(text) // PARSE_EVERY_CHARS + 3
