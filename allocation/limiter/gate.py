@@ -281,7 +281,21 @@ class GlobalLimiter:
         queue.entries.append(Waiting(cost, order, next(self._order), future))
         if queue.poller is None or queue.poller.done():
             queue.poller = asyncio.create_task(self._poll(model, queue, params, backend))
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # Admitted just as the caller was cancelled: the answer never reached it, so
+                # nobody else would give the slot back or delete the call's row.
+                lease_id, _, call_id = future.result()
+                await asyncio.shield(self._unused(backend, model, lease_id, call_id, cost, params))
+            raise
+
+    async def _unused(self, backend, model, lease_id, call_id, cost, params) -> None:
+        """An admitted call that will never be sent: its slot given back, its row deleted."""
+        await self._release(backend, lease_id, model, None, params)
+        if call_id is not None:
+            await on_limiter_thread(cost.log_row.delete)(call_id)
 
     async def _poll(self, model: str, queue: ModelQueue, params, backend):
         while queue.entries:
@@ -330,9 +344,9 @@ class GlobalLimiter:
                     queue.pace.admitted(now)
                     self._held[answer.lease_id] = (now, now)
                     if future.done():  # cancelled while we asked: give the slot back
-                        await self._release(backend, answer.lease_id, model, None, params)
-                        if answer.call_id is not None:
-                            await on_limiter_thread(entry.cost.log_row.delete)(answer.call_id)
+                        await self._unused(
+                            backend, model, answer.lease_id, answer.call_id, entry.cost, params
+                        )
                     else:
                         future.set_result((answer.lease_id, answer.delay_s, answer.call_id))
                     # The request bucket says when another call could go: not sooner.

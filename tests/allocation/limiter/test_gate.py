@@ -86,6 +86,40 @@ def test_a_call_cancelled_before_it_leaves_leaves_no_log_row_to_book(
     assert snapshot(backend).in_flight == 1  # the token's taker's, not the cancelled call's
 
 
+def test_a_call_cancelled_as_it_is_admitted_gives_its_slot_back_and_leaves_no_row(
+    backend, limiter_loop
+):
+    if backend.name != "postgres":
+        pytest.skip("only the Postgres backend writes the log row with the admission")
+    reading = reading_create(spread="three_card", question="Stay?")
+    row = pending_log_row(MODEL, reading_id=reading.pk)
+
+    async def cancelled_as_admitted():
+        limiter = get_limiter()
+
+        async def call():
+            async with limiter.permit(MODEL, input_estimate=10, log_row=row):
+                raise AssertionError("the request must not leave")
+
+        task = asyncio.create_task(call())
+        queue = limiter._queue(MODEL)
+        while not queue.entries:
+            await asyncio.sleep(0)
+        waiting = queue.entries[0].future
+        while not waiting.done():
+            await asyncio.sleep(0)
+        # The admission is answered, and the caller has not run since: cancelled now, the
+        # answer never reaches it.
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+    limiter_loop(cancelled_as_admitted())
+
+    assert not LLMCall.objects.exists(), "an unsent call is never booked as lost"
+    assert snapshot(backend).in_flight == 0
+
+
 def test_a_permit_left_without_an_exit_is_a_bug_that_still_gives_its_slot_back(
     backend, limiter_loop
 ):
