@@ -176,21 +176,25 @@ def test_each_variable_is_declared_once():
     assert len(names) == len(set(names))
 
 
-def test_settings_load_with_nothing_set_on_sqlite():
+def set_up_and_print(code: str, **variables) -> subprocess.CompletedProcess:
+    """Run `code` after Django's set-up in a new process, none of the platform's variables
+    set but `variables`."""
     clean = {k: v for k, v in os.environ.items() if k not in env.VARIABLES}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django; django.setup(); from django.conf import settings as s; "
-            "print(s.DATABASES['default']['ENGINE'], s.DEBUG, s.SECURE_HSTS_SECONDS, "
-            "s.WEB_PROCESSES, s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['token'])",
-        ],
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings"},
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        env={**clean, **variables, "DJANGO_SETTINGS_MODULE": "config.settings"},
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def test_settings_load_with_nothing_set_on_sqlite():
+    result = set_up_and_print(
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.DEBUG, s.SECURE_HSTS_SECONDS, "
+        "s.WEB_PROCESSES, s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['token'])"
     )
 
     assert result.stdout.split() == ["django.db.backends.sqlite3", "False", "0", "1", "10/min"], (
@@ -405,19 +409,8 @@ def test_an_override_outside_the_declared_patterns_is_refused():
 
 
 def test_log_level_quiets_the_job_queues_logger_too():
-    clean = {k: v for k, v in os.environ.items() if k not in env.VARIABLES}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django; django.setup(); from django_q.conf import logger; "
-            "print(logger.getEffectiveLevel())",
-        ],
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_LEVEL": "WARNING"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = set_up_and_print(
+        "from django_q.conf import logger; print(logger.getEffectiveLevel())", LOG_LEVEL="WARNING"
     )
 
     # At INFO, django-q2 logs a line for every job it enqueues (each reading's POST).
