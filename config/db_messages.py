@@ -1,21 +1,9 @@
 """Several SQL statements in one message to Postgres (Django's client-side parameter binding
 allows it), for the few paths that run often enough for round trips to matter: the limiter's
 sequences (allocation/limiter/backends/postgres.py), a task's end (readings/store.py) and the
-fair queue's filling of a user's slots (worker/dispatch.py), a reading's live events replaced
-at its end (readings/live.py)."""
+fair queue's filling of a user's slots (worker/dispatch.py)."""
 
 from django.db import connection
-
-
-def message_cursor():
-    """A cursor for a message of several statements. Postgres takes several statements in a
-    message only when their parameters are bound into its text, on the client: connections
-    otherwise bind on the server and prepare what they run often (DATABASE_PREPARE_THRESHOLD),
-    which allows one statement per message."""
-    from django.db.backends.postgresql.base import Cursor  # binds on the client
-
-    connection.ensure_connection()
-    return connection.make_cursor(Cursor(connection.connection))
 
 
 def results(cursor, sql: str, params) -> list[list[tuple]]:

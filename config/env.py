@@ -105,11 +105,6 @@ SECTIONS: dict[str, tuple[Var, ...]] = {
             "in the project directory", secret=True),
         Var("DATABASE_POOL_MAX", "int", 6,
             "Postgres connections per process (a pool); `0` turns pooling off"),
-        Var("DATABASE_PREPARE_THRESHOLD", "int", 5,
-            "Postgres: a statement a connection has run this many times is prepared (parsed "
-            "and planned once); `0` binds parameters on the client and prepares nothing, for "
-            "a proxy that pools transactions (PgBouncer before 1.21)",
-            minimum=0),
         Var("DATABASE_POOL_TIMEOUT_S", "int", 10,
             "seconds a request or reading step waits for a pooled connection"),
         Var("DB_APPLICATION_NAME", "str", "tarot",

@@ -155,15 +155,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = env.get(
         "DB_APPLICATION_NAME"
     )
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and (
-    _prepare_threshold := env.get("DATABASE_PREPARE_THRESHOLD")
-):
-    # The same few statements run thousands of times a minute (the live events', the job
-    # queue's, the ORM's): bound on the server and prepared, Postgres stops parsing and
-    # planning each anew, and psycopg stops quoting every parameter in Python. Messages of
-    # several statements still bind on the client (config/db_messages.message_cursor).
-    DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
-    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = _prepare_threshold
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX:
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 0,

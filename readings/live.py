@@ -29,7 +29,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 
-from config.db_messages import message_cursor
 from readings.models import EventKind, ReadingEvent
 
 logger = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def compact_and_publish(reading_id, events: list[tuple[str, dict]]) -> None:
         publish(reading_id, events)
         return
     sql, params = publishing([(reading_id, events)])
-    with message_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             f"DELETE FROM {ReadingEvent._meta.db_table} WHERE reading_id = %s;\n{sql}",
             [str(reading_id), *params],

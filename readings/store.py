@@ -22,7 +22,7 @@ from allocation.prompt import estimate_tokens
 from allocation.usage import Attempt, completing_pending, open_call, opening, record_call
 from budgets.models import CostEstimate, Reservation
 from budgets.services import BudgetExceeded, hold_for_step, release_reading, settle_call
-from config.db_messages import message_cursor, roll_back
+from config.db_messages import roll_back
 from readings import live
 from readings.models import EventKind, Reading, ReadingStatus, ReadingTask, TaskStatus
 from readings.signals import reading_ended
@@ -291,7 +291,7 @@ def _finished_in_one_message(task_id, done: dict, answered_by: Attempt, reading_
         publish_sql, publish_params = live.publishing([(reading_id, events)])
         statements.append(publish_sql)
         params += publish_params
-    with message_cursor() as cursor:
+    with connection.cursor() as cursor:
         try:
             cursor.execute(";\n".join(statements), params)
             cursor.nextset()  # past BEGIN: the call's update

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from budgets.selectors import quota_for
-from config.db_messages import message_cursor, results, roll_back
+from config.db_messages import results, roll_back
 from readings.models import UNFINISHED, Reading, ReadingMode, ReadingStatus
 from worker.queue import enqueue_with_transaction
 
@@ -113,7 +113,7 @@ def _fill_slots_in_one_message(owner_id, now) -> list:
     }
     own_transaction = not connection.in_atomic_block
     sql = f"BEGIN; {FILL_SLOTS} COMMIT;" if own_transaction else FILL_SLOTS
-    with message_cursor() as cursor:
+    with connection.cursor() as cursor:
         try:
             _owner, filled = results(cursor, sql, params)
         except BaseException:

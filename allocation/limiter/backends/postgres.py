@@ -26,7 +26,7 @@ from allocation.limiter.backends import LIMIT_COLUMNS, LimiterBackend, Locked, l
 from allocation.limiter.buckets import Limits
 from allocation.limiter.state import LeaseInfo, LimiterState, Snapshot
 from allocation.models import Lease, ModelLimit, ModelState
-from config.db_messages import message_cursor, results, roll_back
+from config.db_messages import results, roll_back
 
 FIELDS = LimiterState.field_names()
 
@@ -158,7 +158,7 @@ def _atomically_in_two_round_trips(model, *, now, lease_id, decide):
 
 def _two_round_trips(model, *, now, lease_id, decide, open_calls):
     params = {"model": model, "now": now, "lease_id": lease_id, "default": ModelLimit.DEFAULT}
-    with message_cursor() as cursor:
+    with connection.cursor() as cursor:
         try:
             loaded = results(cursor, BEGIN + LOAD, params)
             if not loaded[0]:
