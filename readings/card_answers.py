@@ -94,7 +94,7 @@ class CardBatchAnswer:
         try:
             partial = jiter.from_json(self._json.encode(), partial_mode="trailing-strings")
         except ValueError:
-            return []  # e.g. cut inside an escape: the next delta completes it
+            return []  # e.g. cut inside an escape: a later parse (or the block's end) completes it
         deltas = []
         items = _items(partial)
         for n, item in enumerate(items):
